@@ -1,0 +1,355 @@
+"""The Cloudflare adapter: update Zero Trust seats and find Access users.
+
+One pooled `httpx.AsyncClient` per process, explicit timeouts, retries (tenacity) on 429, 5xx,
+timeouts and connection errors only, honouring Retry-After. Everything Cloudflare says goes through
+`_envelope`, so a failure is always one of the `bot.errors.SeatsError` classes carrying Cloudflare's
+codes and the cf-ray.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Self, TypeVar
+
+import httpx
+from pydantic import ValidationError
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_exponential_jitter,
+)
+
+from bot import USER_AGENT
+from bot.config import Settings
+from bot.errors import (
+    AuthenticationFailed,
+    CloudflareMessage,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    SeatsError,
+    Unavailable,
+)
+from bot.models import AccessUser, Seat, SeatUpdate
+
+log = logging.getLogger("seatbot.cloudflare")
+
+DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
+DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
+MAX_WAIT_SECONDS = 60.0
+PER_PAGE = 100
+
+Sleep = Callable[[float], Awaitable[None]]
+M = TypeVar("M", Seat, AccessUser)
+
+
+class _Retryable(Exception):
+    """Internal: a failure worth another attempt; carries the error to raise if none is left."""
+
+    def __init__(self, error: SeatsError, retry_after: float | None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.retry_after = retry_after
+
+
+def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Seconds to wait from `retry-after-ms`, or `Retry-After` as seconds or an HTTP date."""
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            return max(0.0, float(raw_ms) / 1000)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class _Wait:
+    """Retry-After when Cloudflare gives one, else exponential backoff with jitter; capped."""
+
+    def __init__(self) -> None:
+        self._backoff = wait_exponential_jitter(initial=0.5, max=8.0, jitter=0.5)
+
+    def __call__(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Retryable) and exc.retry_after is not None:
+            return min(exc.retry_after, MAX_WAIT_SECONDS)
+        return min(self._backoff(state), MAX_WAIT_SECONDS)
+
+
+def _messages(items: Any) -> tuple[CloudflareMessage, ...]:
+    if not isinstance(items, list):
+        return ()
+    found = []
+    for item in items:
+        if isinstance(item, Mapping):
+            code = item.get("code")
+            found.append(
+                CloudflareMessage(code if isinstance(code, int) else None, str(item.get("message", "")))
+            )
+    return tuple(found)
+
+
+def _error_class(status: int) -> type[SeatsError]:
+    if status == 401:
+        return AuthenticationFailed
+    if status == 403:
+        return PermissionDenied
+    if status == 404:
+        return NotFound
+    if status == 429:
+        return RateLimited
+    if status >= 500:
+        return Unavailable
+    return InvalidRequest
+
+
+class CloudflareClient:
+    """Async adapter for the two Cloudflare operations the bot needs."""
+
+    def __init__(
+        self,
+        *,
+        account_id: str,
+        auth_headers: Mapping[str, str],
+        base_url: str = DEFAULT_BASE_URL,
+        chunk_size: int = 50,
+        retry_deadline: float = 60.0,
+        max_attempts: int = 6,
+        max_pages: int = 50,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        if not account_id or len(account_id) > 32 or not account_id.isalnum():
+            raise InvalidRequest("account id must be 1-32 letters and digits")
+        if chunk_size < 1:
+            raise InvalidRequest("chunk size must be at least 1")
+        self.account_id = account_id
+        self.chunk_size = chunk_size
+        self.max_pages = max_pages
+        self._deadline = retry_deadline
+        self._max_attempts = max_attempts
+        self._sleep = sleep
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/") + "/",
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json", **auth_headers},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> CloudflareClient:
+        settings.require("CLOUDFLARE_ACCOUNT_ID")
+        assert settings.cloudflare_account_id is not None
+        return cls(
+            account_id=settings.cloudflare_account_id,
+            auth_headers=settings.cloudflare_auth_headers(),
+            base_url=settings.cloudflare_base_url,
+            chunk_size=settings.cloudflare_chunk_size,
+            retry_deadline=settings.cloudflare_retry_deadline_seconds,
+            max_pages=settings.cloudflare_max_pages,
+            transport=transport,
+            sleep=sleep,
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- operations ------------------------------------------------------------------------
+
+    async def update_seats(self, updates: Sequence[SeatUpdate | Mapping[str, Any]]) -> list[Seat]:
+        """PATCH the seats in chunks; return Cloudflare's seats in request order."""
+        checked = self._check_updates(updates)
+        seats: list[Seat] = []
+        for start in range(0, len(checked), self.chunk_size):
+            chunk = checked[start : start + self.chunk_size]
+            body = [update.model_dump() for update in chunk]
+            data, ray = await self._call("PATCH", self._path("seats"), json=body)
+            seats.extend(self._parse(Seat, data.get("result"), ray))
+        return seats
+
+    async def find_users(self, *, email: str) -> list[AccessUser]:
+        """Users whose email equals `email` (case-insensitively): Cloudflare's filter may be loose."""
+        wanted = email.strip()
+        if not wanted or len(wanted) > 254 or any(ch.isspace() for ch in wanted):
+            raise InvalidRequest("email must be a non-empty address without spaces")
+        users = await self._list_users({"email": wanted})
+        return [u for u in users if u.email is not None and u.email.casefold() == wanted.casefold()]
+
+    async def find_user_by_seat_uid(self, seat_uid: str) -> AccessUser | None:
+        """Page through users for the one holding `seat_uid` (read-only status look-ups)."""
+        try:
+            SeatUpdate(seat_uid=seat_uid)
+        except ValidationError:
+            raise InvalidRequest("seat_uid must be 1-36 characters of letters, digits and '-'") from None
+        for user in await self._list_users({}, stop_at=seat_uid):
+            if user.seat_uid == seat_uid:
+                return user
+        return None
+
+    async def ping(self) -> None:
+        """One cheap read-only call (first page, one user) to prove credentials and reachability."""
+        await self._call("GET", self._path("users"), params={"page": 1, "per_page": 1})
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _path(self, what: str) -> str:
+        return f"accounts/{self.account_id}/access/{what}"
+
+    @staticmethod
+    def _check_updates(updates: Sequence[SeatUpdate | Mapping[str, Any]]) -> list[SeatUpdate]:
+        if not updates:
+            raise InvalidRequest("no seats to update")
+        checked = []
+        for update in updates:
+            try:
+                checked.append(
+                    update if isinstance(update, SeatUpdate) else SeatUpdate.model_validate(update)
+                )
+            except ValidationError:
+                raise InvalidRequest("seat_uid must be 1-36 characters of letters, digits and '-'") from None
+        return checked
+
+    async def _list_users(self, query: dict[str, Any], *, stop_at: str | None = None) -> list[AccessUser]:
+        users: list[AccessUser] = []
+        for page in range(1, self.max_pages + 1):
+            params = {**query, "page": page, "per_page": PER_PAGE}
+            data, ray = await self._call("GET", self._path("users"), params=params)
+            batch = self._parse(AccessUser, data.get("result"), ray)
+            users.extend(batch)
+            if stop_at is not None and any(u.seat_uid == stop_at for u in batch):
+                return users
+            info = data.get("result_info") or {}
+            total_pages = info.get("total_pages")
+            if isinstance(total_pages, int | float):
+                if page >= total_pages:
+                    return users
+            elif len(batch) < PER_PAGE:
+                return users
+        log.warning("user listing stopped at %d pages (CLOUDFLARE_MAX_PAGES)", self.max_pages)
+        return users
+
+    @staticmethod
+    def _parse(model: type[M], result: Any, ray: str | None) -> list[M]:
+        if not isinstance(result, list):
+            return []
+        parsed = []
+        for item in result:
+            try:
+                parsed.append(model.model_validate(item).model_copy(update={"cf_ray": ray}))
+            except ValidationError:
+                raise SeatsError(
+                    f"Cloudflare returned a {model.__name__} this bot cannot read", cf_ray=ray
+                ) from None
+        return parsed
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> tuple[dict[str, Any], str | None]:
+        attempt = 0
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(lambda exc: isinstance(exc, _Retryable)),
+            wait=_Wait(),
+            stop=stop_before_delay(self._deadline) | stop_after_attempt(self._max_attempts),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            async for try_ in retrying:
+                with try_:
+                    attempt += 1
+                    return await self._attempt(method, path, attempt, **kwargs)
+        except _Retryable as exc:
+            error = exc.error
+            error.attempts = attempt
+            if isinstance(error, Unavailable):
+                error.message = f"Cloudflare unavailable after {attempt} attempts ({error.message})"
+                error.args = (error.message,)
+            raise error from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _attempt(
+        self, method: str, path: str, attempt: int, **kwargs: Any
+    ) -> tuple[dict[str, Any], str | None]:
+        started = time.perf_counter()
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException:
+            self._log(method, path, None, attempt, None, started)
+            raise _Retryable(Unavailable("timed out"), None) from None
+        except httpx.TransportError as exc:
+            self._log(method, path, None, attempt, None, started)
+            raise _Retryable(Unavailable(f"connection failed: {type(exc).__name__}"), None) from None
+        ray = response.headers.get("cf-ray")
+        self._log(method, path, response.status_code, attempt, ray, started)
+        return self._envelope(response, ray), ray
+
+    @staticmethod
+    def _log(
+        method: str, path: str, status: int | None, attempt: int, ray: str | None, started: float
+    ) -> None:
+        log.info(
+            "cloudflare %s /%s -> %s",
+            method,
+            path,
+            status if status is not None else "no response",
+            extra={
+                "http_method": method,
+                "path": "/" + path,
+                "status": status,
+                "attempt": attempt,
+                "cf_ray": ray,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            },
+        )
+
+    @staticmethod
+    def _envelope(response: httpx.Response, ray: str | None) -> dict[str, Any]:
+        status = response.status_code
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and status < 400 and data.get("success") is True:
+            return data
+        errors = _messages(data.get("errors")) if isinstance(data, dict) else ()
+        if not isinstance(data, dict):
+            message = f"Cloudflare answered HTTP {status} with a body that is not JSON"
+        elif errors:
+            message = "; ".join(f"{e.code}: {e.message}" for e in errors)
+        else:
+            message = f"Cloudflare reported a failure (HTTP {status}) without details"
+        cls = _error_class(status) if status >= 400 else InvalidRequest
+        error = cls(message, status=status, errors=errors, cf_ray=ray)
+        if status == 429 or status >= 500:
+            raise _Retryable(error, parse_retry_after(response.headers))
+        raise error

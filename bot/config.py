@@ -1,0 +1,151 @@
+"""Settings from the environment (and `.env`), validated once at start-up.
+
+A missing or malformed setting becomes one `ConfigError` line naming the variable; secrets are
+`SecretStr` so they never show in a repr, a log line or an exception.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bot.errors import ConfigError
+
+log = logging.getLogger("seatbot.config")
+
+CommaList = Annotated[tuple[str, ...], NoDecode]
+MAX_CONFIRM_TTL = 1800  # a Slack response_url lives 30 minutes
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # Cloudflare
+    cloudflare_account_id: str | None = Field(default=None, max_length=32)
+    cloudflare_api_token: SecretStr | None = None
+    cloudflare_email: str | None = None
+    cloudflare_api_key: SecretStr | None = None
+    cloudflare_base_url: str = "https://api.cloudflare.com/client/v4"
+    cloudflare_chunk_size: int = Field(default=50, ge=1, le=1000)
+    cloudflare_retry_deadline_seconds: float = Field(default=60.0, gt=0, le=600)
+    cloudflare_max_pages: int = Field(default=50, ge=1, le=10_000)
+    cloudflare_lookup_concurrency: int = Field(default=8, ge=1, le=32)
+
+    # Slack
+    slack_signing_secret: SecretStr | None = None
+    slack_bot_token: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+
+    # Redis
+    redis_url: SecretStr | None = None  # may embed a password
+    redis_tls_insecure: bool = False
+    redis_timeout_seconds: float = Field(default=1.0, gt=0, le=10)
+
+    # Serving
+    port: int = Field(default=3000, ge=1, le=65535)
+    host: str = "0.0.0.0"  # noqa: S104 - a web process must listen on the platform's interface
+
+    # Policy
+    seatbot_admins: CommaList = ()
+    seatbot_admin_groups: CommaList = ()
+    seatbot_channels: CommaList = ()
+    seatbot_confirm_ttl_seconds: int = Field(default=600, ge=10, le=MAX_CONFIRM_TTL)
+    seatbot_two_person: bool = False
+    seatbot_require_reason: bool = False
+    seatbot_group_cache_seconds: float = Field(default=60.0, ge=0, le=3600)
+    seatbot_audit_channel: str | None = None
+    seatbot_audit_maxlen: int = Field(default=10_000, ge=100, le=10_000_000)
+    seatbot_log_level: str = "INFO"
+
+    @field_validator("seatbot_admins", "seatbot_admin_groups", "seatbot_channels", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("cloudflare_account_id", "cloudflare_email", "seatbot_audit_channel", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("cloudflare_account_id")
+    @classmethod
+    def _account_id(cls, value: str | None) -> str | None:
+        if value is not None and not value.isalnum():
+            raise ValueError("must be letters and digits (the 32-character account ID)")
+        return value
+
+    @model_validator(mode="after")
+    def _pairs(self) -> Settings:
+        if self.cloudflare_api_token is None and (self.cloudflare_email is None) != (
+            self.cloudflare_api_key is None
+        ):
+            missing = "CLOUDFLARE_API_KEY" if self.cloudflare_api_key is None else "CLOUDFLARE_EMAIL"
+            raise ValueError(f"{missing} is required with the other half of the email + key pair")
+        return self
+
+    # -- derived ---------------------------------------------------------------------------
+
+    @property
+    def has_cloudflare_credentials(self) -> bool:
+        return bool(self.cloudflare_api_token or (self.cloudflare_email and self.cloudflare_api_key))
+
+    def cloudflare_auth_headers(self) -> dict[str, str]:
+        """Exactly one scheme: the token wins over email + key, with a warning naming the pair."""
+        token = self.cloudflare_api_token
+        if token is not None and token.get_secret_value():
+            if self.cloudflare_email or self.cloudflare_api_key:
+                log.warning(
+                    "both CLOUDFLARE_API_TOKEN and CLOUDFLARE_EMAIL/CLOUDFLARE_API_KEY are set; "
+                    "using the token, ignoring CLOUDFLARE_EMAIL and CLOUDFLARE_API_KEY"
+                )
+            return {"Authorization": f"Bearer {token.get_secret_value()}"}
+        if self.cloudflare_email and self.cloudflare_api_key:
+            return {
+                "X-Auth-Email": self.cloudflare_email,
+                "X-Auth-Key": self.cloudflare_api_key.get_secret_value(),
+            }
+        raise ConfigError("CLOUDFLARE_API_TOKEN: not set (or set CLOUDFLARE_EMAIL and CLOUDFLARE_API_KEY)")
+
+    def require(self, *names: str) -> None:
+        """Stop with one line naming the first missing setting."""
+        for name in names:
+            value = getattr(self, name.lower())
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            if not value:
+                raise ConfigError(f"{name.upper()}: not set")
+
+    def secrets(self) -> list[str]:
+        """Every configured secret value, for the log redactor."""
+        found = []
+        for name in (
+            "cloudflare_api_token",
+            "cloudflare_api_key",
+            "slack_signing_secret",
+            "slack_bot_token",
+            "slack_app_token",
+        ):
+            value = getattr(self, name)
+            if value is not None and value.get_secret_value():
+                found.append(value.get_secret_value())
+        return found
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings, turning validation errors into one ConfigError line per the first problem."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "settings"
+        message = first["msg"].removeprefix("Value error, ")
+        name = where.upper() if first["loc"] else "settings"
+        raise ConfigError(f"{name}: {message}") from None

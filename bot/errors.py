@@ -1,0 +1,87 @@
+"""The bot's exception tree.
+
+    SeatbotError
+    ├── ConfigError                 a setting is missing or malformed (start-up stops)
+    ├── StoreUnavailable            Redis cannot be reached
+    └── SeatsError                  anything the Cloudflare adapter raises
+        ├── InvalidRequest          input rejected before sending, or HTTP 400/422
+        ├── AuthenticationFailed    HTTP 401
+        ├── PermissionDenied        HTTP 403
+        ├── NotFound                HTTP 404
+        ├── RateLimited             HTTP 429 after the retry budget
+        └── Unavailable             5xx, timeouts, connection errors after the retry budget
+
+Messages never contain credentials: they are built from Cloudflare's codes and messages only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CloudflareMessage:
+    code: int | None
+    message: str
+
+
+class SeatbotError(Exception):
+    """Base of every error the bot raises on purpose."""
+
+
+class ConfigError(SeatbotError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+class StoreUnavailable(SeatbotError):
+    """Redis could not be reached."""
+
+
+class SeatsError(SeatbotError):
+    """A Cloudflare call failed. Carries the HTTP status, Cloudflare's errors and the cf-ray."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        errors: tuple[CloudflareMessage, ...] = (),
+        cf_ray: str | None = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.errors = errors
+        self.cf_ray = cf_ray
+        self.attempts = attempts
+
+    def describe(self) -> str:
+        """One line for people: Cloudflare's codes and messages, else the HTTP status."""
+        if self.errors:
+            return "; ".join(f"{e.code}: {e.message}" if e.code else e.message for e in self.errors)
+        return self.message
+
+
+class InvalidRequest(SeatsError):
+    """Input rejected before sending, or Cloudflare answered 400/405/409/422."""
+
+
+class AuthenticationFailed(SeatsError):
+    """Cloudflare rejected the credentials (401)."""
+
+
+class PermissionDenied(SeatsError):
+    """The credentials lack the permission (403)."""
+
+
+class NotFound(SeatsError):
+    """Unknown account or route (404)."""
+
+
+class RateLimited(SeatsError):
+    """Still rate limited (429) when the retry budget ran out."""
+
+
+class Unavailable(SeatsError):
+    """5xx, timeouts or connection errors outlasted the retry budget."""

@@ -1,0 +1,288 @@
+"""A stand-in for Cloudflare's two seat operations, as an ASGI app.
+
+Used by the tests (through `httpx.ASGITransport` or a real port) and by the local shell when no
+Cloudflare credentials are configured. It keeps real state (a PATCH changes what the next GET
+returns), checks credentials the way Cloudflare does, answers bad input with the failure envelope,
+matches `email=` loosely like a search would, and has knobs to inject faults and latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+DEMO_ACCOUNT_ID = "0123456789abcdef0123456789abcdef"
+DEMO_TOKEN = "sandbox-token"  # noqa: S105 - a fixed, public demo value
+DEMO_USERS = (
+    ("alice@example.com", "Alice Example"),
+    ("malice@example.com", "Mallory Lice"),
+    ("bob@example.com", "Bob Builder"),
+    ("carol@example.com", "Carol Danvers"),
+    ("dave@example.com", "Dave Lister"),
+)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _stamp(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def demo_user(email: str, name: str, *, index: int = 0) -> dict[str, Any]:
+    """A user record shaped like Cloudflare's, with stable ids derived from the email."""
+    seat = uuid.uuid5(uuid.NAMESPACE_URL, f"seat:{email}")
+    return {
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"id:{email}")),
+        "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"uid:{email}")),
+        "seat_uid": str(seat),
+        "email": email,
+        "name": name,
+        "access_seat": True,
+        "gateway_seat": True,
+        "active_device_count": 1 + index % 3,
+        "last_successful_login": "2026-11-20T09:30:00Z",
+        "created_at": "2025-01-15T10:00:00.000000Z",
+        "updated_at": "2025-01-15T10:00:00.000000Z",
+    }
+
+
+@dataclass
+class Fault:
+    """One injected answer, served instead of the real one."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
+    methods: tuple[str, ...] = ("GET", "PATCH")
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any
+
+
+def _failure(status: int, code: int, message: str, **headers: str) -> Response:
+    body = {"success": False, "errors": [{"code": code, "message": message}], "messages": [], "result": None}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class Sandbox:
+    """Cloudflare's seats PATCH and users GET with real state. `app` is the ASGI app."""
+
+    def __init__(
+        self,
+        *,
+        account_id: str = DEMO_ACCOUNT_ID,
+        token: str | None = DEMO_TOKEN,
+        email: str | None = None,
+        api_key: str | None = None,
+        users: Iterable[Mapping[str, Any]] | None = None,
+        latency: float = 0.0,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self.account_id = account_id
+        self.token = token
+        self.email = email
+        self.api_key = api_key
+        self.latency = latency
+        self.clock = clock
+        self.users: dict[str, dict[str, Any]] = {}
+        seed = (
+            users if users is not None else [demo_user(e, n, index=i) for i, (e, n) in enumerate(DEMO_USERS)]
+        )
+        for user in seed:
+            self.add_user(user)
+        self.faults: deque[Fault] = deque()
+        self.requests: list[RecordedRequest] = []
+        base = "/client/v4/accounts/{account_id}/access"
+        self.app = Starlette(
+            routes=[
+                Route(f"{base}/seats", self._seats, methods=["PATCH"]),
+                Route(f"{base}/users", self._users, methods=["GET"]),
+            ]
+        )
+
+    # -- knobs -----------------------------------------------------------------------------
+
+    def add_user(self, user: Mapping[str, Any]) -> dict[str, Any]:
+        record = dict(user)
+        self.users[str(record["seat_uid"])] = record
+        return record
+
+    def inject(
+        self,
+        *,
+        status: int = 503,
+        times: int = 1,
+        retry_after: str | None = None,
+        retry_after_ms: str | None = None,
+        empty_errors: bool = False,
+        html: bool = False,
+        code: int = 10000,
+        message: str = "injected failure",
+        methods: tuple[str, ...] = ("GET", "PATCH"),
+    ) -> None:
+        """Serve `times` failures before the real answers (429 + Retry-After, 5xx, odd bodies)."""
+        headers = {}
+        if retry_after is not None:
+            headers["Retry-After"] = retry_after
+        if retry_after_ms is not None:
+            headers["retry-after-ms"] = retry_after_ms
+        if html:
+            body = b"<html><body><h1>502 Bad Gateway</h1>cloudflare</body></html>"
+            fault = Fault(status, body, headers, "text/html", methods)
+        else:
+            errors = [] if empty_errors else [{"code": code, "message": message}]
+            envelope = {"success": False, "errors": errors, "messages": [], "result": None}
+            fault = Fault(status, json.dumps(envelope).encode(), headers, "application/json", methods)
+        self.faults.extend([fault] * times)
+
+    def transport(self) -> httpx.AsyncBaseTransport:
+        return httpx.ASGITransport(app=self.app)
+
+    base_url = "http://sandbox.test/client/v4"
+
+    @property
+    def patches(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.method == "PATCH"]
+
+    # -- handlers --------------------------------------------------------------------------
+
+    async def _common(self, request: Request) -> Response | None:
+        body: Any = None
+        raw = await request.body()
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = raw.decode("utf-8", "replace")
+        self.requests.append(
+            RecordedRequest(
+                request.method,
+                request.url.path,
+                dict(request.query_params),
+                {k.lower(): v for k, v in request.headers.items()},
+                body,
+            )
+        )
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        for index, fault in enumerate(self.faults):
+            if request.method in fault.methods:
+                del self.faults[index]
+                return Response(
+                    fault.body,
+                    status_code=fault.status,
+                    headers={**fault.headers, "cf-ray": self._ray()},
+                    media_type=fault.content_type,
+                )
+        return self._auth(request) or self._account(request)
+
+    def _auth(self, request: Request) -> Response | None:
+        bearer = request.headers.get("authorization")
+        key, email = request.headers.get("x-auth-key"), request.headers.get("x-auth-email")
+        if bearer and (key or email):
+            return _failure(400, 6003, "Invalid request headers: send one authentication scheme")
+        if bearer:
+            if self.token is not None and bearer == f"Bearer {self.token}":
+                return None
+            return _failure(401, 10000, "Authentication error")
+        if key or email:
+            if self.api_key is not None and (email, key) == (self.email, self.api_key):
+                return None
+            return _failure(403, 9103, "Unknown X-Auth-Key or X-Auth-Email")
+        return _failure(400, 9106, "Missing X-Auth-Key, X-Auth-Email or Authorization headers")
+
+    def _account(self, request: Request) -> Response | None:
+        account = request.path_params["account_id"]
+        if len(account) > 32:
+            return _failure(400, 7003, "Could not route: the account identifier is invalid")
+        if account != self.account_id:
+            return _failure(
+                404, 7003, "Could not route to this account, perhaps your object identifier is invalid?"
+            )
+        return None
+
+    def _ray(self) -> str:
+        return uuid.uuid4().hex[:16] + "-SBX"
+
+    def _ok(self, result: Any, **extra: Any) -> Response:
+        body = {"success": True, "errors": [], "messages": [], "result": result, **extra}
+        return JSONResponse(body, headers={"cf-ray": self._ray()})
+
+    async def _seats(self, request: Request) -> Response:
+        problem = await self._common(request)
+        if problem is not None:
+            return problem
+        body = self.requests[-1].body
+        if not isinstance(body, list):
+            return _failure(400, 10001, "Request body must be a JSON array of seats")
+        for item in body:
+            if (
+                not isinstance(item, dict)
+                or not isinstance(item.get("seat_uid"), str)
+                or len(item["seat_uid"]) > 36
+                or not isinstance(item.get("access_seat"), bool)
+                or not isinstance(item.get("gateway_seat"), bool)
+            ):
+                return _failure(400, 10001, "Each seat needs seat_uid, access_seat and gateway_seat")
+        now = _stamp(self.clock())
+        result = []
+        for item in body:
+            user = self.users.get(item["seat_uid"])
+            if user is None:
+                continue  # Cloudflare leaves unknown seats out of `result`
+            user.update(access_seat=item["access_seat"], gateway_seat=item["gateway_seat"], updated_at=now)
+            result.append(
+                {k: user[k] for k in ("access_seat", "gateway_seat", "seat_uid", "created_at", "updated_at")}
+            )
+        return self._ok(result)
+
+    async def _users(self, request: Request) -> Response:
+        problem = await self._common(request)
+        if problem is not None:
+            return problem
+        query = request.query_params
+        try:
+            page = int(query.get("page", "1"))
+            per_page = int(query.get("per_page", "25"))
+        except ValueError:
+            return _failure(400, 10001, "page and per_page must be integers")
+        if page < 1 or per_page < 1 or per_page > 1000:
+            return _failure(400, 10001, "page and per_page must be at least 1 (per_page at most 1000)")
+        users = list(self.users.values())
+        for name, fields in (("email", ("email",)), ("name", ("name",)), ("search", ("email", "name"))):
+            needle = query.get(name)
+            if needle:  # a search, not an exact match: `alice@` also finds `malice@`
+                users = [
+                    u for u in users if any(needle.casefold() in str(u.get(f, "")).casefold() for f in fields)
+                ]
+        total = len(users)
+        chunk = users[(page - 1) * per_page : page * per_page]
+        info = {
+            "page": page,
+            "per_page": per_page,
+            "count": len(chunk),
+            "total_count": total,
+            "total_pages": max(1, -(-total // per_page)),
+        }
+        return self._ok(chunk, result_info=info)
