@@ -12,7 +12,7 @@ import asyncio
 import email.utils
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, Self, TypeVar
 
 import httpx
@@ -209,14 +209,20 @@ class CloudflareClient:
 
     async def find_user_by_seat_uid(self, seat_uid: str) -> AccessUser | None:
         """Page through users for the one holding `seat_uid` (read-only status look-ups)."""
-        try:
-            SeatUpdate(seat_uid=seat_uid)
-        except ValidationError:
-            raise InvalidRequest("seat_uid must be 1-36 characters of letters, digits and '-'") from None
-        for user in await self._list_users({}, stop_at=seat_uid):
-            if user.seat_uid == seat_uid:
-                return user
-        return None
+        return (await self.find_users_by_seat_uids([seat_uid])).get(seat_uid)
+
+    async def find_users_by_seat_uids(self, seat_uids: Collection[str]) -> dict[str, AccessUser]:
+        """One pass over the user list for several seat UIDs; stops once all are found."""
+        wanted = set(seat_uids)
+        self._check_updates([{"seat_uid": uid} for uid in wanted])
+        found: dict[str, AccessUser] = {}
+
+        def collect(batch: list[AccessUser]) -> bool:
+            found.update((u.seat_uid, u) for u in batch if u.seat_uid in wanted)
+            return wanted <= found.keys()
+
+        await self._list_users({}, stop=collect)
+        return found
 
     async def ping(self) -> None:
         """One cheap read-only call (first page, one user) to prove credentials and reachability."""
@@ -241,14 +247,16 @@ class CloudflareClient:
                 raise InvalidRequest("seat_uid must be 1-36 characters of letters, digits and '-'") from None
         return checked
 
-    async def _list_users(self, query: dict[str, Any], *, stop_at: str | None = None) -> list[AccessUser]:
+    async def _list_users(
+        self, query: dict[str, Any], *, stop: Callable[[list[AccessUser]], bool] | None = None
+    ) -> list[AccessUser]:
         users: list[AccessUser] = []
         for page in range(1, self.max_pages + 1):
             params = {**query, "page": page, "per_page": PER_PAGE}
             data, ray = await self._call("GET", self._path("users"), params=params)
             batch = self._parse(AccessUser, data.get("result"), ray)
             users.extend(batch)
-            if stop_at is not None and any(u.seat_uid == stop_at for u in batch):
+            if stop is not None and stop(batch):
                 return users
             info = data.get("result_info") or {}
             total_pages = info.get("total_pages")

@@ -49,6 +49,7 @@ class Settings(BaseSettings):
 
     # Serving
     port: int = Field(default=3000, ge=1, le=65535)
+    web_concurrency: int = Field(default=1, ge=1, le=64)
     host: str = "0.0.0.0"  # noqa: S104 - a web process must listen on the platform's interface
 
     # Policy

@@ -1,0 +1,121 @@
+"""`python -m bot [serve|socket|check|shell|sandbox]`.
+
+With no subcommand: serve Slack when Slack credentials are configured (Socket Mode when
+SLACK_APP_TOKEN is set), otherwise start the local shell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+from bot.config import Settings, load_settings
+from bot.errors import ConfigError
+from bot.logs import setup_logging
+
+
+def _require_cloudflare(settings: Settings) -> None:
+    settings.require("CLOUDFLARE_ACCOUNT_ID")
+    settings.cloudflare_auth_headers()  # raises ConfigError naming the missing credential
+
+
+def serve(settings: Settings) -> int:
+    import uvicorn
+
+    settings.require("SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN")
+    _require_cloudflare(settings)
+    uvicorn.run(
+        "bot.web:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.web_concurrency,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=True,
+    )
+    return 0
+
+
+def socket(settings: Settings) -> int:
+    settings.require("SLACK_APP_TOKEN", "SLACK_BOT_TOKEN")
+    _require_cloudflare(settings)
+    from bot.socket_mode import run_socket_mode
+
+    asyncio.run(run_socket_mode(settings))
+    return 0
+
+
+def check(settings: Settings) -> int:
+    from bot.checks import run_checks
+
+    return asyncio.run(run_checks(settings))
+
+
+def shell(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.shell import run_shell
+
+    if "SEATBOT_LOG_LEVEL" not in os.environ:  # JSON log lines would drown the conversation
+        setup_logging("WARNING", secrets_=settings.secrets())
+
+    code: int = asyncio.run(run_shell(settings, user=args.user, go_live_hint=args.hint))
+    return code
+
+
+def sandbox(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from bot.sandbox import Sandbox
+
+    box = Sandbox(latency=args.latency)
+    print(f"sandbox Cloudflare on http://{args.host}:{args.port}/client/v4 (token {box.token})", flush=True)
+    uvicorn.run(box.app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="serve Slack over HTTP (POST /slack/events, GET /healthz)")
+    sub.add_parser("socket", help="serve Slack over Socket Mode (needs SLACK_APP_TOKEN)")
+    sub.add_parser("check", help="check settings, Slack, Cloudflare and Redis; one line each")
+    sh = sub.add_parser("shell", help="talk to the bot in this terminal")
+    sh.add_argument("--user", default="U0SHELL", help="the Slack user ID you act as (default: an admin)")
+    sb = sub.add_parser("sandbox", help="run the Cloudflare stand-in on a port")
+    sb.add_argument("--host", default="127.0.0.1")
+    sb.add_argument("--port", type=int, default=8787)
+    sb.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
+    args = parser.parse_args(argv)
+    args.hint = False
+    try:
+        settings = load_settings()
+        setup_logging(settings.seatbot_log_level, secrets_=settings.secrets())
+        command = args.command
+        if command is None:
+            if settings.slack_bot_token and settings.slack_app_token:
+                command = "socket"
+            elif settings.slack_bot_token and settings.slack_signing_secret:
+                command = "serve"
+            else:
+                command, args.user, args.hint = "shell", "U0SHELL", True
+        if command == "serve":
+            return serve(settings)
+        if command == "socket":
+            return socket(settings)
+        if command == "check":
+            return check(settings)
+        if command == "sandbox":
+            return sandbox(args)
+        return shell(settings, args)
+    except ConfigError as exc:
+        print(f"seatbot: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

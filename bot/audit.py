@@ -1,0 +1,75 @@
+"""The audit trail: every event goes to a bounded Redis Stream and a JSON log line.
+
+The log line is written first and always, so an event is never lost silently even when Redis is
+down; `record()` returns False in that case and the caller notes it in the reply.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+import redis.asyncio as aredis
+from redis.exceptions import RedisError
+
+from bot.errors import StoreUnavailable
+
+log = logging.getLogger("seatbot.audit")
+
+STREAM = "seatbot:audit"
+Event = Literal[
+    "requested", "confirmed", "cancelled", "expired_click", "refused", "succeeded", "failed", "outdated"
+]
+Notifier = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class Audit:
+    def __init__(
+        self,
+        redis: aredis.Redis,
+        *,
+        maxlen: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._redis = redis
+        self._maxlen = maxlen
+        self._clock = clock
+
+    async def record(self, event: Event, **fields: Any) -> bool:
+        """Append one event; False (and an error log) when the stream write failed."""
+        entry = {
+            "event": event,
+            "at": round(self._clock(), 3),
+            **{k: v for k, v in fields.items() if v is not None},
+        }
+        log.info("audit %s", event, extra={"audit": entry})
+        try:
+            await self._redis.xadd(
+                STREAM, {"json": json.dumps(entry, default=str)}, maxlen=self._maxlen, approximate=True
+            )
+        except RedisError as exc:
+            log.error(
+                "audit write to Redis failed (%s); the event above is only in this log",
+                type(exc).__name__,
+                extra={"audit_failed": entry},
+            )
+            return False
+        return True
+
+    async def recent(self, count: int) -> list[dict[str, Any]]:
+        """The newest `count` events, newest first."""
+        try:
+            rows = await self._redis.xrevrange(STREAM, count=count)
+        except RedisError as exc:
+            raise StoreUnavailable(f"Redis: {type(exc).__name__}") from None
+        events = []
+        for _id, data in rows or []:
+            raw = (data or {}).get(b"json") or (data or {}).get("json")
+            try:
+                events.append(json.loads(raw or b""))
+            except ValueError:
+                continue
+        return events

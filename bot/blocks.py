@@ -1,0 +1,272 @@
+"""Block Kit rendering: pure functions from the flow's answers to Slack message payloads.
+
+Every user- or API-supplied string goes through `esc`; only mentions of user IDs that the bot
+itself produced (`<@U…>`) are left live. Messages stay inside Block Kit's limits: at most 50
+blocks, 3000 characters per text object; long target lists are summarised.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.models import AccessUser, Seat
+from bot.outcomes import (
+    AuditReport,
+    Cancelled,
+    Card,
+    Failure,
+    Notice,
+    Outcome,
+    StatusReport,
+)
+from bot.parse import USAGE
+from bot.pending import Pending, PendingTarget
+
+Message = dict[str, Any]
+MAX_BLOCKS = 50
+MAX_TEXT = 3000
+_SECTION_BUDGET = 2900
+_MAX_LINE_SECTIONS = 40
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,20}$")
+_ESCAPED_MENTION = re.compile(r"&lt;@([UW][A-Z0-9]{2,20})&gt;")
+_ICON = {
+    "info": ":information_source:",
+    "error": ":warning:",
+    "refused": ":no_entry:",
+    "unavailable": ":hourglass:",
+    "expired": ":hourglass:",
+}
+
+
+def esc(text: object) -> str:
+    """Escape the three characters Slack's mrkdwn treats as control characters."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def who(user_id: str) -> str:
+    """A live mention for a Slack user ID the bot got from Slack itself; anything else is escaped."""
+    return f"<@{user_id}>" if _USER_ID.match(user_id) else esc(user_id)
+
+
+def when(ts: float) -> str:
+    fallback = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(ts)}^{{date_short_pretty}} at {{time}}|{fallback}>"
+
+
+def flags(access: bool | None, gateway: bool | None) -> str:
+    def one(name: str, value: bool | None) -> str:
+        return f"{name} {'?' if value is None else ('✓' if value else '✗')}"
+
+    return f"{one('access', access)} / {one('gateway', gateway)}"
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": _clip(text, MAX_TEXT)}}
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(text, MAX_TEXT)}]}
+
+
+def _header(text: str) -> dict[str, Any]:
+    return {"type": "header", "text": {"type": "plain_text", "text": _clip(text, 150), "emoji": True}}
+
+
+def _lines(lines: list[str], *, max_sections: int = _MAX_LINE_SECTIONS) -> list[dict[str, Any]]:
+    """Pack lines into as few sections as fit; summarise what does not fit."""
+    sections: list[str] = []
+    current = ""
+    for index, line in enumerate(lines):
+        line = _clip(line, 1000)
+        if current and len(current) + 1 + len(line) > _SECTION_BUDGET:
+            if len(sections) + 1 >= max_sections:
+                current += f"\n…and {len(lines) - index} more"
+                break
+            sections.append(current)
+            current = line
+        else:
+            current = f"{current}\n{line}" if current else line
+    if current:
+        sections.append(current)
+    return [_section(s) for s in sections]
+
+
+def _message(text: str, blocks: list[dict[str, Any]], **extra: Any) -> Message:
+    assert len(blocks) <= MAX_BLOCKS
+    return {"text": _clip(text, MAX_TEXT), "blocks": blocks, **extra}
+
+
+def _target_line(t: PendingTarget) -> str:
+    name = f" ({esc(t.name)})" if t.name else ""
+    person = esc(t.email) if t.email else ("seat " + esc(t.seat_uid))
+    if t.label.startswith("<@") and _USER_ID.match(t.label[2:-1]):
+        person = f"{t.label} {person}"
+    return f"• *{person}*{name} — seat `{esc(t.seat_uid)}` — now {flags(t.access_seat, t.gateway_seat)}"
+
+
+def notice(n: Notice) -> Message:
+    text = _ESCAPED_MENTION.sub(r"<@\1>", esc(n.text))  # the flow's own mentions stay live
+    blocks = [_section(f"{_ICON.get(n.kind, '')} {text}".strip())]
+    if n.usage and n.kind != "info":
+        blocks.append(_context(esc(USAGE)))
+    return _message(text, blocks)
+
+
+def card(c: Card) -> Message:
+    p = c.pending
+    count = len(p.targets)
+    noun = "seat" if count == 1 else "seats"
+    title = f"Revoke {count} Zero Trust {noun}?"
+    if c.error:
+        title = f"Revoke failed — try again? ({count} {noun})"
+    blocks: list[dict[str, Any]] = [_header(title)]
+    if c.error:
+        blocks.append(_section(f":x: Last attempt failed, nothing was confirmed done: {esc(c.error)}"))
+    blocks += _lines([_target_line(t) for t in p.targets], max_sections=35)
+    blocks.append(_section("*Will change to:* access ✗ / gateway ✗ (removed from their Zero Trust seat)"))
+    meta = [
+        f"Requested by {who(p.requester)}",
+        f"reason: {esc(p.reason) if p.reason else '_none given_'}",
+        f"expires {when(p.expires_at)}",
+    ]
+    if p.two_person:
+        meta.append(f"needs a second admin: {who(p.requester)} cannot confirm their own request")
+    blocks.append(_context(" · ".join(meta)))
+    extra = [esc(x) for x in (*c.problems, *c.notes)]
+    if not c.audit_ok:
+        extra.append("The audit trail could not be written (see the bot's logs).")
+    if extra:
+        blocks.append(_context(_clip("\n".join(extra), MAX_TEXT)))
+    blocks.append(_buttons(p, count, noun))
+    return _message(title, blocks)
+
+
+def _buttons(p: Pending, count: int, noun: str) -> dict[str, Any]:
+    confirm = {
+        "type": "button",
+        "action_id": "seat_confirm",
+        "text": {"type": "plain_text", "text": f"Revoke {count} {noun}"},
+        "style": "danger",
+        "value": p.id,
+        "confirm": {
+            "title": {"type": "plain_text", "text": "Remove Zero Trust seats?"},
+            "text": {
+                "type": "plain_text",
+                "text": _clip(
+                    f"{count} {noun} will lose Access and Gateway: "
+                    + ", ".join(t.email or t.seat_uid for t in p.targets),
+                    300,
+                ),
+            },
+            "confirm": {"type": "plain_text", "text": "Revoke"},
+            "deny": {"type": "plain_text", "text": "Back"},
+            "style": "danger",
+        },
+    }
+    cancel = {
+        "type": "button",
+        "action_id": "seat_cancel",
+        "text": {"type": "plain_text", "text": "Cancel"},
+        "value": p.id,
+    }
+    return {"type": "actions", "block_id": "seat_actions", "elements": [confirm, cancel]}
+
+
+def progress(p: Pending) -> Message:
+    text = f":hourglass_flowing_sand: Revoking {len(p.targets)} seat(s)…"
+    return _message(text, [_section(text)])
+
+
+def _seat_line(t: PendingTarget, seat: Seat | None) -> str:
+    person = esc(t.email) if t.email else f"seat `{esc(t.seat_uid)}`"
+    if seat is None:
+        return f"• :warning: *{person}* — *not confirmed*: Cloudflare's answer did not include this seat"
+    state = flags(seat.access_seat, seat.gateway_seat)
+    updated = f", updated {esc(seat.updated_at)}" if seat.updated_at else ""
+    if not seat.removed:
+        return f"• :warning: *{person}* — *not confirmed*: Cloudflare returned {state}{updated}"
+    return f"• :white_check_mark: *{person}* — {state}{updated}"
+
+
+def outcome(o: Outcome) -> Message:
+    p = o.pending
+    done = sum(r.confirmed for r in o.results)
+    title = (
+        f"Zero Trust seats revoked: {done} of {len(o.results)}"
+        if o.all_confirmed
+        else f"Revoke partly confirmed: {done} of {len(o.results)} seats"
+    )
+    blocks = [_header(title), *_lines([_seat_line(r.target, r.seat) for r in o.results], max_sections=44)]
+    blocks.append(_context(_trailer(p, o.confirmer, o.audit_ok)))
+    return _message(title, blocks, response_type="in_channel")
+
+
+def _trailer(p: Pending, confirmer: str, audit_ok: bool) -> str:
+    parts = [
+        f"Requested by {who(p.requester)}",
+        f"confirmed by {who(confirmer)}",
+        f"reason: {esc(p.reason) if p.reason else '_none given_'}",
+    ]
+    if not audit_ok:
+        parts.append(":warning: audit trail write failed (see the bot's logs)")
+    return " · ".join(parts)
+
+
+def failure(f: Failure) -> Message:
+    if f.retry is not None:
+        msg = card(Card(f.retry, error=f.error, audit_ok=f.audit_ok))
+        return msg
+    text = f":x: Revoke failed, nothing was confirmed done: {esc(f.error)}. Run the command again."
+    return _message(text, [_section(text), _context(_trailer(f.pending, f.confirmer, f.audit_ok))])
+
+
+def cancelled(c: Cancelled) -> Message:
+    text = f"Cancelled by {who(c.by)}: nothing was changed."
+    if not c.audit_ok:
+        text += " (The audit trail could not be written.)"
+    return _message(text, [_section(f":no_entry_sign: {text}")])
+
+
+def done_note(o: Outcome) -> Message:
+    text = "Done: the result is posted in the channel."
+    return _message(text, [_section(text)])
+
+
+def _user_line(label: str, u: AccessUser) -> str:
+    login = esc(u.last_successful_login) if u.last_successful_login else "never"
+    return (
+        f"• *{esc(u.email or '?')}* ({esc(u.name or 'no name')}) — seat `{esc(u.seat_uid or '?')}` — "
+        f"{flags(u.access_seat, u.gateway_seat)} — last login {login}"
+    )
+
+
+def status_report(r: StatusReport) -> Message:
+    title = f"Seat status ({len(r.rows)} found)"
+    blocks = [_header(title), *_lines([_user_line(row.label, row.user) for row in r.rows], max_sections=40)]
+    if r.problems:
+        blocks.append(_context(_clip("\n".join(esc(p) for p in r.problems), MAX_TEXT)))
+    return _message(title, blocks)
+
+
+def _event_line(e: dict[str, Any]) -> str:
+    at = e.get("at")
+    stamp = when(float(at)) if isinstance(at, int | float) else "?"
+    actor = who(str(e["user"])) if e.get("user") else "?"
+    bits = [f"{stamp} *{esc(e.get('event', '?'))}* by {actor}"]
+    for key in ("seat_uid", "email", "why", "error", "cf_ray", "reason"):
+        if e.get(key):
+            bits.append(f"{key}: {esc(e[key])}")
+    return " · ".join(bits)
+
+
+def audit_report(r: AuditReport) -> Message:
+    title = f"Last {len(r.events)} audit events"
+    if not r.events:
+        return _message("No audit events yet.", [_section("No audit events yet.")])
+    return _message(title, [_header(title), *_lines([_event_line(e) for e in r.events], max_sections=45)])

@@ -1,0 +1,319 @@
+"""The decisions, in plain async code that knows nothing of Slack.
+
+command: parse → authorise → resolve targets → pend → card
+click:   authorise → claim (atomic, once) → call Cloudflare → record → outcome
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from typing import Literal, Protocol
+
+from bot.audit import Audit
+from bot.errors import SeatsError, StoreUnavailable
+from bot.models import AccessUser, Seat, SeatUpdate
+from bot.outcomes import (
+    AuditReport,
+    Cancelled,
+    Card,
+    ClickReply,
+    CommandReply,
+    Failure,
+    Notice,
+    Outcome,
+    SeatResult,
+    StatusReport,
+    StatusRow,
+)
+from bot.parse import USAGE, Command, ParseError, Target, parse
+from bot.pending import Pending, PendingStore, PendingTarget, new_id
+from bot.policy import Authorizer, Directory
+
+log = logging.getLogger("seatbot.flow")
+
+UNAVAILABLE = "The bot's store is temporarily unavailable, so nothing was changed. Try again in a minute."
+EXPIRED = "This confirmation has expired or was already handled."
+OUTDATED = (
+    "This card was made by an earlier version of the bot and can no longer be used. Run the command again."
+)
+Progress = Callable[[Pending], Awaitable[None]]
+
+
+class SeatsAPI(Protocol):
+    """The part of the Cloudflare adapter the flow uses."""
+
+    async def find_users(self, *, email: str) -> list[AccessUser]: ...
+
+    async def find_users_by_seat_uids(self, seat_uids: Collection[str]) -> dict[str, AccessUser]: ...
+
+    async def update_seats(self, updates: Sequence[SeatUpdate]) -> list[Seat]: ...
+
+
+class SeatFlow:
+    def __init__(
+        self,
+        *,
+        seats: SeatsAPI,
+        store: PendingStore,
+        audit: Audit,
+        directory: Directory,
+        authorizer: Authorizer,
+        lookup_concurrency: int = 8,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.seats = seats
+        self.store = store
+        self.audit = audit
+        self.directory = directory
+        self.auth = authorizer
+        self.policy = authorizer.policy
+        self._lookups = lookup_concurrency
+        self._clock = clock
+
+    # -- commands --------------------------------------------------------------------------
+
+    async def command(self, *, user: str, channel: str, text: str) -> CommandReply:
+        try:
+            cmd = parse(text)
+        except ParseError as exc:
+            return Notice(str(exc), kind="error", usage=True)
+        if cmd.action == "help":
+            return Notice(USAGE, usage=True)
+        try:
+            refusal = await self._refuse_command(user, channel, cmd)
+            if refusal:
+                return refusal
+            if cmd.action == "audit":
+                return AuditReport(tuple(await self.audit.recent(cmd.count)))
+            if cmd.action == "status":
+                return await self._status(cmd)
+            return await self._revoke(user, channel, cmd)
+        except StoreUnavailable:
+            log.error("Redis unavailable while handling a command")
+            return Notice(UNAVAILABLE, kind="unavailable")
+
+    async def _refuse_command(self, user: str, channel: str, cmd: Command) -> Notice | None:
+        why = None
+        if not self.policy.configured:
+            why = "no admins configured"
+            text = "No one may use this bot yet: set SEATBOT_ADMINS (Slack user IDs) or SEATBOT_ADMIN_GROUPS."
+        elif not await self.auth.is_admin(user):
+            why = "not an admin"
+            text = "Only seat-bot admins may do that. Ask your Slack admin to add you to SEATBOT_ADMINS."
+        elif cmd.action == "revoke" and not self.policy.channel_allowed(channel):
+            why = "channel not allowed"
+            text = "Seats can't be revoked from this channel; use one listed in SEATBOT_CHANNELS."
+        elif cmd.action == "revoke" and self.policy.require_reason and not cmd.reason:
+            why = "reason missing"
+            text = "A reason is required: add `--reason <text>`."
+        if why is None:
+            return None
+        await self.audit.record("refused", user=user, channel=channel, action=cmd.action, why=why)
+        return Notice(text, kind="refused")
+
+    async def _status(self, cmd: Command) -> StatusReport:
+        found, problems = await self._resolve(cmd.targets)
+        rows = tuple(StatusRow(label, user) for label, user in found if user is not None)
+        problems += [f"{label}: no Zero Trust user holds this seat UID." for label, u in found if u is None]
+        return StatusReport(rows, tuple(problems))
+
+    async def _revoke(self, user: str, channel: str, cmd: Command) -> CommandReply:
+        found, problems = await self._resolve(cmd.targets)
+        targets: dict[str, PendingTarget] = {}
+        notes = list(cmd.notes)
+        for label, access_user, uid in ((lbl, u, self._uid(lbl, u)) for lbl, u in found):
+            if uid in targets:
+                notes.append(f"{label} is the same seat as {targets[uid].label}.")
+                continue
+            targets[uid] = PendingTarget(
+                label=label,
+                seat_uid=uid,
+                email=access_user.email if access_user else None,
+                name=access_user.name if access_user else None,
+                access_seat=access_user.access_seat if access_user else None,
+                gateway_seat=access_user.gateway_seat if access_user else None,
+            )
+        if not targets:
+            return Notice("\n".join(["Nothing to revoke.", *problems]), kind="error")
+        now = self._clock()
+        pending = Pending(
+            id=new_id(),
+            requester=user,
+            channel=channel,
+            targets=list(targets.values()),
+            reason=cmd.reason,
+            created_at=now,
+            expires_at=now + self.policy.confirm_ttl,
+            two_person=self.policy.two_person,
+        )
+        await self.store.put(pending, ttl=self.policy.confirm_ttl)
+        audit_ok = await self.audit.record(
+            "requested",
+            id=pending.id,
+            user=user,
+            channel=channel,
+            seats=[t.seat_uid for t in pending.targets],
+            reason=cmd.reason,
+        )
+        return Card(pending, tuple(problems), tuple(notes), audit_ok=audit_ok)
+
+    @staticmethod
+    def _uid(label: str, user: AccessUser | None) -> str:
+        return user.seat_uid if user is not None and user.seat_uid else label
+
+    async def _resolve(
+        self, targets: Sequence[Target]
+    ) -> tuple[list[tuple[str, AccessUser | None]], list[str]]:
+        """Each target → (label, user or None for an unlisted UID); problems get their own line."""
+        limit = asyncio.Semaphore(self._lookups)
+        uids = [t.value for t in targets if t.kind == "uid"]
+        by_uid: dict[str, AccessUser] = {}
+        problems: list[str] = []
+        if uids:
+            try:
+                by_uid = await self.seats.find_users_by_seat_uids(uids)
+            except SeatsError as exc:
+                problems.append(f"Could not look up seat UIDs in Cloudflare: {exc.describe()}")
+                return [], problems
+
+        async def one(target: Target) -> tuple[str, AccessUser | None] | str:
+            if target.kind == "uid":
+                return (target.value, by_uid.get(target.value))
+            async with limit:
+                email, label = target.value, target.value
+                if target.kind == "mention":
+                    label = f"<@{target.value}>"
+                    found = await self.directory.email_of(target.value)
+                    if not found:
+                        return f"Slack user {target.value}: no email visible to the bot."
+                    email = found.lower()
+                try:
+                    users = await self.seats.find_users(email=email)
+                except SeatsError as exc:
+                    return f"{email}: Cloudflare look-up failed: {exc.describe()}"
+            holders = [u for u in users if u.seat_uid]
+            if not holders:
+                return f"{email}: no Zero Trust user with this email."
+            if len(holders) > 1:
+                return f"{email}: {len(holders)} Zero Trust users share this email; use their seat UIDs."
+            return (label, holders[0])
+
+        found: list[tuple[str, AccessUser | None]] = []
+        for item in await asyncio.gather(*(one(t) for t in targets)):
+            if isinstance(item, str):
+                problems.append(item)
+            else:
+                found.append(item)
+        return found, problems
+
+    # -- clicks ----------------------------------------------------------------------------
+
+    async def click(
+        self,
+        *,
+        action: Literal["confirm", "cancel"],
+        pending_id: str,
+        user: str,
+        progress: Progress | None = None,
+    ) -> ClickReply:
+        try:
+            return await self._click(action, pending_id, user, progress)
+        except StoreUnavailable:
+            log.error("Redis unavailable while handling a click")
+            return Notice(UNAVAILABLE, kind="unavailable")
+
+    async def _click(
+        self, action: Literal["confirm", "cancel"], pending_id: str, user: str, progress: Progress | None
+    ) -> ClickReply:
+        is_admin = self.policy.configured and await self.auth.is_admin(user)
+        if action == "confirm" and not is_admin:
+            await self.audit.record("refused", user=user, action=action, id=pending_id, why="not an admin")
+            return Notice("Only seat-bot admins may confirm a revoke.", kind="refused")
+        claim = await self.store.claim(pending_id, clicker=user, action=action, clicker_is_admin=is_admin)
+        if claim.status == "missing":
+            await self.audit.record("expired_click", user=user, action=action, id=pending_id)
+            return Notice(EXPIRED, kind="expired")
+        if claim.status == "outdated":
+            await self.audit.record("outdated", user=user, action=action, id=pending_id)
+            return Notice(OUTDATED, kind="expired", replace=True)
+        pending = claim.pending
+        assert pending is not None
+        if claim.status != "claimed":
+            text = {
+                "own_request": "Two-person rule: another admin has to confirm your request.",
+                "not_requester": f"Only <@{pending.requester}> can {action} this request.",
+            }.get(claim.status, "That button is not valid.")
+            await self.audit.record("refused", user=user, action=action, id=pending_id, why=claim.status)
+            return Notice(text, kind="refused")
+        if action == "cancel":
+            ok = await self.audit.record("cancelled", user=user, id=pending.id, requester=pending.requester)
+            return Cancelled(pending, user, audit_ok=ok)
+        if not self.policy.channel_allowed(pending.channel):
+            await self.audit.record("refused", user=user, id=pending.id, why="channel no longer allowed")
+            return Notice("Seats can no longer be revoked from this channel.", kind="refused", replace=True)
+        await self.audit.record("confirmed", user=user, id=pending.id, requester=pending.requester)
+        if progress is not None:
+            try:
+                await progress(pending)
+            except Exception:  # a progress note is a courtesy; the revoke goes on
+                log.warning("could not show progress", exc_info=True)
+        return await self._execute(pending, user)
+
+    async def _execute(self, pending: Pending, confirmer: str) -> Outcome | Failure:
+        updates = [SeatUpdate(seat_uid=t.seat_uid) for t in pending.targets]
+        try:
+            seats = await self.seats.update_seats(updates)
+        except SeatsError as exc:
+            ok = await self.audit.record(
+                "failed",
+                id=pending.id,
+                user=confirmer,
+                requester=pending.requester,
+                error=exc.describe(),
+                status=exc.status,
+                cf_ray=exc.cf_ray,
+                attempts=exc.attempts,
+            )
+            return Failure(pending, confirmer, exc.describe(), await self._fresh_try(pending), audit_ok=ok)
+        by_uid = {seat.seat_uid: seat for seat in seats}
+        results = tuple(SeatResult(t, by_uid.get(t.seat_uid)) for t in pending.targets)
+        ok = True
+        for result in results:
+            seat = result.seat
+            ok &= await self.audit.record(
+                "succeeded" if result.confirmed else "failed",
+                id=pending.id,
+                user=confirmer,
+                requester=pending.requester,
+                reason=pending.reason,
+                seat_uid=result.target.seat_uid,
+                email=result.target.email,
+                access_seat=seat.access_seat if seat else None,
+                gateway_seat=seat.gateway_seat if seat else None,
+                updated_at=seat.updated_at if seat else None,
+                cf_ray=seat.cf_ray if seat else None,
+                error=None if result.confirmed else "not confirmed by Cloudflare",
+            )
+        return Outcome(pending, confirmer, results, audit_ok=ok)
+
+    async def _fresh_try(self, failed: Pending) -> Pending | None:
+        now = self._clock()
+        retry = Pending(
+            id=new_id(),
+            requester=failed.requester,
+            channel=failed.channel,
+            targets=failed.targets,
+            reason=failed.reason,
+            created_at=now,
+            expires_at=now + self.policy.confirm_ttl,
+            two_person=failed.two_person,
+            attempt=failed.attempt + 1,
+        )
+        try:
+            await self.store.put(retry, ttl=self.policy.confirm_ttl)
+        except StoreUnavailable:
+            return None
+        return retry

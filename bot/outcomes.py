@@ -1,0 +1,95 @@
+"""What the flow answers: plain data that `blocks` renders and `app` or `shell` delivers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from bot.models import AccessUser, Seat
+from bot.pending import Pending, PendingTarget
+
+NoticeKind = Literal["info", "error", "refused", "unavailable", "expired"]
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A short message. `replace` swaps the card it came from; otherwise only the clicker sees it."""
+
+    text: str
+    kind: NoticeKind = "info"
+    replace: bool = False
+    usage: bool = False
+
+
+@dataclass(frozen=True)
+class Card:
+    """A confirmation card for a pending revoke (or a fresh try after a failure)."""
+
+    pending: Pending
+    problems: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    error: str | None = None  # set on a fresh-try card: what failed last time
+    audit_ok: bool = True
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    label: str
+    user: AccessUser
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    rows: tuple[StatusRow, ...]
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    events: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class SeatResult:
+    target: PendingTarget
+    seat: Seat | None  # None: Cloudflare's result did not include this seat
+
+    @property
+    def confirmed(self) -> bool:
+        return self.seat is not None and self.seat.removed
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Cloudflare answered the PATCH: per seat, what it returned."""
+
+    pending: Pending
+    confirmer: str
+    results: tuple[SeatResult, ...]
+    audit_ok: bool = True
+
+    @property
+    def all_confirmed(self) -> bool:
+        return all(r.confirmed for r in self.results)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """The PATCH failed: nothing is reported done; `retry` is a fresh card's pending, if any."""
+
+    pending: Pending
+    confirmer: str
+    error: str
+    retry: Pending | None = None
+    audit_ok: bool = True
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    pending: Pending
+    by: str
+    audit_ok: bool = True
+
+
+CommandReply = Notice | Card | StatusReport | AuditReport
+ClickReply = Notice | Outcome | Failure | Cancelled

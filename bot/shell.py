@@ -1,0 +1,203 @@
+"""`python -m bot shell`: talk to the bot in a terminal, through the same flow as Slack.
+
+Cards are rendered as text with their buttons numbered; type a number to click one. Without
+Cloudflare credentials it runs on the sandbox, without REDIS_URL on the in-process store. Works with
+piped input, so it is tested the same way a person would use it.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import Any, Literal, TextIO
+
+from bot import blocks
+from bot.app import render_command
+from bot.config import Settings
+from bot.outcomes import Cancelled, ClickReply, Failure, Notice, Outcome
+from bot.pending import Pending
+from bot.runtime import Runtime, build_runtime
+from bot.sandbox import DEMO_USERS
+
+SHELL_USER = "U0SHELL"
+SHELL_CHANNEL = "C0SHELL"
+_DATE = re.compile(r"<!date\^\d+\^[^|>]*\|([^>]*)>")
+_MENTION = re.compile(r"<@([UW][A-Z0-9]+)>")
+_TYPED_MENTION = re.compile(r"<@[UW][A-Z0-9]+(?:\|[^<>]*)?>")
+
+
+class ShellDirectory:
+    """Demo people for mentions: <@U0ALICE> is alice@example.com, and so on."""
+
+    def __init__(self) -> None:
+        self.emails = {f"U0{email.split('@')[0].upper()}": email for email, _ in DEMO_USERS}
+
+    async def email_of(self, user_id: str) -> str | None:
+        return self.emails.get(user_id)
+
+    async def members_of(self, group_id: str) -> frozenset[str]:
+        return frozenset()
+
+
+def slack_escape(text: str) -> str:
+    """What Slack does to typed text with should_escape; typed <@U…> stands for a real mention."""
+    out, last = [], 0
+    for m in _TYPED_MENTION.finditer(text):
+        out.append(blocks.esc(text[last : m.start()]))
+        out.append(m.group(0))
+        last = m.end()
+    out.append(blocks.esc(text[last:]))
+    return "".join(out)
+
+
+def plain(mrkdwn: str) -> str:
+    text = _DATE.sub(r"\1", mrkdwn)
+    text = _MENTION.sub(r"@\1", text)
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def render(message: blocks.Message) -> tuple[str, list[dict[str, Any]]]:
+    """A message as terminal text, plus its buttons in the order they are numbered."""
+    lines: list[str] = []
+    buttons: list[dict[str, Any]] = []
+    for block in message.get("blocks", []):
+        kind = block["type"]
+        if kind == "header":
+            lines.append(f"== {block['text']['text']} ==")
+        elif kind == "section":
+            lines.append(plain(block["text"]["text"]))
+        elif kind == "context":
+            lines.extend("  " + plain(e["text"]) for e in block["elements"])
+        elif kind == "actions":
+            labels = []
+            for element in block["elements"]:
+                buttons.append(element)
+                labels.append(f"[{len(buttons)}] {element['text']['text']}")
+            lines.append("   ".join(labels))
+    return "\n".join(lines), buttons
+
+
+class Shell:
+    def __init__(self, runtime: Runtime, *, user: str, out: TextIO) -> None:
+        self.runtime = runtime
+        self.user = user
+        self.out = out
+        self.buttons: list[dict[str, Any]] = []
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def show(self, message: blocks.Message, *, where: str) -> None:
+        text, buttons = render(message)
+        self.say(f"--- {where} ---\n{text}")
+        if buttons:
+            self.buttons = buttons
+            self.say(f"(type 1-{len(buttons)} to click)")
+
+    async def line(self, raw: str, read: Any) -> bool:
+        text = raw.strip()
+        if not text:
+            return True
+        if text in ("quit", "exit", ":q"):
+            return False
+        if text.isdigit() and self.buttons:
+            await self.click(int(text), read)
+            return True
+        if text.startswith("/seat"):
+            reply = await self.runtime.flow.command(
+                user=self.user, channel=SHELL_CHANNEL, text=slack_escape(text.removeprefix("/seat"))
+            )
+            message = render_command(reply)
+            self.show(
+                message, where="in channel" if message.get("response_type") == "in_channel" else "only you"
+            )
+            return True
+        self.say("Type a /seat command (try `/seat help`), a button number, or `quit`.")
+        return True
+
+    async def click(self, number: int, read: Any) -> None:
+        if not 1 <= number <= len(self.buttons):
+            self.say(f"There is no button {number}.")
+            return
+        button = self.buttons[number - 1]
+        dialog = button.get("confirm")
+        if dialog:
+            self.say(f"{dialog['title']['text']} {dialog['text']['text']} [y/N]")
+            answer = read()
+            if answer is None or answer.strip().lower() not in ("y", "yes"):
+                self.say("Not confirmed; nothing was done.")
+                return
+        self.buttons = []
+        action: Literal["confirm", "cancel"] = (
+            "confirm" if button["action_id"] == "seat_confirm" else "cancel"
+        )
+
+        async def progress(pending: Pending) -> None:
+            self.show(blocks.progress(pending), where="card")
+
+        reply = await self.runtime.flow.click(
+            action=action, pending_id=button["value"], user=self.user, progress=progress
+        )
+        self.deliver(reply)
+
+    def deliver(self, reply: ClickReply) -> None:
+        if isinstance(reply, Notice):
+            self.show(blocks.notice(reply), where="card" if reply.replace else "only you")
+        elif isinstance(reply, Cancelled):
+            self.show(blocks.cancelled(reply), where="card")
+        elif isinstance(reply, Failure):
+            self.show(blocks.failure(reply), where="card")
+        elif isinstance(reply, Outcome):
+            self.show(blocks.outcome(reply), where="in channel")
+
+
+def banner(runtime: Runtime, user: str, hint: bool) -> str:
+    lines = ["seatbot shell: type `/seat help`, `quit` to leave."]
+    if runtime.sandbox is not None:
+        people = ", ".join(email for email, _ in DEMO_USERS)
+        lines.append(f"Cloudflare: SANDBOX (no credentials set); demo users: {people}")
+        lines.append("Mentions: <@U0ALICE> is alice@example.com (and so on for the demo users).")
+    else:
+        lines.append(f"Cloudflare: LIVE account {runtime.settings.cloudflare_account_id}: revokes are real")
+    lines.append("Store: in-process" if runtime.in_process_store else "Store: Redis (REDIS_URL)")
+    lines.append(f"You are {user}{' (admin)' if user in runtime.flow.policy.admins else ''}.")
+    if hint:
+        lines.append(
+            "To go live: set SLACK_BOT_TOKEN with SLACK_SIGNING_SECRET (HTTP) "
+            "or SLACK_APP_TOKEN (Socket Mode); see the README."
+        )
+    return "\n".join(lines)
+
+
+async def run_shell(
+    settings: Settings,
+    *,
+    user: str = SHELL_USER,
+    go_live_hint: bool = False,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
+) -> int:
+    stdin = stdin or sys.stdin
+    out = stdout or sys.stdout
+    if user == SHELL_USER:  # the default shell user is an admin; any other acts as configured
+        settings = settings.model_copy(update={"seatbot_admins": (*settings.seatbot_admins, SHELL_USER)})
+    runtime = build_runtime(settings, directory=ShellDirectory(), allow_sandbox=True)
+    shell = Shell(runtime, user=user, out=out)
+    shell.say(banner(runtime, user, go_live_hint))
+    interactive = stdin.isatty()
+
+    def read() -> str | None:
+        if interactive:
+            print("> ", end="", file=out, flush=True)
+        line = stdin.readline()
+        return line if line else None
+
+    try:
+        while (raw := read()) is not None:
+            if not interactive:
+                shell.say(f"> {raw.rstrip()}")
+            if not await shell.line(raw, read):
+                break
+    finally:
+        await runtime.aclose()
+    return 0

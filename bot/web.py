@@ -1,0 +1,79 @@
+"""The HTTP face: POST /slack/events (commands and interactivity) and GET /healthz."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import AsyncIterator
+
+import httpx
+from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bot import __version__
+from bot.app import build_bolt_app, slack_client
+from bot.config import Settings, load_settings
+from bot.errors import ConfigError
+from bot.logs import setup_logging
+from bot.runtime import build_runtime, redis_status
+from bot.slack_directory import SlackDirectory
+
+log = logging.getLogger("seatbot.web")
+
+
+def build_app(settings: Settings, *, seats_transport: httpx.AsyncBaseTransport | None = None) -> Starlette:
+    """The Starlette app for these settings (tests pass a transport to reach the sandbox)."""
+    settings.require("SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN")
+    assert settings.slack_signing_secret is not None and settings.slack_bot_token is not None
+    client = slack_client(token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url)
+    runtime = build_runtime(settings, directory=SlackDirectory(client), seats_transport=seats_transport)
+    bolt = build_bolt_app(
+        flow=runtime.flow,
+        client=client,
+        signing_secret=settings.slack_signing_secret.get_secret_value(),
+        audit_channel=settings.seatbot_audit_channel,
+    )
+    handler = AsyncSlackRequestHandler(bolt)
+
+    async def events(request: Request) -> Response:
+        return await handler.handle(request)
+
+    async def healthz(request: Request) -> Response:
+        store = "in-process" if runtime.in_process_store else await redis_status(runtime.redis)
+        ok = store != "unreachable"
+        body = {"ok": ok, "redis": store, "version": __version__}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await runtime.aclose()
+
+    app = Starlette(
+        routes=[
+            Route("/slack/events", events, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    return app
+
+
+def create_app() -> Starlette:
+    """uvicorn factory (`uvicorn --factory bot.web:create_app`): settings from the environment."""
+    try:
+        settings = load_settings()
+        setup_logging(settings.seatbot_log_level, secrets_=settings.secrets())
+        if not settings.has_cloudflare_credentials:
+            raise ConfigError(
+                "CLOUDFLARE_API_TOKEN: not set (or set CLOUDFLARE_EMAIL and CLOUDFLARE_API_KEY)"
+            )
+        return build_app(settings)
+    except ConfigError as exc:
+        print(f"seatbot: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
