@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     seatbot_admins: CommaList = ()
     seatbot_admin_groups: CommaList = ()
     seatbot_channels: CommaList = ()
-    seatbot_confirm_ttl_seconds: int = Field(default=600, ge=10, le=MAX_CONFIRM_TTL)
+    seatbot_confirm_ttl_seconds: int = Field(default=600, ge=1, le=MAX_CONFIRM_TTL)
     seatbot_two_person: bool = False
     seatbot_require_reason: bool = False
     seatbot_group_cache_seconds: float = Field(default=60.0, ge=0, le=3600)

@@ -80,9 +80,13 @@ class RecordedRequest:
     body: Any
 
 
+def _new_ray() -> str:
+    return uuid.uuid4().hex[:16] + "-SBX"
+
+
 def _failure(status: int, code: int, message: str, **headers: str) -> Response:
     body = {"success": False, "errors": [{"code": code, "message": message}], "messages": [], "result": None}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(body, status_code=status, headers={"cf-ray": _new_ray(), **headers})
 
 
 class Sandbox:
@@ -223,7 +227,7 @@ class Sandbox:
         return None
 
     def _ray(self) -> str:
-        return uuid.uuid4().hex[:16] + "-SBX"
+        return _new_ray()
 
     def _ok(self, result: Any, **extra: Any) -> Response:
         body = {"success": True, "errors": [], "messages": [], "result": result, **extra}

@@ -17,6 +17,8 @@ import redis.asyncio as aredis
 
 from bot.cloudflare import CloudflareClient
 from bot.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, Sandbox
+from tests.harness import SlackClient, build
+from tests.slack_fake import FakeSlack
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CF_SPEC = SHARED / "cloudflare" / "seats-openapi.json"
@@ -116,3 +118,21 @@ async def cf(sandbox: Sandbox) -> AsyncIterator[CloudflareClient]:
         sleep=no_sleep,
     ) as client:
         yield client
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    fake = FakeSlack()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def bot(
+    slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: aredis.Redis
+) -> AsyncIterator[SlackClient]:
+    """The real web app with a real Redis, the fake Slack and the sandbox Cloudflare."""
+    client = build(slack, sandbox, redis_url)
+    yield client
+    await client.aclose()

@@ -1,0 +1,152 @@
+"""Drive the real Starlette app the way Slack does: signed slash commands and block_actions."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+from slack_sdk.signature import SignatureVerifier
+from starlette.applications import Starlette
+
+from bot.config import Settings
+from bot.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, Sandbox
+from bot.web import build_app
+from tests.slack_fake import FakeSlack
+
+SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
+BOT_TOKEN = "xoxb-test-bot-token-0123456789"
+ADMIN = "UADMIN1"
+ADMIN2 = "UADMIN2"
+OUTSIDER = "UOUTSIDER"
+CHANNEL = "C0OPS"
+_keys = itertools.count(1)
+
+
+def settings_for(slack: FakeSlack, sandbox: Sandbox, redis_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "slack_signing_secret": SIGNING_SECRET,
+        "slack_bot_token": BOT_TOKEN,
+        "slack_api_url": slack.api_url,
+        "redis_url": redis_url,
+        "cloudflare_account_id": DEMO_ACCOUNT_ID,
+        "cloudflare_api_token": DEMO_TOKEN,
+        "cloudflare_base_url": sandbox.base_url,
+        "seatbot_admins": (ADMIN, ADMIN2),
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def sign(body: str, *, secret: str = SIGNING_SECRET, timestamp: int | None = None) -> dict[str, str]:
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
+    return {
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": signature,
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+
+
+class SlackClient:
+    """One Slack workspace talking to one app instance (several instances can share a FakeSlack)."""
+
+    def __init__(self, app: Starlette, slack: FakeSlack) -> None:
+        self.app = app
+        self.slack = slack
+        self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bot.test")
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+        await self.app.state.runtime.aclose()
+
+    async def post(self, body: str, headers: dict[str, str] | None = None) -> httpx.Response:
+        return await self.http.post("/slack/events", content=body, headers=headers or sign(body))
+
+    def command_body(self, text: str, *, user: str, channel: str, key: str) -> str:
+        return urlencode(
+            {
+                "token": "legacy-verification-token",
+                "team_id": "T1",
+                "team_domain": "test",
+                "channel_id": channel,
+                "channel_name": "ops",
+                "user_id": user,
+                "user_name": user.lower(),
+                "command": "/seat",
+                "text": text,
+                "api_app_id": "A1",
+                "is_enterprise_install": "false",
+                "response_url": self.slack.response_url(key),
+                "trigger_id": "1.2.3",
+            }
+        )
+
+    async def command(
+        self, text: str, *, user: str = ADMIN, channel: str = CHANNEL
+    ) -> tuple[httpx.Response, str]:
+        """Send `/seat <text>`; returns the HTTP response and the response_url key to watch."""
+        key = f"cmd{next(_keys)}"
+        response = await self.post(self.command_body(text, user=user, channel=channel, key=key))
+        return response, key
+
+    def action_body(self, action_id: str, value: str, *, user: str, channel: str, key: str) -> str:
+        payload = {
+            "type": "block_actions",
+            "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": "T1"},
+            "api_app_id": "A1",
+            "token": "legacy-verification-token",
+            "container": {
+                "type": "message",
+                "message_ts": "1.1",
+                "channel_id": channel,
+                "is_ephemeral": True,
+            },
+            "trigger_id": "1.2.3",
+            "team": {"id": "T1", "domain": "test"},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "channel": {"id": channel, "name": "ops"},
+            "state": {"values": {}},
+            "response_url": self.slack.response_url(key),
+            "actions": [
+                {
+                    "action_id": action_id,
+                    "block_id": "seat_actions",
+                    "text": {"type": "plain_text", "text": "x"},
+                    "value": value,
+                    "type": "button",
+                    "action_ts": "1.2",
+                }
+            ],
+        }
+        return urlencode({"payload": json.dumps(payload)})
+
+    async def click(
+        self, action_id: str, value: str, *, user: str = ADMIN, channel: str = CHANNEL
+    ) -> tuple[httpx.Response, str]:
+        key = f"act{next(_keys)}"
+        response = await self.post(self.action_body(action_id, value, user=user, channel=channel, key=key))
+        return response, key
+
+
+def button(message: dict[str, Any], action_id: str) -> dict[str, Any]:
+    for block in message.get("blocks", []):
+        if block["type"] == "actions":
+            for element in block["elements"]:
+                if element["action_id"] == action_id:
+                    return dict(element)
+    raise AssertionError(f"no {action_id} button in {message.get('text')!r}")
+
+
+def all_text(message: dict[str, Any]) -> str:
+    """Every string in a message, for assertions on what a person would read."""
+    return json.dumps(message, ensure_ascii=False)
+
+
+def build(slack: FakeSlack, sandbox: Sandbox, redis_url: str, **overrides: Any) -> SlackClient:
+    settings = settings_for(slack, sandbox, redis_url, **overrides)
+    return SlackClient(build_app(settings, seats_transport=sandbox.transport()), slack)

@@ -1,0 +1,120 @@
+"""A local stand-in for Slack's Web API and response_urls, served over real HTTP (aiohttp)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+from typing import Any
+
+from aiohttp import web
+
+
+class FakeSlack:
+    """Records every Web API call and every response_url post; knobs for errors and 429s."""
+
+    def __init__(self) -> None:
+        self.emails: dict[str, str] = {}
+        self.groups: dict[str, list[str]] = {}
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.responses: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.posts: list[dict[str, Any]] = []
+        self.post_error: str | None = None  # e.g. "not_in_channel"
+        self.rate_limit_posts = 0  # answer this many chat.postMessage calls with 429
+        self.retry_after = "1"
+        self._changed = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._api)
+        app.router.add_post("/response/{key}", self._response)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def api_url(self) -> str:
+        return self.url + "/api/"
+
+    def response_url(self, key: str) -> str:
+        return f"{self.url}/response/{key}"
+
+    def methods(self) -> list[str]:
+        return [name for name, _ in self.calls]
+
+    async def _args(self, request: web.Request) -> dict[str, Any]:
+        args: dict[str, Any] = dict(request.query)
+        if request.can_read_body:
+            if request.content_type == "application/json":
+                args.update(await request.json())
+            else:
+                args.update(dict(await request.post()))
+        return args
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        args = await self._args(request)
+        async with self._changed:
+            self.calls.append((method, args))
+            self._changed.notify_all()
+        if method == "auth.test":
+            return web.json_response(
+                {
+                    "ok": True,
+                    "user_id": "UBOT",
+                    "user": "seatbot",
+                    "team_id": "T1",
+                    "team": "Test",
+                    "bot_id": "B1",
+                }
+            )
+        if method == "users.info":
+            user = str(args.get("user"))
+            if user not in self.emails:
+                return web.json_response({"ok": False, "error": "user_not_found"})
+            profile = {"email": self.emails[user], "real_name": user}
+            return web.json_response({"ok": True, "user": {"id": user, "profile": profile}})
+        if method == "usergroups.users.list":
+            group = str(args.get("usergroup"))
+            if group not in self.groups:
+                return web.json_response({"ok": False, "error": "no_such_subteam"})
+            return web.json_response({"ok": True, "users": self.groups[group]})
+        if method == "chat.postMessage":
+            if self.rate_limit_posts > 0:
+                self.rate_limit_posts -= 1
+                return web.json_response(
+                    {"ok": False, "error": "ratelimited"},
+                    status=429,
+                    headers={"Retry-After": self.retry_after},
+                )
+            if self.post_error:
+                return web.json_response({"ok": False, "error": self.post_error})
+            async with self._changed:
+                self.posts.append(args)
+                self._changed.notify_all()
+            return web.json_response({"ok": True, "channel": args.get("channel"), "ts": "1.0"})
+        return web.json_response({"ok": False, "error": "unknown_method"})
+
+    async def _response(self, request: web.Request) -> web.Response:
+        body = json.loads(await request.text())
+        async with self._changed:
+            self.responses[request.match_info["key"]].append(body)
+            self._changed.notify_all()
+        return web.Response(text="ok")
+
+    async def wait_for(self, predicate: Any, timeout: float = 5.0) -> None:
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(predicate), timeout)
+
+    async def wait_responses(self, key: str, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+        await self.wait_for(lambda: len(self.responses[key]) >= count, timeout)
+        return self.responses[key]

@@ -1,0 +1,51 @@
+"""manifest.yml against Slack's official app-manifest schema, and against what the code uses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from tests.conftest import SLACK_MANIFEST_SCHEMA
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def manifest() -> dict:
+    return yaml.safe_load((ROOT / "manifest.yml").read_text())
+
+
+def test_manifest_matches_slacks_schema() -> None:
+    """The manifest validates against Slack's official JSON Schema."""
+    if not SLACK_MANIFEST_SCHEMA.exists():
+        pytest.skip("../shared/slack/manifest.schema.json is absent (a user's clone)")
+    schema = json.loads(SLACK_MANIFEST_SCHEMA.read_text())
+    jsonschema.validate(manifest(), schema)
+    broken = manifest()
+    broken["features"]["slash_commands"][0]["should_escape"] = "yes"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)
+
+
+def test_manifest_declares_exactly_what_the_bot_uses() -> None:
+    """/seat escapes text, interactivity is on, and the bot scopes are exactly the ones used."""
+    m = manifest()
+    (command,) = m["features"]["slash_commands"]
+    assert command["command"] == "/seat" and command["should_escape"] is True
+    assert command["description"] and command["usage_hint"]
+    assert m["settings"]["interactivity"]["is_enabled"] is True
+    assert command["url"].endswith("/slack/events")
+    assert m["settings"]["interactivity"]["request_url"].endswith("/slack/events")
+    assert sorted(m["oauth_config"]["scopes"]["bot"]) == sorted(
+        ["commands", "chat:write", "users:read", "users:read.email", "usergroups:read"]
+    )
+
+
+def test_procfile_runs_web_and_socket_mode() -> None:
+    """The Procfile's web line serves HTTP and the worker line runs Socket Mode."""
+    lines = dict(line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
+    assert lines["web"].strip() == "python -m bot serve"
+    assert lines["worker"].strip() == "python -m bot socket"
