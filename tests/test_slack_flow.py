@@ -9,7 +9,7 @@ import redis.asyncio as aredis
 
 from bot.pending import PREFIX
 from bot.sandbox import Sandbox
-from tests.harness import ADMIN, ADMIN2, CHANNEL, OUTSIDER, SlackClient, all_text, build, button
+from tests.harness import ADMIN, ADMIN2, OUTSIDER, SlackClient, all_text, build, button
 from tests.slack_fake import FakeSlack
 
 ALICE = "alice@example.com"
