@@ -66,71 +66,77 @@ class SlackClient:
     async def post(self, body: str, headers: dict[str, str] | None = None) -> httpx.Response:
         return await self.http.post("/slack/events", content=body, headers=headers or sign(body))
 
-    def command_body(self, text: str, *, user: str, channel: str, key: str) -> str:
-        return urlencode(
-            {
-                "token": "legacy-verification-token",
-                "team_id": "T1",
-                "team_domain": "test",
-                "channel_id": channel,
-                "channel_name": "ops",
-                "user_id": user,
-                "user_name": user.lower(),
-                "command": "/seat",
-                "text": text,
-                "api_app_id": "A1",
-                "is_enterprise_install": "false",
-                "response_url": self.slack.response_url(key),
-                "trigger_id": "1.2.3",
-            }
-        )
-
     async def command(
         self, text: str, *, user: str = ADMIN, channel: str = CHANNEL
     ) -> tuple[httpx.Response, str]:
         """Send `/seat <text>`; returns the HTTP response and the response_url key to watch."""
         key = f"cmd{next(_keys)}"
-        response = await self.post(self.command_body(text, user=user, channel=channel, key=key))
-        return response, key
-
-    def action_body(self, action_id: str, value: str, *, user: str, channel: str, key: str) -> str:
-        payload = {
-            "type": "block_actions",
-            "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": "T1"},
-            "api_app_id": "A1",
-            "token": "legacy-verification-token",
-            "container": {
-                "type": "message",
-                "message_ts": "1.1",
-                "channel_id": channel,
-                "is_ephemeral": True,
-            },
-            "trigger_id": "1.2.3",
-            "team": {"id": "T1", "domain": "test"},
-            "enterprise": None,
-            "is_enterprise_install": False,
-            "channel": {"id": channel, "name": "ops"},
-            "state": {"values": {}},
-            "response_url": self.slack.response_url(key),
-            "actions": [
-                {
-                    "action_id": action_id,
-                    "block_id": "seat_actions",
-                    "text": {"type": "plain_text", "text": "x"},
-                    "value": value,
-                    "type": "button",
-                    "action_ts": "1.2",
-                }
-            ],
-        }
-        return urlencode({"payload": json.dumps(payload)})
+        body = command_body(text, user=user, channel=channel, response_url=self.slack.response_url(key))
+        return await self.post(body), key
 
     async def click(
         self, action_id: str, value: str, *, user: str = ADMIN, channel: str = CHANNEL
     ) -> tuple[httpx.Response, str]:
         key = f"act{next(_keys)}"
-        response = await self.post(self.action_body(action_id, value, user=user, channel=channel, key=key))
-        return response, key
+        body = action_body(
+            action_id, value, user=user, channel=channel, response_url=self.slack.response_url(key)
+        )
+        return await self.post(body), key
+
+
+def command_body(text: str, *, user: str, channel: str, response_url: str) -> str:
+    """A slash command as Slack posts it (form-encoded)."""
+    return urlencode(
+        {
+            "token": "legacy-verification-token",
+            "team_id": "T1",
+            "team_domain": "test",
+            "channel_id": channel,
+            "channel_name": "ops",
+            "user_id": user,
+            "user_name": user.lower(),
+            "command": "/seat",
+            "text": text,
+            "api_app_id": "A1",
+            "is_enterprise_install": "false",
+            "response_url": response_url,
+            "trigger_id": "1.2.3",
+        }
+    )
+
+
+def action_body(action_id: str, value: str, *, user: str, channel: str, response_url: str) -> str:
+    """A block_actions button click as Slack posts it (`payload=` JSON, form-encoded)."""
+    payload = {
+        "type": "block_actions",
+        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": "T1"},
+        "api_app_id": "A1",
+        "token": "legacy-verification-token",
+        "container": {
+            "type": "message",
+            "message_ts": "1.1",
+            "channel_id": channel,
+            "is_ephemeral": True,
+        },
+        "trigger_id": "1.2.3",
+        "team": {"id": "T1", "domain": "test"},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "channel": {"id": channel, "name": "ops"},
+        "state": {"values": {}},
+        "response_url": response_url,
+        "actions": [
+            {
+                "action_id": action_id,
+                "block_id": "seat_actions",
+                "text": {"type": "plain_text", "text": "x"},
+                "value": value,
+                "type": "button",
+                "action_ts": "1.2",
+            }
+        ],
+    }
+    return urlencode({"payload": json.dumps(payload)})
 
 
 def button(message: dict[str, Any], action_id: str) -> dict[str, Any]:

@@ -1,0 +1,161 @@
+"""From outside, as a deployer: the Procfile's web line with env vars, real ports, two workers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN
+from tests.conftest import free_port
+from tests.harness import ADMIN, BOT_TOKEN, SIGNING_SECRET, action_body, button, command_body, sign
+from tests.slack_fake import FakeSlack
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def clean_env(**values: str) -> dict[str, str]:
+    """The parent's environment without any seatbot setting, plus `values`."""
+    prefixes = ("SLACK_", "CLOUDFLARE_", "SEATBOT_", "REDIS_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes) and k not in ("PORT",)}
+    env.update(values)
+    return env
+
+
+def wait_http(
+    url: str, *, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None
+) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            response = httpx.get(url, timeout=1)
+            if response.status_code < 500:
+                return response
+        except httpx.TransportError:
+            pass
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"process exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{url} did not come up")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def sandbox_port(tmp_path: Path) -> Iterator[int]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "sandbox", "--port", str(port)],
+        cwd=tmp_path,
+        env=clean_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/client/v4/accounts/x/access/users", proc=proc)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+async def test_procfile_web_line_serves_a_full_revoke(
+    tmp_path: Path, slack: FakeSlack, sandbox_port: int, redis_url: str, redis_client: object
+) -> None:
+    """`python -m bot serve` with env vars and 2 workers: healthz, signed command, click, outcome."""
+    port = free_port()
+    env = clean_env(
+        PORT=str(port),
+        WEB_CONCURRENCY="2",
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_API_URL=slack.api_url,
+        REDIS_URL=redis_url,
+        CLOUDFLARE_ACCOUNT_ID=DEMO_ACCOUNT_ID,
+        CLOUDFLARE_API_TOKEN=DEMO_TOKEN,
+        CLOUDFLARE_BASE_URL=f"http://127.0.0.1:{sandbox_port}/client/v4",
+        SEATBOT_ADMINS=ADMIN,
+    )
+    web_line = (ROOT / "Procfile").read_text().splitlines()[0].split(":", 1)[1].split()
+    proc = subprocess.Popen(
+        [sys.executable if w == "python" else w for w in web_line],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        health = await asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}/healthz", proc=proc)
+        assert health.status_code == 200 and health.json()["redis"] == "ok"
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            url = slack.response_url
+            body = command_body(
+                "revoke alice@example.com --reason e2e", user=ADMIN, channel="C1", response_url=url("e2e")
+            )
+            response = await http.post("/slack/events", content=body, headers=sign(body))
+            assert response.status_code == 200
+            (card,) = await slack.wait_responses("e2e", 1, timeout=10)
+            value = button(card, "seat_confirm")["value"]
+            click = action_body(
+                "seat_confirm", value, user=ADMIN, channel="C1", response_url=url("e2e-click")
+            )
+            response = await http.post("/slack/events", content=click, headers=sign(click))
+            assert response.status_code == 200
+            posts = await slack.wait_responses("e2e-click", 3, timeout=10)
+            assert "access ✗ / gateway ✗" in posts[1]["text"] + str(posts[1]["blocks"])
+            forged = await http.post("/slack/events", content=body, headers=sign(body, secret="wrong"))
+            assert forged.status_code == 401
+        async with httpx.AsyncClient() as http:
+            users = await http.get(
+                f"http://127.0.0.1:{sandbox_port}/client/v4/accounts/{DEMO_ACCOUNT_ID}/access/users",
+                params={"email": "alice@example.com"},
+                headers={"Authorization": f"Bearer {DEMO_TOKEN}"},
+            )
+        alice = next(u for u in users.json()["result"] if u["email"] == "alice@example.com")
+        assert alice["access_seat"] is False and alice["gateway_seat"] is False
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=15)
+    logs = err.decode()
+    assert SIGNING_SECRET not in logs and BOT_TOKEN not in logs and DEMO_TOKEN not in logs
+    assert '"logger": "seatbot.cloudflare"' in logs  # JSON lines were written
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"CLOUDFLARE_ACCOUNT_ID": "x" * 40}, "CLOUDFLARE_ACCOUNT_ID"),
+        ({"SLACK_SIGNING_SECRET": ""}, "SLACK_SIGNING_SECRET"),
+        ({"CLOUDFLARE_API_TOKEN": ""}, "CLOUDFLARE_API_TOKEN"),
+        ({"SEATBOT_CONFIRM_TTL_SECONDS": "3600"}, "SEATBOT_CONFIRM_TTL_SECONDS"),
+    ],
+)
+def test_bad_settings_stop_startup_with_one_line(tmp_path: Path, env: dict[str, str], needle: str) -> None:
+    """A missing or malformed setting: exit 2 and one line naming the variable, no traceback."""
+    base = {
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "CLOUDFLARE_ACCOUNT_ID": DEMO_ACCOUNT_ID,
+        "CLOUDFLARE_API_TOKEN": DEMO_TOKEN,
+        "PORT": str(free_port()),
+    }
+    base.update(env)
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "serve"],
+        cwd=tmp_path,
+        env=clean_env(**base),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in result.stderr
+    assert SIGNING_SECRET not in result.stderr and DEMO_TOKEN not in result.stderr
