@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
@@ -13,7 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import blocks
 from bot.flow import SeatFlow
-from bot.logs import request_scope
+from bot.logs import redact, request_scope
 from bot.outcomes import (
     AuditReport,
     Cancelled,
@@ -40,7 +41,9 @@ def slack_client(*, token: str, base_url: str) -> AsyncWebClient:
 
 
 async def send(respond: Respond, message: blocks.Message, **how: Any) -> None:
-    await respond(text=message["text"], blocks=message["blocks"], **how)
+    """Deliver through response_url; a last redaction pass keeps any secret out of Slack."""
+    clean = json.loads(redact(json.dumps(message)))
+    await respond(text=clean["text"], blocks=clean["blocks"], **how)
 
 
 def render_command(reply: CommandReply) -> blocks.Message:

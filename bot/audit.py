@@ -48,7 +48,7 @@ class Audit:
         log.info("audit %s", event, extra={"audit": entry})
         try:
             await self._redis.xadd(
-                STREAM, {"json": json.dumps(entry, default=str)}, maxlen=self._maxlen, approximate=True
+                STREAM, {"json": json.dumps(entry, default=str)}, maxlen=self._maxlen, approximate=False
             )
         except RedisError as exc:
             log.error(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -137,6 +138,10 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if value is not None and value.get_secret_value():
                 found.append(value.get_secret_value())
+        if self.redis_url is not None:
+            password = urlsplit(self.redis_url.get_secret_value()).password
+            if password:
+                found.append(password)
         return found
 
 

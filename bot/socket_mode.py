@@ -8,6 +8,7 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
 from bot.app import build_bolt_app, slack_client
 from bot.config import Settings
+from bot.logs import redact
 from bot.runtime import build_runtime
 from bot.slack_directory import SlackDirectory
 
@@ -16,6 +17,7 @@ log = logging.getLogger("seatbot.socket")
 
 async def run_socket_mode(settings: Settings) -> None:
     assert settings.slack_bot_token is not None and settings.slack_app_token is not None
+    redact.add(settings.secrets())
     client = slack_client(token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url)
     runtime = build_runtime(settings, directory=SlackDirectory(client))
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None

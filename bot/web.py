@@ -18,7 +18,7 @@ from bot import __version__
 from bot.app import build_bolt_app, slack_client
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError
-from bot.logs import setup_logging
+from bot.logs import redact, setup_logging
 from bot.runtime import build_runtime, redis_status
 from bot.slack_directory import SlackDirectory
 
@@ -29,6 +29,7 @@ def build_app(settings: Settings, *, seats_transport: httpx.AsyncBaseTransport |
     """The Starlette app for these settings (tests pass a transport to reach the sandbox)."""
     settings.require("SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN")
     assert settings.slack_signing_secret is not None and settings.slack_bot_token is not None
+    redact.add(settings.secrets())
     client = slack_client(token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url)
     runtime = build_runtime(settings, directory=SlackDirectory(client), seats_transport=seats_transport)
     bolt = build_bolt_app(
