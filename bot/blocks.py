@@ -105,7 +105,7 @@ def _message(text: str, blocks: list[dict[str, Any]], **extra: Any) -> Message:
 def _target_line(t: PendingTarget) -> str:
     name = f" ({esc(t.name)})" if t.name else ""
     person = esc(t.email) if t.email else ("seat " + esc(t.seat_uid))
-    if t.label.startswith("<@") and _USER_ID.match(t.label[2:-1]):
+    if t.label.startswith("<@") and t.label.endswith(">") and _USER_ID.fullmatch(t.label[2:-1]):
         person = f"{t.label} {person}"
     return f"• *{person}*{name} — seat `{esc(t.seat_uid)}` — now {flags(t.access_seat, t.gateway_seat)}"
 

@@ -21,6 +21,19 @@ CommaList = Annotated[tuple[str, ...], NoDecode]
 MAX_CONFIRM_TTL = 1800  # a Slack response_url lives 30 minutes
 
 
+_BLANK_MEANS_UNSET = (
+    "cloudflare_account_id",
+    "cloudflare_email",
+    "seatbot_audit_channel",
+    "cloudflare_api_token",
+    "cloudflare_api_key",
+    "slack_signing_secret",
+    "slack_bot_token",
+    "slack_app_token",
+    "redis_url",
+)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
@@ -72,9 +85,10 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    @field_validator("cloudflare_account_id", "cloudflare_email", "seatbot_audit_channel", mode="before")
+    @field_validator(*_BLANK_MEANS_UNSET, mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
+        """`NAME=` (as in a copied .env template) means unset, never an empty secret."""
         return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("cloudflare_account_id")

@@ -66,6 +66,9 @@ class SlackClient:
     async def post(self, body: str, headers: dict[str, str] | None = None) -> httpx.Response:
         return await self.http.post("/slack/events", content=body, headers=headers or sign(body))
 
+    def command_body_for_test(self, text: str, *, user: str = ADMIN, channel: str = CHANNEL) -> str:
+        return command_body(text, user=user, channel=channel, response_url=self.slack.response_url("unused"))
+
     async def command(
         self, text: str, *, user: str = ADMIN, channel: str = CHANNEL
     ) -> tuple[httpx.Response, str]:

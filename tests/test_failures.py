@@ -1,0 +1,137 @@
+"""Failure handling on real parts: Cloudflare outages, a Redis that stops and comes back, restarts."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis.asyncio as aredis
+
+from bot.pending import PREFIX, Pending, PendingTarget
+from bot.sandbox import Sandbox
+from tests.conftest import RedisServer
+from tests.harness import SlackClient, all_text, build, button
+from tests.slack_fake import FakeSlack
+from tests.test_slack_flow import ALICE, card_for
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    """A redis-server of this test's own, so it can be stopped and restarted."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def outage_bot(
+    slack: FakeSlack, sandbox: Sandbox, private_redis: RedisServer
+) -> AsyncIterator[SlackClient]:
+    bot = build(slack, sandbox, private_redis.url)
+    yield bot
+    await bot.aclose()
+
+
+async def timed_reply(bot: SlackClient, coro: object, count: int = 1) -> tuple[list[dict], float]:
+    started = time.perf_counter()
+    response, key = await coro  # type: ignore[misc]
+    assert response.status_code == 200
+    replies = await bot.slack.wait_responses(key, count, timeout=5)
+    return replies, time.perf_counter() - started
+
+
+async def test_cloudflare_5xx_and_429_are_retried_then_succeed(bot: SlackClient, sandbox: Sandbox) -> None:
+    """A 503 and a 429 with Retry-After: 0 on the PATCH are retried; the revoke still completes."""
+    card = await card_for(bot, f"revoke {ALICE}")
+    sandbox.inject(status=503, methods=("PATCH",))
+    sandbox.inject(status=429, retry_after="0", methods=("PATCH",))
+    _, key = await bot.click("seat_confirm", button(card, "seat_confirm")["value"])
+    posts = await bot.slack.wait_responses(key, 3, timeout=15)
+    assert "access ✗ / gateway ✗" in all_text(posts[1])
+    assert len(sandbox.patches) == 3
+
+
+async def test_cloudflare_down_says_unavailable_and_claims_nothing(
+    slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: aredis.Redis
+) -> None:
+    """5xx past the retry budget: the card says so, offers a fresh try, nothing is posted as done."""
+    bot = build(slack, sandbox, redis_url, cloudflare_retry_deadline_seconds=0.5)
+    try:
+        card = await card_for(bot, f"revoke {ALICE}")
+        sandbox.inject(status=502, html=True, times=50, methods=("PATCH",))
+        _, key = await bot.click("seat_confirm", button(card, "seat_confirm")["value"])
+        posts = await slack.wait_responses(key, 2, timeout=15)
+        text = all_text(posts[1])
+        assert "Cloudflare unavailable after" in text and "attempts" in text
+        assert button(posts[1], "seat_confirm")  # a fresh try
+        assert not any(p.get("response_type") == "in_channel" for p in posts)
+        alice = next(u for u in sandbox.users.values() if u["email"] == ALICE)
+        assert alice["access_seat"] is True
+    finally:
+        await bot.aclose()
+
+
+async def test_redis_outage_answers_fast_and_recovers(
+    outage_bot: SlackClient, private_redis: RedisServer, sandbox: Sandbox
+) -> None:
+    """Redis stopped: command, click and /healthz answer within 3 s; after restart all works again."""
+    card = await card_for(outage_bot, f"revoke {ALICE}")
+    value = button(card, "seat_confirm")["value"]
+    private_redis.stop()
+
+    replies, took = await timed_reply(outage_bot, outage_bot.command(f"revoke {ALICE}"))
+    assert "temporarily unavailable" in replies[0]["text"] and took < 3
+    assert "Traceback" not in all_text(replies[0])
+    replies, took = await timed_reply(outage_bot, outage_bot.click("seat_confirm", value))
+    assert "temporarily unavailable" in replies[0]["text"] and took < 3
+    started = time.perf_counter()
+    health = await outage_bot.http.get("/healthz")
+    assert health.status_code == 503 and time.perf_counter() - started < 3
+    assert sandbox.patches == []
+
+    private_redis.start()  # same port, empty: the old card is gone, a new one works
+    assert (await outage_bot.http.get("/healthz")).status_code == 200
+    card = await card_for(outage_bot, f"revoke {ALICE}")
+    _, key = await outage_bot.click("seat_confirm", button(card, "seat_confirm")["value"])
+    posts = await outage_bot.slack.wait_responses(key, 3)
+    assert "access ✗ / gateway ✗" in all_text(posts[1])
+
+
+async def test_restart_between_command_and_click(
+    slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: aredis.Redis
+) -> None:
+    """The process that showed the card is gone; a new one handles the click from Redis."""
+    first = build(slack, sandbox, redis_url)
+    card = await card_for(first, f"revoke {ALICE}")
+    await first.aclose()
+    second = build(slack, sandbox, redis_url)
+    try:
+        _, key = await second.click("seat_confirm", button(card, "seat_confirm")["value"])
+        posts = await slack.wait_responses(key, 3)
+        assert "access ✗ / gateway ✗" in all_text(posts[1]) and len(sandbox.patches) == 1
+    finally:
+        await second.aclose()
+
+
+async def test_card_from_an_older_release_says_it_is_outdated(
+    bot: SlackClient, sandbox: Sandbox, redis_client: aredis.Redis
+) -> None:
+    """A pending record of another format version is refused clearly, used up, and calls nothing."""
+    old = Pending(
+        id="ab" * 16,
+        requester="UADMIN1",
+        channel="C0OPS",
+        targets=[PendingTarget(label=ALICE, seat_uid="c6edcb67-0714-5d82-ab67-eac89e8458f6")],
+        reason=None,
+        created_at=0,
+        expires_at=0,
+        v=0,
+    )
+    await redis_client.set(PREFIX + old.id, old.dumps(), ex=60)
+    _, key = await bot.click("seat_confirm", old.id)
+    (reply,) = await bot.slack.wait_responses(key, 1)
+    assert "earlier version" in reply["text"] and "Run the command again" in reply["text"]
+    assert await redis_client.exists(PREFIX + old.id) == 0
+    assert sandbox.patches == []
