@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
+import aiohttp
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot import blocks
 from bot.flow import SeatFlow
@@ -46,6 +49,35 @@ async def send(respond: Respond, message: blocks.Message, **how: Any) -> None:
     await respond(text=clean["text"], blocks=clean["blocks"], **how)
 
 
+class Responder:
+    """Posts to response_urls through slack_sdk's webhook client on one pooled aiohttp session.
+
+    Bolt's `respond` opens a new HTTP session per message; under load that costs more than the
+    rest of a reply, so every reply of this process shares one session instead.
+    """
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+
+    def to(self, url: str) -> Respond:
+        async def respond(**message: Any) -> Any:
+            if self._session is None or self._session.closed:
+                self._session = aiohttp.ClientSession()
+            client = AsyncWebhookClient(url, timeout=10, session=self._session)
+            client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=2))
+            payload = {k: v for k, v in message.items() if v is not None}
+            response = await client.send_dict(payload)
+            if response.status_code >= 400:
+                log.warning("response_url answered %s: %s", response.status_code, response.body[:200])
+            return response
+
+        return respond
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
 def render_command(reply: CommandReply) -> blocks.Message:
     if isinstance(reply, Card):
         message = blocks.card(reply)
@@ -64,6 +96,7 @@ def build_bolt_app(
     flow: SeatFlow,
     client: AsyncWebClient,
     signing_secret: str | None,
+    responder: Responder,
     audit_channel: str | None = None,
 ) -> AsyncApp:
     """Bolt app; `signing_secret=None` only for Socket Mode, where Slack's socket replaces signatures."""
@@ -94,8 +127,9 @@ def build_bolt_app(
             log.exception("posting to SEATBOT_AUDIT_CHANNEL failed")
 
     @app.command("/seat")
-    async def seat_command(ack: Any, body: dict[str, Any], respond: Respond) -> None:
+    async def seat_command(ack: Any, body: dict[str, Any]) -> None:
         await ack()  # before anything slow: Slack gives up after 3 seconds
+        respond = responder.to(str(body.get("response_url", "")))
         with request_scope() as rid:
             try:
                 reply = await flow.command(
@@ -109,9 +143,8 @@ def build_bolt_app(
                 log.exception("command failed")
                 await send(respond, blocks.notice(Notice(OOPS.format(rid=rid), kind="error")))
 
-    async def on_click(
-        action_name: Literal["confirm", "cancel"], body: dict[str, Any], respond: Respond
-    ) -> None:
+    async def on_click(action_name: Literal["confirm", "cancel"], body: dict[str, Any]) -> None:
+        respond = responder.to(str(body.get("response_url", "")))
         actions = body.get("actions") or [{}]
         pending_id = str(actions[0].get("value", ""))[:64]
         user = str((body.get("user") or {}).get("id", ""))
@@ -128,9 +161,7 @@ def build_bolt_app(
                 if isinstance(reply, Outcome):
                     await to_audit_channel(blocks.outcome(reply))
                 elif isinstance(reply, Failure):
-                    await to_audit_channel(
-                        blocks.failure(Failure(reply.pending, reply.confirmer, reply.error))
-                    )
+                    await to_audit_channel(blocks.failure(dataclasses.replace(reply, retry=None)))
                 elif isinstance(reply, Cancelled):
                     await to_audit_channel(blocks.cancelled(reply))
             except Exception:
@@ -143,14 +174,14 @@ def build_bolt_app(
                 )
 
     @app.action("seat_confirm")
-    async def seat_confirm(ack: Any, body: dict[str, Any], respond: Respond) -> None:
+    async def seat_confirm(ack: Any, body: dict[str, Any]) -> None:
         await ack()
-        await on_click("confirm", body, respond)
+        await on_click("confirm", body)
 
     @app.action("seat_cancel")
-    async def seat_cancel(ack: Any, body: dict[str, Any], respond: Respond) -> None:
+    async def seat_cancel(ack: Any, body: dict[str, Any]) -> None:
         await ack()
-        await on_click("cancel", body, respond)
+        await on_click("cancel", body)
 
     return app
 

@@ -219,11 +219,18 @@ def _trailer(p: Pending, confirmer: str, audit_ok: bool) -> str:
 
 
 def failure(f: Failure) -> Message:
+    done = [_seat_line(r.target, r.seat) for r in f.done]
     if f.retry is not None:
         msg = card(Card(f.retry, error=f.error, audit_ok=f.audit_ok))
+        if done:  # earlier chunks went through: say exactly which, above the buttons
+            note = _context(_clip("Removed before the failure:\n" + "\n".join(done), MAX_TEXT))
+            msg["blocks"].insert(-1, note)
         return msg
-    text = f":x: Revoke failed, nothing was confirmed done: {esc(f.error)}. Run the command again."
-    return _message(text, [_section(text), _context(_trailer(f.pending, f.confirmer, f.audit_ok))])
+    text = f":x: Revoke failed, nothing more was confirmed done: {esc(f.error)}. Run the command again."
+    blocks = [_section(text)]
+    if done:
+        blocks.append(_context(_clip("Removed before the failure:\n" + "\n".join(done), MAX_TEXT)))
+    return _message(text, [*blocks, _context(_trailer(f.pending, f.confirmer, f.audit_ok))])
 
 
 def cancelled(c: Cancelled) -> Message:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, Self, TypeVar
@@ -139,7 +140,7 @@ class CloudflareClient:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        if not account_id or len(account_id) > 32 or not account_id.isalnum():
+        if not re.fullmatch(r"[A-Za-z0-9]{1,32}", account_id or ""):
             raise InvalidRequest("account id must be 1-32 letters and digits")
         if chunk_size < 1:
             raise InvalidRequest("chunk size must be at least 1")
@@ -195,7 +196,11 @@ class CloudflareClient:
         for start in range(0, len(checked), self.chunk_size):
             chunk = checked[start : start + self.chunk_size]
             body = [update.model_dump() for update in chunk]
-            data, ray = await self._call("PATCH", self._path("seats"), json=body)
+            try:
+                data, ray = await self._call("PATCH", self._path("seats"), json=body)
+            except SeatsError as exc:
+                exc.completed = tuple(seats)  # earlier chunks did happen: say so
+                raise
             seats.extend(self._parse(Seat, data.get("result"), ray))
         return seats
 
@@ -204,8 +209,13 @@ class CloudflareClient:
         wanted = email.strip()
         if not wanted or len(wanted) > 254 or any(ch.isspace() for ch in wanted):
             raise InvalidRequest("email must be a non-empty address without spaces")
-        users = await self._list_users({"email": wanted})
-        return [u for u in users if u.email is not None and u.email.casefold() == wanted.casefold()]
+        folded = wanted.casefold()
+
+        def exact(item: Mapping[str, Any]) -> bool:
+            email = item.get("email")
+            return isinstance(email, str) and email.casefold() == folded
+
+        return await self._list_users({"email": wanted}, keep=exact)
 
     async def find_user_by_seat_uid(self, seat_uid: str) -> AccessUser | None:
         """Page through users for the one holding `seat_uid` (read-only status look-ups)."""
@@ -213,7 +223,11 @@ class CloudflareClient:
 
     async def find_users_by_seat_uids(self, seat_uids: Collection[str]) -> dict[str, AccessUser]:
         """One pass over the user list for several seat UIDs; stops once all are found."""
+        if isinstance(seat_uids, str):
+            raise TypeError("seat_uids is a collection of UIDs, not one string")
         wanted = set(seat_uids)
+        if not wanted:
+            return {}
         self._check_updates([{"seat_uid": uid} for uid in wanted])
         found: dict[str, AccessUser] = {}
 
@@ -221,7 +235,7 @@ class CloudflareClient:
             found.update((u.seat_uid, u) for u in batch if u.seat_uid in wanted)
             return wanted <= found.keys()
 
-        await self._list_users({}, stop=collect)
+        await self._list_users({}, keep=lambda item: item.get("seat_uid") in wanted, stop=collect)
         return found
 
     async def ping(self) -> None:
@@ -248,13 +262,20 @@ class CloudflareClient:
         return checked
 
     async def _list_users(
-        self, query: dict[str, Any], *, stop: Callable[[list[AccessUser]], bool] | None = None
+        self,
+        query: dict[str, Any],
+        *,
+        keep: Callable[[Mapping[str, Any]], bool],
+        stop: Callable[[list[AccessUser]], bool] | None = None,
     ) -> list[AccessUser]:
+        """Follow pages to the end (bounded); only items passing `keep` are parsed into models."""
         users: list[AccessUser] = []
         for page in range(1, self.max_pages + 1):
             params = {**query, "page": page, "per_page": PER_PAGE}
             data, ray = await self._call("GET", self._path("users"), params=params)
-            batch = self._parse(AccessUser, data.get("result"), ray)
+            raw = data.get("result")
+            raw = raw if isinstance(raw, list) else []
+            batch = self._parse(AccessUser, [i for i in raw if isinstance(i, Mapping) and keep(i)], ray)
             users.extend(batch)
             if stop is not None and stop(batch):
                 return users
@@ -263,7 +284,7 @@ class CloudflareClient:
             if isinstance(total_pages, int | float):
                 if page >= total_pages:
                     return users
-            elif len(batch) < PER_PAGE:
+            elif len(raw) < PER_PAGE:
                 return users
         log.warning("user listing stopped at %d pages (CLOUDFLARE_MAX_PAGES)", self.max_pages)
         return users
@@ -291,6 +312,7 @@ class CloudflareClient:
             sleep=self._sleep,
             reraise=True,
         )
+        error: SeatsError | None = None
         try:
             async for try_ in retrying:
                 with try_:
@@ -298,25 +320,28 @@ class CloudflareClient:
                     return await self._attempt(method, path, attempt, **kwargs)
         except _Retryable as exc:
             error = exc.error
-            error.attempts = attempt
-            if isinstance(error, Unavailable):
-                error.message = f"Cloudflare unavailable after {attempt} attempts ({error.message})"
-                error.args = (error.message,)
-            raise error from None
-        raise AssertionError("unreachable")  # pragma: no cover
+        assert error is not None
+        error.attempts = attempt
+        if isinstance(error, Unavailable):
+            error.message = f"Cloudflare unavailable after {attempt} attempts ({error.message})"
+            error.args = (error.message,)
+        # Raised outside the except block: no __context__ chain leading back to request headers.
+        raise error
 
     async def _attempt(
         self, method: str, path: str, attempt: int, **kwargs: Any
     ) -> tuple[dict[str, Any], str | None]:
         started = time.perf_counter()
+        failure: str | None = None
         try:
             response = await self._http.request(method, path, **kwargs)
         except httpx.TimeoutException:
-            self._log(method, path, None, attempt, None, started)
-            raise _Retryable(Unavailable("timed out"), None) from None
+            failure = "timed out"
         except httpx.TransportError as exc:
+            failure = f"connection failed: {type(exc).__name__}"
+        if failure is not None:  # raised outside the except: the httpx error (with headers) is dropped
             self._log(method, path, None, attempt, None, started)
-            raise _Retryable(Unavailable(f"connection failed: {type(exc).__name__}"), None) from None
+            raise _Retryable(Unavailable(failure), None)
         ray = response.headers.get("cf-ray")
         self._log(method, path, response.status_code, attempt, ray, started)
         return self._envelope(response, ray), ray

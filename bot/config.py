@@ -7,6 +7,7 @@ A missing or malformed setting becomes one `ConfigError` line naming the variabl
 from __future__ import annotations
 
 import logging
+import re
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -94,7 +95,7 @@ class Settings(BaseSettings):
     @field_validator("cloudflare_account_id")
     @classmethod
     def _account_id(cls, value: str | None) -> str | None:
-        if value is not None and not value.isalnum():
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9]+", value):
             raise ValueError("must be letters and digits (the 32-character account ID)")
         return value
 

@@ -17,6 +17,7 @@ Messages never contain credentials: they are built from Cloudflare's codes and m
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class SeatsError(SeatbotError):
         self.errors = errors
         self.cf_ray = cf_ray
         self.attempts = attempts
+        self.completed: tuple[Any, ...] = ()  # seats Cloudflare confirmed before the failure
 
     def describe(self) -> str:
         """One line for people: Cloudflare's codes and messages, else the HTTP status."""

@@ -10,9 +10,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
-from bot.audit import Audit
+from bot.audit import Audit, Event
 from bot.errors import SeatsError, StoreUnavailable
 from bot.models import AccessUser, Seat, SeatUpdate
 from bot.outcomes import (
@@ -267,7 +267,12 @@ class SeatFlow:
         try:
             seats = await self.seats.update_seats(updates)
         except SeatsError as exc:
-            ok = await self.audit.record(
+            # Earlier chunks may have gone through: report exactly those, retry only the rest.
+            done_uids = {s.seat_uid for s in exc.completed if isinstance(s, Seat) and s.removed}
+            done = self._results(pending, [s for s in exc.completed if isinstance(s, Seat)])
+            done = tuple(r for r in done if r.confirmed)
+            ok = await self._record_results(pending, confirmer, done)
+            ok &= await self.audit.record(
                 "failed",
                 id=pending.id,
                 user=confirmer,
@@ -277,35 +282,51 @@ class SeatFlow:
                 cf_ray=exc.cf_ray,
                 attempts=exc.attempts,
             )
-            return Failure(pending, confirmer, exc.describe(), await self._fresh_try(pending), audit_ok=ok)
-        by_uid = {seat.seat_uid: seat for seat in seats}
-        results = tuple(SeatResult(t, by_uid.get(t.seat_uid)) for t in pending.targets)
-        ok = True
-        for result in results:
-            seat = result.seat
-            ok &= await self.audit.record(
-                "succeeded" if result.confirmed else "failed",
-                id=pending.id,
-                user=confirmer,
-                requester=pending.requester,
-                reason=pending.reason,
-                seat_uid=result.target.seat_uid,
-                email=result.target.email,
-                access_seat=seat.access_seat if seat else None,
-                gateway_seat=seat.gateway_seat if seat else None,
-                updated_at=seat.updated_at if seat else None,
-                cf_ray=seat.cf_ray if seat else None,
-                error=None if result.confirmed else "not confirmed by Cloudflare",
-            )
+            rest = [t for t in pending.targets if t.seat_uid not in done_uids]
+            retry = await self._fresh_try(pending, rest)
+            return Failure(pending, confirmer, exc.describe(), retry, audit_ok=ok, done=done)
+        results = self._results(pending, seats)
+        ok = await self._record_results(pending, confirmer, results)
         return Outcome(pending, confirmer, results, audit_ok=ok)
 
-    async def _fresh_try(self, failed: Pending) -> Pending | None:
+    @staticmethod
+    def _results(pending: Pending, seats: Sequence[Seat]) -> tuple[SeatResult, ...]:
+        by_uid = {seat.seat_uid: seat for seat in seats}
+        return tuple(SeatResult(t, by_uid.get(t.seat_uid)) for t in pending.targets)
+
+    async def _record_results(self, pending: Pending, confirmer: str, results: Sequence[SeatResult]) -> bool:
+        events: list[tuple[Event, dict[str, Any]]] = []
+        for result in results:
+            seat = result.seat
+            events.append(
+                (
+                    "succeeded" if result.confirmed else "failed",
+                    {
+                        "id": pending.id,
+                        "user": confirmer,
+                        "requester": pending.requester,
+                        "reason": pending.reason,
+                        "seat_uid": result.target.seat_uid,
+                        "email": result.target.email,
+                        "access_seat": seat.access_seat if seat else None,
+                        "gateway_seat": seat.gateway_seat if seat else None,
+                        "updated_at": seat.updated_at if seat else None,
+                        "cf_ray": seat.cf_ray if seat else None,
+                        "error": None if result.confirmed else "not confirmed by Cloudflare",
+                    },
+                )
+            )
+        return await self.audit.record_many(events)
+
+    async def _fresh_try(self, failed: Pending, targets: list[PendingTarget]) -> Pending | None:
+        if not targets:
+            return None
         now = self._clock()
         retry = Pending(
             id=new_id(),
             requester=failed.requester,
             channel=failed.channel,
-            targets=failed.targets,
+            targets=targets,
             reason=failed.reason,
             created_at=now,
             expires_at=now + self.policy.confirm_ttl,

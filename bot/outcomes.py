@@ -82,6 +82,7 @@ class Failure:
     error: str
     retry: Pending | None = None
     audit_ok: bool = True
+    done: tuple[SeatResult, ...] = ()  # seats Cloudflare confirmed before the failure
 
 
 @dataclass(frozen=True)

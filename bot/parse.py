@@ -98,7 +98,7 @@ def parse(text: str) -> Command:
         arg = clean(unescape(rest))
         if not arg:
             return Command("audit")
-        if not arg.isdigit() or not 1 <= int(arg) <= MAX_AUDIT:
+        if not re.fullmatch(r"[0-9]{1,3}", arg) or not 1 <= int(arg) <= MAX_AUDIT:
             raise ParseError(f"`/seat audit` takes a number from 1 to {MAX_AUDIT}.")
         return Command("audit", count=int(arg))
     if verb not in ("revoke", "status"):

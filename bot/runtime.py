@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,13 +66,15 @@ class Runtime:
     seats: CloudflareClient
     flow: SeatFlow
     sandbox: Sandbox | None = None
-    extra: dict[str, object] = field(default_factory=dict)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     @property
     def in_process_store(self) -> bool:
         return self.settings.redis_url is None
 
     async def aclose(self) -> None:
+        for close in self.closers:
+            await close()
         await self.seats.aclose()
         await self.redis.aclose()
 

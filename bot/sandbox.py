@@ -9,6 +9,7 @@ matches `email=` loosely like a search would, and has knobs to inject faults and
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import uuid
 from collections import deque
@@ -69,6 +70,7 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
     methods: tuple[str, ...] = ("GET", "PATCH")
+    skip: int = 0  # let this many matching requests through first
 
 
 @dataclass
@@ -122,6 +124,7 @@ class Sandbox:
             routes=[
                 Route(f"{base}/seats", self._seats, methods=["PATCH"]),
                 Route(f"{base}/users", self._users, methods=["GET"]),
+                Route("/_sandbox", self._knobs, methods=["GET", "PUT"]),
             ]
         )
 
@@ -144,6 +147,7 @@ class Sandbox:
         code: int = 10000,
         message: str = "injected failure",
         methods: tuple[str, ...] = ("GET", "PATCH"),
+        skip: int = 0,
     ) -> None:
         """Serve `times` failures before the real answers (429 + Retry-After, 5xx, odd bodies)."""
         headers = {}
@@ -153,12 +157,34 @@ class Sandbox:
             headers["retry-after-ms"] = retry_after_ms
         if html:
             body = b"<html><body><h1>502 Bad Gateway</h1>cloudflare</body></html>"
-            fault = Fault(status, body, headers, "text/html", methods)
+            fault = Fault(status, body, headers, "text/html", methods, skip)
         else:
             errors = [] if empty_errors else [{"code": code, "message": message}]
             envelope = {"success": False, "errors": errors, "messages": [], "result": None}
-            fault = Fault(status, json.dumps(envelope).encode(), headers, "application/json", methods)
-        self.faults.extend([fault] * times)
+            fault = Fault(status, json.dumps(envelope).encode(), headers, "application/json", methods, skip)
+        self.faults.extend(dataclasses.replace(fault) for _ in range(times))
+
+    def seed(self, count: int) -> list[str]:
+        """Add `count` numbered demo users (user001@example.com, …); returns their emails."""
+        emails = [f"user{n:03d}@example.com" for n in range(1, count + 1)]
+        for n, email in enumerate(emails):
+            self.add_user(demo_user(email, f"Demo User {n + 1}", index=n))
+        return emails
+
+    async def _knobs(self, request: Request) -> Response:
+        """Knobs over HTTP for a sandbox on a port (benchmarks, demos): latency, seeding, counters."""
+        if request.method == "PUT":
+            body = await request.json()
+            if "latency" in body:
+                self.latency = float(body["latency"])
+            if "seed" in body:
+                self.seed(int(body["seed"]))
+            if body.get("reset_requests"):
+                self.requests.clear()
+        methods: dict[str, int] = {}
+        for r in self.requests:
+            methods[r.method] = methods.get(r.method, 0) + 1
+        return JSONResponse({"latency": self.latency, "users": len(self.users), "requests": methods})
 
     def transport(self) -> httpx.AsyncBaseTransport:
         return httpx.ASGITransport(app=self.app)
@@ -192,6 +218,9 @@ class Sandbox:
             await asyncio.sleep(self.latency)
         for index, fault in enumerate(self.faults):
             if request.method in fault.methods:
+                if fault.skip > 0:
+                    fault.skip -= 1
+                    break
                 del self.faults[index]
                 return Response(
                     fault.body,

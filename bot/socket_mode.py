@@ -6,7 +6,7 @@ import logging
 
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
-from bot.app import build_bolt_app, slack_client
+from bot.app import Responder, build_bolt_app, slack_client
 from bot.config import Settings
 from bot.logs import redact
 from bot.runtime import build_runtime
@@ -21,8 +21,14 @@ async def run_socket_mode(settings: Settings) -> None:
     client = slack_client(token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url)
     runtime = build_runtime(settings, directory=SlackDirectory(client))
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
+    responder = Responder()
+    runtime.closers.append(responder.aclose)
     app = build_bolt_app(
-        flow=runtime.flow, client=client, signing_secret=secret, audit_channel=settings.seatbot_audit_channel
+        flow=runtime.flow,
+        client=client,
+        responder=responder,
+        signing_secret=secret,
+        audit_channel=settings.seatbot_audit_channel,
     )
     handler = AsyncSocketModeHandler(app, settings.slack_app_token.get_secret_value())
     log.info("connecting to Slack over Socket Mode")

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot import __version__
-from bot.app import build_bolt_app, slack_client
+from bot.app import Responder, build_bolt_app, slack_client
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError
 from bot.logs import redact, setup_logging
@@ -32,9 +32,12 @@ def build_app(settings: Settings, *, seats_transport: httpx.AsyncBaseTransport |
     redact.add(settings.secrets())
     client = slack_client(token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url)
     runtime = build_runtime(settings, directory=SlackDirectory(client), seats_transport=seats_transport)
+    responder = Responder()
+    runtime.closers.append(responder.aclose)
     bolt = build_bolt_app(
         flow=runtime.flow,
         client=client,
+        responder=responder,
         signing_secret=settings.slack_signing_secret.get_secret_value(),
         audit_channel=settings.seatbot_audit_channel,
     )

@@ -88,9 +88,7 @@ class RecordingTransport(httpx.AsyncBaseTransport):
         raw = b"".join([chunk async for chunk in response.aiter_raw()])
         await response.aclose()
         self.exchanges.append(Exchange(request, response.status_code, response.headers, raw))
-        return httpx.Response(
-            response.status_code, headers=response.headers, content=raw, request=request
-        )
+        return httpx.Response(response.status_code, headers=response.headers, content=raw, request=request)
 
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -26,13 +26,14 @@ class FakeSlack:
         self._runner: web.AppRunner | None = None
         self.url = ""
 
-    async def start(self) -> None:
+    async def start(self, port: int = 0) -> None:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/response/{key}", self._response)
+        app.router.add_get("/_responses/{key}", self._recorded)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.url = f"http://127.0.0.1:{port}"
@@ -111,6 +112,10 @@ class FakeSlack:
             self._changed.notify_all()
         return web.Response(text="ok")
 
+    async def _recorded(self, request: web.Request) -> web.Response:
+        """For a fake Slack in another process (the benchmark): what a response_url received."""
+        return web.json_response(self.responses.get(request.match_info["key"], []))
+
     async def wait_for(self, predicate: Any, timeout: float = 5.0) -> None:
         async with self._changed:
             await asyncio.wait_for(self._changed.wait_for(predicate), timeout)
@@ -118,3 +123,15 @@ class FakeSlack:
     async def wait_responses(self, key: str, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
         await self.wait_for(lambda: len(self.responses[key]) >= count, timeout)
         return self.responses[key]
+
+
+async def _serve(port: int) -> None:
+    fake = FakeSlack()
+    await fake.start(port)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    import sys
+
+    asyncio.run(_serve(int(sys.argv[1])))

@@ -135,3 +135,24 @@ async def test_card_from_an_older_release_says_it_is_outdated(
     assert "earlier version" in reply["text"] and "Run the command again" in reply["text"]
     assert await redis_client.exists(PREFIX + old.id) == 0
     assert sandbox.patches == []
+
+
+async def test_failure_after_an_earlier_chunk_reports_what_was_removed(
+    slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: aredis.Redis
+) -> None:
+    """Chunk 1 removed, chunk 2 refused: the card names the removed seat and retries only the rest."""
+    bot = build(slack, sandbox, redis_url, cloudflare_chunk_size=1)
+    try:
+        card = await card_for(bot, f"revoke {ALICE} bob@example.com")
+        sandbox.inject(status=400, code=10001, message="seat locked", methods=("PATCH",), skip=1)
+        _, key = await bot.click("seat_confirm", button(card, "seat_confirm")["value"])
+        posts = await slack.wait_responses(key, 2)
+        failed = all_text(posts[1])
+        assert "Removed before the failure" in failed and ALICE in failed and "seat locked" in failed
+        assert "Revoke 1 seat" in failed  # the fresh try covers bob only
+        _, key2 = await bot.click("seat_confirm", button(posts[1], "seat_confirm")["value"])
+        posts2 = await slack.wait_responses(key2, 3)
+        assert "bob@example.com" in all_text(posts2[1]) and ALICE not in all_text(posts2[1])
+        assert [len(p.body) for p in sandbox.patches] == [1, 1, 1]
+    finally:
+        await bot.aclose()

@@ -1,0 +1,333 @@
+"""`make bench`: the bot against a bare Bolt app, on real processes, ports and Redis.
+
+Starts a private redis-server, the sandbox Cloudflare (`python -m bot sandbox`), a fake Slack
+(response_urls and Web API), the bot (`python -m bot serve`, the Procfile's web line) and a bare Bolt
+app on the same stack. Measures ack latency, click → outcome, Redis commands per flow, RSS, start-up
+and a 50-target revoke; writes docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bot.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN
+from tests.conftest import RedisServer, free_port
+from tests.harness import BOT_TOKEN, SIGNING_SECRET, action_body, command_body, sign
+
+ADMIN = "UBENCH1"
+REQUESTS = int(os.environ.get("BENCH_REQUESTS", "400"))
+LOOKUP_CONCURRENCY = 8
+CF_LIMIT_PER_5MIN = 1200
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def rss_kb(pid: int, field: str = "VmRSS") -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def env_for(**values: str) -> dict[str, str]:
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SLACK_", "CLOUDFLARE_", "SEATBOT_", "REDIS_"))
+    }
+    base.update(values)
+    return base
+
+
+def start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(cmd, cwd="/tmp", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> float:
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        if proc.poll() is not None:
+            raise SystemExit(f"process for {url} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return time.perf_counter() - started
+        except httpx.TransportError:
+            pass
+        time.sleep(0.01)
+    raise SystemExit(f"{url} did not come up")
+
+
+class RemoteSlack:
+    """The fake Slack running in its own process, so its work does not slow the load generator."""
+
+    def __init__(self, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.api_url = self.url + "/api/"
+
+    def response_url(self, key: str) -> str:
+        return f"{self.url}/response/{key}"
+
+    async def responses(self, key: str) -> list[dict[str, Any]]:
+        async with httpx.AsyncClient() as http:
+            return list((await http.get(f"{self.url}/_responses/{key}")).json())
+
+    async def wait(self, key: str, predicate: Any, timeout: float = 30) -> list[dict[str, Any]]:
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            found = await self.responses(key)
+            if predicate(found):
+                return found
+            await asyncio.sleep(0.002)
+        raise SystemExit(f"no response on {key}")
+
+
+async def ack_times(base: str, slack: RemoteSlack, text: str, *, concurrency: int, n: int) -> list[float]:
+    times: list[float] = []
+    limit = asyncio.Semaphore(concurrency)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=10) as http:
+
+        async def one(i: int) -> None:
+            body = command_body(text, user=ADMIN, channel="CBENCH", response_url=slack.response_url(f"b{i}"))
+            headers = sign(body)
+            async with limit:
+                t0 = time.perf_counter()
+                response = await http.post("/slack/events", content=body, headers=headers)
+                times.append(time.perf_counter() - t0)
+            assert response.status_code == 200, response.status_code
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+    return times
+
+
+async def full_flow(base: str, slack: RemoteSlack, text: str, key: str) -> tuple[float, float]:
+    """Command → card, then click → outcome posted; returns both durations."""
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        body = command_body(text, user=ADMIN, channel="CBENCH", response_url=slack.response_url(key))
+        t0 = time.perf_counter()
+        await http.post("/slack/events", content=body, headers=sign(body))
+        (card,) = await slack.wait(key, lambda found: len(found) >= 1)
+        t_card = time.perf_counter() - t0
+        value = next(e["value"] for b in card["blocks"] if b["type"] == "actions" for e in b["elements"])
+        click = action_body(
+            "seat_confirm", value, user=ADMIN, channel="CBENCH", response_url=slack.response_url(key + "c")
+        )
+        t1 = time.perf_counter()
+        await http.post("/slack/events", content=click, headers=sign(click))
+        await slack.wait(key + "c", lambda found: any(r.get("response_type") == "in_channel" for r in found))
+        return t_card, time.perf_counter() - t1
+
+
+def commandstats(client: redis.Redis) -> dict[str, int]:
+    stats = client.info("commandstats")
+    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+
+
+async def main() -> None:
+    rows: list[tuple[str, str, str]] = []
+    notes: list[str] = []
+    server = RedisServer()
+    server.start()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        cf_port, bot_port, bare_port, slack_port = free_port(), free_port(), free_port(), free_port()
+        py = sys.executable
+        procs.append(start([py, "-m", "tests.slack_fake", str(slack_port)], env_for(PYTHONPATH=str(ROOT))))
+        slack = RemoteSlack(slack_port)
+        wait_up(f"{slack.url}/_responses/x", procs[-1])
+        procs.append(start([py, "-m", "bot", "sandbox", "--port", str(cf_port)], env_for()))
+        cf_knobs = f"http://127.0.0.1:{cf_port}/_sandbox"
+        wait_up(cf_knobs, procs[-1])
+        httpx.put(cf_knobs, json={"seed": 60})
+        common = {
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_API_URL": slack.api_url,
+        }
+        bot_env = env_for(
+            **common,
+            PORT=str(bot_port),
+            WEB_CONCURRENCY="1",
+            REDIS_URL=server.url,
+            CLOUDFLARE_ACCOUNT_ID=DEMO_ACCOUNT_ID,
+            CLOUDFLARE_API_TOKEN=DEMO_TOKEN,
+            CLOUDFLARE_BASE_URL=f"http://127.0.0.1:{cf_port}/client/v4",
+            CLOUDFLARE_LOOKUP_CONCURRENCY=str(LOOKUP_CONCURRENCY),
+            SEATBOT_ADMINS=ADMIN,
+            SEATBOT_LOG_LEVEL="WARNING",
+        )
+        bot = start([py, "-m", "bot", "serve"], bot_env)
+        procs.append(bot)
+        startup = wait_up(f"http://127.0.0.1:{bot_port}/healthz", bot)
+        bare = start(
+            [
+                py,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "bench.bare_app:create_app",
+                "--port",
+                str(bare_port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            env_for(**common, PYTHONPATH=str(ROOT)),
+        )
+        procs.append(bare)
+        wait_up(f"http://127.0.0.1:{bare_port}/healthz", bare)
+        time.sleep(0.5)
+        idle_rss = rss_kb(bot.pid)
+        rows.append(("start-up to 200 on /healthz", f"{startup * 1000:.0f} ms", "—"))
+        rows.append(("idle RSS (bot, after start-up)", f"{idle_rss / 1024:.1f} MB", "≤ 120 MB"))
+
+        uid = "c6edcb67-0714-5d82-ab67-eac89e8458f6"  # alice's seat in the sandbox
+        ack: dict[tuple[str, str, int], list[float]] = {}
+        for name, port in (("bare Bolt", bare_port), ("seat bot", bot_port)):
+            base = f"http://127.0.0.1:{port}"
+            await ack_times(base, slack, "help", concurrency=4, n=40)  # warm-up
+            for label, text in (("/seat help", "help"), ("/seat revoke <uid>", f"revoke {uid}")):
+                for conc in (1, 16):
+                    ack[(name, label, conc)] = await ack_times(
+                        base, slack, text, concurrency=conc, n=REQUESTS
+                    )
+                    await asyncio.sleep(1.0)  # let background replies drain
+        worst = 0.0
+        for label in ("/seat help", "/seat revoke <uid>"):
+            for conc in (1, 16):
+                b, s = ack[("bare Bolt", label, conc)], ack[("seat bot", label, conc)]
+                ratio = pct(s, 0.99) / pct(b, 0.99)
+                if conc == 16:
+                    worst = max(worst, ratio)
+                rows.append(
+                    (
+                        f"ack {label}, concurrency {conc} (p50 / p99)",
+                        f"bot {pct(s, 0.5) * 1000:.1f} / {pct(s, 0.99) * 1000:.1f} ms; "
+                        f"bare {pct(b, 0.5) * 1000:.1f} / {pct(b, 0.99) * 1000:.1f} ms (p99 ×{ratio:.2f})",
+                        "p99 ≤ 1.25× bare at 16" if conc == 16 else "—",
+                    )
+                )
+
+        base = f"http://127.0.0.1:{bot_port}"
+        r = redis.Redis.from_url(server.url)
+        for latency in (0.0, 0.1):
+            httpx.put(cf_knobs, json={"latency": latency})
+            times = []
+            for i in range(10):
+                email = f"user{i + 1 + int(latency * 100):03d}@example.com"
+                times.append((await full_flow(base, slack, f"revoke {email}", f"f{latency}-{i}"))[1])
+            rows.append(
+                (
+                    f"click → outcome posted, sandbox latency {latency * 1000:.0f} ms (p50 / max, 10 runs)",
+                    f"{statistics.median(times) * 1000:.0f} / {max(times) * 1000:.0f} ms",
+                    "—",
+                )
+            )
+
+        httpx.put(cf_knobs, json={"latency": 0.0})
+        before = commandstats(r)
+        await full_flow(base, slack, "revoke user040@example.com", "redis-count")
+        after = commandstats(r)
+        used = {k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) != before.get(k, 0)}
+        used.pop("info", None)
+        # commandstats also counts what a Lua script runs inside the server (get/del in the claim)
+        trips = {k: v for k, v in used.items() if k in ("set", "evalsha", "eval", "script|load")}
+        inside = ", ".join(f"{k} {v}" for k, v in sorted(used.items()) if k in ("get", "del"))
+        calls = ", ".join(f"{k} {v}" for k, v in sorted(trips.items()))
+        rows.append(
+            (
+                "Redis round trips per full revoke flow (command + click)",
+                f"{sum(trips.values())} ({calls}) + audit xadd {used.get('xadd', 0)}; "
+                f"inside the claim script: {inside}",
+                "≤ 2 besides the audit write",
+            )
+        )
+        if sum(trips.values()) > 2:
+            notes.append(
+                f"{sum(trips.values())} Redis round trips per flow besides the audit write (target 2)."
+            )
+
+        httpx.put(cf_knobs, json={"latency": 0.1, "reset_requests": True})
+        emails = [f"user{n:03d}@example.com" for n in range(11, 61)]
+        t_card, t_outcome = await full_flow(base, slack, "revoke " + " ".join(emails), "fifty")
+        stats = httpx.get(cf_knobs).json()["requests"]
+        planned = stats.get("GET", 0) + stats.get("PATCH", 0)
+        floor = math.ceil(50 / LOOKUP_CONCURRENCY) * 0.1 + math.ceil(50 / 50) * 0.1
+        total = t_card + t_outcome
+        rows.append(
+            (
+                "50-target revoke by email, sandbox latency 100 ms (command → card + click → outcome)",
+                f"{t_card * 1000:.0f} + {t_outcome * 1000:.0f} = {total * 1000:.0f} ms; "
+                f"floor {floor * 1000:.0f} ms "
+                f"(×{total / floor:.2f}); {planned} Cloudflare requests",
+                f"≤ 1.5× floor; ≤ {CF_LIMIT_PER_5MIN} requests / 5 min",
+            )
+        )
+        rows.append(("peak RSS (bot, VmHWM)", f"{rss_kb(bot.pid, 'VmHWM') / 1024:.1f} MB", "—"))
+        if worst > 1.25:
+            notes.append(f"ack p99 at concurrency 16 is ×{worst:.2f} of the bare app (target 1.25×).")
+        if total > 1.5 * floor:
+            notes.append(f"50-target revoke took ×{total / floor:.2f} of its floor (target 1.5×).")
+        if idle_rss / 1024 > 120:
+            notes.append(f"idle RSS {idle_rss / 1024:.0f} MB is over 120 MB.")
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=10)
+        server.stop()
+    write(rows, notes)
+
+
+def write(rows: list[tuple[str, str, str]], notes: list[str]) -> None:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    machine = (
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}), "
+        f"Python {platform.python_version()}, redis-server "
+        f"{subprocess.run(['redis-server', '--version'], capture_output=True, text=True).stdout.split()[2]}"
+    )
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Written by `make bench` (bench/run.py) on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        f"Machine: {machine}.",
+        f"Each ack figure is {REQUESTS} signed HTTP requests; the bot runs as `python -m bot serve` "
+        "(one worker) and the baseline is a bare Bolt AsyncApp on the same Starlette + uvicorn stack.",
+        "",
+        "| measure | result | target |",
+        "|---|---|---|",
+        *[f"| {a} | {b} | {c} |" for a, b, c in rows],
+        "",
+    ]
+    if notes:
+        lines += ["## Missed targets", "", *[f"- {n}" for n in notes], ""]
+    out = ROOT / "docs" / "benchmarks.md"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
