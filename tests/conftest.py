@@ -100,8 +100,19 @@ async def redis_client(redis_url: str) -> AsyncIterator[aredis.Redis]:
 
 
 @pytest.fixture
-def sandbox() -> Sandbox:
-    return Sandbox()
+def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
+    """The Cloudflare stand-in; afterwards every request it received is checked against the contract."""
+    box = Sandbox()
+    yield box
+    if CF_SPEC.exists() and not request.node.get_closest_marker("no_contract"):
+        from tests.contract import validate_request
+
+        for recorded in box.requests:
+            validate_request(recorded)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "no_contract: the test sends off-contract requests on purpose")
 
 
 async def no_sleep(seconds: float) -> None:
