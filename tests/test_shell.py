@@ -1,0 +1,68 @@
+"""The local shell, driven exactly as a newcomer would: piped input into `python -m bot`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.test_deploy import clean_env
+
+
+def shell(stdin: str, *args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        input=stdin,
+        cwd=cwd,
+        env=clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_piped_status_runs_on_the_sandbox(tmp_path: Path) -> None:
+    """`printf '/seat status alice@example.com' | python -m bot shell` shows the demo seat."""
+    result = shell("/seat status alice@example.com\n", "shell", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "SANDBOX" in result.stdout
+    assert "alice@example.com* (Alice Example)" in result.stdout and "access ✓ / gateway ✓" in result.stdout
+    assert "malice" not in result.stdout.split("> /seat status")[1]
+
+
+def test_piped_revoke_confirm_and_result(tmp_path: Path) -> None:
+    """Revoke, click button 1, accept the dialog: the in-channel result shows the removed seat."""
+    script = "/seat revoke alice@example.com <@U0BOB> --reason left\n1\ny\n/seat status alice@example.com\n"
+    result = shell(script, "shell", cwd=tmp_path)
+    out = result.stdout
+    assert result.returncode == 0, result.stderr
+    assert "== Revoke 2 Zero Trust seats? ==" in out and "[1] Revoke 2 seats   [2] Cancel" in out
+    assert "--- in channel ---" in out and "Zero Trust seats revoked: 2 of 2" in out
+    assert "reason: left" in out
+    assert out.rstrip().endswith("last login 2026-11-20T09:30:00Z") and "access ✗ / gateway ✗" in out
+
+
+def test_declining_the_dialog_or_cancelling_changes_nothing(tmp_path: Path) -> None:
+    """Answering no to the confirm dialog, then Cancel, leaves the seat as it was."""
+    script = "/seat revoke bob@example.com\n1\nn\n2\n/seat status bob@example.com\n"
+    out = shell(script, "shell", cwd=tmp_path).stdout
+    assert "Not confirmed; nothing was done." in out and "Cancelled by @U0SHELL" in out
+    assert out.rstrip().endswith("last login 2026-11-20T09:30:00Z")
+    assert "access ✓ / gateway ✓ — last login" in out.split("/seat status bob@example.com")[1]
+
+
+def test_a_non_admin_shell_user_is_refused(tmp_path: Path) -> None:
+    """--user acts as another person, who is refused unless configured as an admin."""
+    line = "/seat revoke alice@example.com\n"
+    out = shell(line, "shell", "--user", "U0MALLORY", cwd=tmp_path, SEATBOT_ADMINS="U0ALICE").stdout
+    assert "Only seat-bot admins" in out and "Revoke 1" not in out
+    unset = shell(line, "shell", "--user", "U0MALLORY", cwd=tmp_path).stdout
+    assert "set SEATBOT_ADMINS" in unset
+
+
+def test_no_subcommand_and_no_slack_settings_starts_the_shell(tmp_path: Path) -> None:
+    """`python -m bot` without Slack credentials starts the shell with one line on going live."""
+    result = shell("/seat help\n", cwd=tmp_path)
+    assert "seatbot shell" in result.stdout and "To go live" in result.stdout
+    assert "Usage:" in result.stdout
