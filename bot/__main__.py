@@ -27,6 +27,9 @@ def serve(settings: Settings) -> int:
 
     settings.require("SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN")
     _require_cloudflare(settings)
+    if settings.web_concurrency > 1 and settings.redis_url is None:
+        # each worker would keep its own confirmations: a click landing elsewhere would "expire"
+        raise ConfigError("REDIS_URL: required when WEB_CONCURRENCY is more than 1")
     uvicorn.run(
         "bot.web:create_app",
         factory=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
@@ -43,10 +44,11 @@ def slack_client(*, token: str, base_url: str) -> AsyncWebClient:
     return client
 
 
-async def send(respond: Respond, message: blocks.Message, **how: Any) -> None:
-    """Deliver through response_url; a last redaction pass keeps any secret out of Slack."""
+async def send(respond: Respond, message: blocks.Message, **how: Any) -> bool:
+    """Deliver through response_url (True when Slack took it); secrets are redacted on the way."""
     clean = json.loads(redact(json.dumps(message)))
-    await respond(text=clean["text"], blocks=clean["blocks"], **how)
+    response = await respond(text=clean["text"], blocks=clean["blocks"], **how)
+    return getattr(response, "status_code", 200) < 400
 
 
 class Responder:
@@ -98,8 +100,11 @@ def build_bolt_app(
     signing_secret: str | None,
     responder: Responder,
     audit_channel: str | None = None,
+    background_limit: int = 4,
 ) -> AsyncApp:
     """Bolt app; `signing_secret=None` only for Socket Mode, where Slack's socket replaces signatures."""
+    # Work after the ack waits its turn, so a burst of commands cannot starve the acks of the next.
+    work = asyncio.Semaphore(background_limit)
     app = AsyncApp(
         client=client,
         signing_secret=signing_secret or "",
@@ -130,18 +135,19 @@ def build_bolt_app(
     async def seat_command(ack: Any, body: dict[str, Any]) -> None:
         await ack()  # before anything slow: Slack gives up after 3 seconds
         respond = responder.to(str(body.get("response_url", "")))
-        with request_scope() as rid:
-            try:
-                reply = await flow.command(
-                    user=str(body.get("user_id", "")),
-                    channel=str(body.get("channel_id", "")),
-                    text=str(body.get("text", "")),
-                )
-                message = render_command(reply)
-                await send(respond, message, response_type=message.get("response_type", "ephemeral"))
-            except Exception:
-                log.exception("command failed")
-                await send(respond, blocks.notice(Notice(OOPS.format(rid=rid), kind="error")))
+        async with work:
+            with request_scope() as rid:
+                try:
+                    reply = await flow.command(
+                        user=str(body.get("user_id", "")),
+                        channel=str(body.get("channel_id", "")),
+                        text=str(body.get("text", "")),
+                    )
+                    message = render_command(reply)
+                    await send(respond, message, response_type=message.get("response_type", "ephemeral"))
+                except Exception:
+                    log.exception("command failed")
+                    await send(respond, blocks.notice(Notice(OOPS.format(rid=rid), kind="error")))
 
     async def on_click(action_name: Literal["confirm", "cancel"], body: dict[str, Any]) -> None:
         respond = responder.to(str(body.get("response_url", "")))
@@ -200,5 +206,9 @@ async def deliver_click(reply: ClickReply, respond: Respond) -> None:
     elif reply.pending.two_person:
         await send(respond, blocks.outcome(reply), replace_original=True, response_type="in_channel")
     else:
-        await send(respond, blocks.outcome(reply), response_type="in_channel", replace_original=False)
-        await send(respond, blocks.done_note(reply), replace_original=True)
+        posted = await send(
+            respond, blocks.outcome(reply), response_type="in_channel", replace_original=False
+        )
+        # Only say "posted in the channel" when it was; otherwise the card itself shows the outcome.
+        note = blocks.done_note(reply) if posted else blocks.outcome(reply)
+        await send(respond, note, replace_original=True)

@@ -30,7 +30,6 @@ MAX_TEXT = 3000
 _SECTION_BUDGET = 2900
 _MAX_LINE_SECTIONS = 40
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,20}$")
-_ESCAPED_MENTION = re.compile(r"&lt;@([UW][A-Z0-9]{2,20})&gt;")
 _ICON = {
     "info": ":information_source:",
     "error": ":warning:",
@@ -111,7 +110,7 @@ def _target_line(t: PendingTarget) -> str:
 
 
 def notice(n: Notice) -> Message:
-    text = _ESCAPED_MENTION.sub(r"<@\1>", esc(n.text))  # the flow's own mentions stay live
+    text = esc(n.text)
     blocks = [_section(f"{_ICON.get(n.kind, '')} {text}".strip())]
     if n.usage and n.kind != "info":
         blocks.append(_context(esc(USAGE)))

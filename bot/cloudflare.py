@@ -198,10 +198,10 @@ class CloudflareClient:
             body = [update.model_dump() for update in chunk]
             try:
                 data, ray = await self._call("PATCH", self._path("seats"), json=body)
+                seats.extend(self._parse(Seat, data.get("result"), ray))
             except SeatsError as exc:
                 exc.completed = tuple(seats)  # earlier chunks did happen: say so
                 raise
-            seats.extend(self._parse(Seat, data.get("result"), ray))
         return seats
 
     async def find_users(self, *, email: str) -> list[AccessUser]:
@@ -339,6 +339,8 @@ class CloudflareClient:
             failure = "timed out"
         except httpx.TransportError as exc:
             failure = f"connection failed: {type(exc).__name__}"
+        except httpx.HTTPError as exc:  # e.g. a body that cannot be decoded; seat updates are safe to repeat
+            failure = f"unreadable answer: {type(exc).__name__}"
         if failure is not None:  # raised outside the except: the httpx error (with headers) is dropped
             self._log(method, path, None, attempt, None, started)
             raise _Retryable(Unavailable(failure), None)

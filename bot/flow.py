@@ -14,7 +14,7 @@ from typing import Any, Literal, Protocol
 
 from bot.audit import Audit, Event
 from bot.errors import SeatsError, StoreUnavailable
-from bot.models import AccessUser, Seat, SeatUpdate
+from bot.models import SEAT_UID_RE, AccessUser, Seat, SeatUpdate
 from bot.outcomes import (
     AuditReport,
     Cancelled,
@@ -124,17 +124,22 @@ class SeatFlow:
         found, problems = await self._resolve(cmd.targets)
         targets: dict[str, PendingTarget] = {}
         notes = list(cmd.notes)
-        for label, access_user, uid in ((lbl, u, self._uid(lbl, u)) for lbl, u in found):
+        for label, access_user in found:
+            if access_user is None or not access_user.seat_uid:
+                # A UID no user holds is a typo far more often than a real seat: never send it.
+                problems.append(f"{label}: no Zero Trust user holds this seat UID.")
+                continue
+            uid = access_user.seat_uid
             if uid in targets:
                 notes.append(f"{label} is the same seat as {targets[uid].label}.")
                 continue
             targets[uid] = PendingTarget(
                 label=label,
                 seat_uid=uid,
-                email=access_user.email if access_user else None,
-                name=access_user.name if access_user else None,
-                access_seat=access_user.access_seat if access_user else None,
-                gateway_seat=access_user.gateway_seat if access_user else None,
+                email=access_user.email,
+                name=access_user.name,
+                access_seat=access_user.access_seat,
+                gateway_seat=access_user.gateway_seat,
             )
         if not targets:
             return Notice("\n".join(["Nothing to revoke.", *problems]), kind="error")
@@ -159,10 +164,6 @@ class SeatFlow:
             reason=cmd.reason,
         )
         return Card(pending, tuple(problems), tuple(notes), audit_ok=audit_ok)
-
-    @staticmethod
-    def _uid(label: str, user: AccessUser | None) -> str:
-        return user.seat_uid if user is not None and user.seat_uid else label
 
     async def _resolve(
         self, targets: Sequence[Target]
@@ -194,7 +195,7 @@ class SeatFlow:
                     users = await self.seats.find_users(email=email)
                 except SeatsError as exc:
                     return f"{email}: Cloudflare look-up failed: {exc.describe()}"
-            holders = [u for u in users if u.seat_uid]
+            holders = [u for u in users if u.seat_uid and SEAT_UID_RE.fullmatch(u.seat_uid)]
             if not holders:
                 return f"{email}: no Zero Trust user with this email."
             if len(holders) > 1:
@@ -232,7 +233,13 @@ class SeatFlow:
         if action == "confirm" and not is_admin:
             await self.audit.record("refused", user=user, action=action, id=pending_id, why="not an admin")
             return Notice("Only seat-bot admins may confirm a revoke.", kind="refused")
-        claim = await self.store.claim(pending_id, clicker=user, action=action, clicker_is_admin=is_admin)
+        claim = await self.store.claim(
+            pending_id,
+            clicker=user,
+            action=action,
+            clicker_is_admin=is_admin,
+            two_person=self.policy.two_person,
+        )
         if claim.status == "missing":
             await self.audit.record("expired_click", user=user, action=action, id=pending_id)
             return Notice(EXPIRED, kind="expired")
@@ -244,7 +251,7 @@ class SeatFlow:
         if claim.status != "claimed":
             text = {
                 "own_request": "Two-person rule: another admin has to confirm your request.",
-                "not_requester": f"Only <@{pending.requester}> can {action} this request.",
+                "not_requester": f"Only the admin who asked for this can {action} it.",
             }.get(claim.status, "That button is not valid.")
             await self.audit.record("refused", user=user, action=action, id=pending_id, why=claim.status)
             return Notice(text, kind="refused")
@@ -263,28 +270,35 @@ class SeatFlow:
         return await self._execute(pending, user)
 
     async def _execute(self, pending: Pending, confirmer: str) -> Outcome | Failure:
-        updates = [SeatUpdate(seat_uid=t.seat_uid) for t in pending.targets]
         try:
+            updates = [SeatUpdate(seat_uid=t.seat_uid) for t in pending.targets]
             seats = await self.seats.update_seats(updates)
-        except SeatsError as exc:
+        except Exception as exc:
+            if isinstance(exc, SeatsError):
+                error = exc
+            else:  # a bug or a surprise: the outcome is unknown, so say so and record it
+                log.exception("revoke failed unexpectedly")
+                error = SeatsError(
+                    f"unexpected error ({type(exc).__name__}); check the seats with /seat status"
+                )
             # Earlier chunks may have gone through: report exactly those, retry only the rest.
-            done_uids = {s.seat_uid for s in exc.completed if isinstance(s, Seat) and s.removed}
-            done = self._results(pending, [s for s in exc.completed if isinstance(s, Seat)])
-            done = tuple(r for r in done if r.confirmed)
+            completed = [s for s in error.completed if isinstance(s, Seat)]
+            done = tuple(r for r in self._results(pending, completed) if r.confirmed)
             ok = await self._record_results(pending, confirmer, done)
             ok &= await self.audit.record(
                 "failed",
                 id=pending.id,
                 user=confirmer,
                 requester=pending.requester,
-                error=exc.describe(),
-                status=exc.status,
-                cf_ray=exc.cf_ray,
-                attempts=exc.attempts,
+                error=error.describe(),
+                status=error.status,
+                cf_ray=error.cf_ray,
+                attempts=error.attempts,
             )
+            done_uids = {r.target.seat_uid for r in done}
             rest = [t for t in pending.targets if t.seat_uid not in done_uids]
             retry = await self._fresh_try(pending, rest)
-            return Failure(pending, confirmer, exc.describe(), retry, audit_ok=ok, done=done)
+            return Failure(pending, confirmer, error.describe(), retry, audit_ok=ok, done=done)
         results = self._results(pending, seats)
         ok = await self._record_results(pending, confirmer, results)
         return Outcome(pending, confirmer, results, audit_ok=ok)
@@ -330,11 +344,20 @@ class SeatFlow:
             reason=failed.reason,
             created_at=now,
             expires_at=now + self.policy.confirm_ttl,
-            two_person=failed.two_person,
+            two_person=failed.two_person or self.policy.two_person,
             attempt=failed.attempt + 1,
         )
         try:
             await self.store.put(retry, ttl=self.policy.confirm_ttl)
         except StoreUnavailable:
             return None
+        await self.audit.record(
+            "requested",
+            id=retry.id,
+            retry_of=failed.id,
+            user=failed.requester,
+            channel=failed.channel,
+            seats=[t.seat_uid for t in targets],
+            reason=failed.reason,
+        )
         return retry

@@ -19,10 +19,20 @@ from bot.errors import StoreUnavailable
 
 FORMAT_VERSION = 1
 PREFIX = "seatbot:pending:"
+CLAIMED = "seatbot:claimed:"
 _ID_CHARS = set("0123456789abcdef")
 
-# KEYS[1] record; ARGV: clicker, action, clicker_is_admin ("1"/"0"), format version.
+# KEYS[1] the record, KEYS[2] its claim marker.
+# ARGV: clicker, action, clicker_is_admin, format version, two_person now ("1"/"0"), click nonce.
+# The marker makes the claim idempotent: if the client re-sends the script (a read timeout, then a
+# retry) the same click gets "claimed" again instead of "missing"; any other click gets "missing".
 _CLAIM = """
+local marker = redis.call('GET', KEYS[2])
+if marker then
+  local m = cjson.decode(marker)
+  if m.nonce == ARGV[6] then return {'claimed', m.raw} end
+  return {'missing', false}
+end
 local raw = redis.call('GET', KEYS[1])
 if not raw then return {'missing', false} end
 local ok, rec = pcall(cjson.decode, raw)
@@ -32,20 +42,23 @@ if not ok or type(rec) ~= 'table' or rec.v ~= tonumber(ARGV[4]) then
 end
 local clicker, action = ARGV[1], ARGV[2]
 local requester = rec.requester
+-- the stricter of the rule the card was made under and the rule in force now
+local two_person = rec.two_person == true or ARGV[5] == '1'
 if action == 'confirm' then
-  if rec.two_person then
+  if two_person then
     if clicker == requester then return {'own_request', raw} end
   elseif clicker ~= requester then
     return {'not_requester', raw}
   end
 elseif action == 'cancel' then
-  if clicker ~= requester and not (rec.two_person and ARGV[3] == '1') then
+  if clicker ~= requester and not (two_person and ARGV[3] == '1') then
     return {'not_requester', raw}
   end
 else
   return {'bad_action', raw}
 end
 redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[2], cjson.encode({nonce = ARGV[6], raw = raw}), 'EX', 300)
 return {'claimed', raw}
 """
 
@@ -113,14 +126,24 @@ class PendingStore:
         except RedisError as exc:
             raise StoreUnavailable(f"Redis: {type(exc).__name__}") from None
 
-    async def claim(self, pending_id: str, *, clicker: str, action: str, clicker_is_admin: bool) -> Claim:
+    async def claim(
+        self,
+        pending_id: str,
+        *,
+        clicker: str,
+        action: str,
+        clicker_is_admin: bool,
+        two_person: bool,
+        nonce: str | None = None,
+    ) -> Claim:
         """Atomically take the record if this click may act on it; a refused click leaves it."""
         if not valid_id(pending_id):
             return Claim("missing")
+        nonce = nonce or new_id()
         try:
             status, raw = await self._claim(
-                keys=[PREFIX + pending_id],
-                args=[clicker, action, "1" if clicker_is_admin else "0", FORMAT_VERSION],
+                keys=[PREFIX + pending_id, CLAIMED + pending_id],
+                args=[clicker, action, int(clicker_is_admin), FORMAT_VERSION, int(two_person), nonce],
             )
         except RedisError as exc:
             raise StoreUnavailable(f"Redis: {type(exc).__name__}") from None

@@ -118,6 +118,8 @@ class Sandbox:
         for user in seed:
             self.add_user(user)
         self.faults: deque[Fault] = deque()
+        self.omit: set[str] = set()  # seat UIDs a PATCH silently leaves out of `result` (not updated)
+        self.garble: set[str] = set()  # seat UIDs a PATCH updates but returns with seat_uid null
         self.requests: list[RecordedRequest] = []
         base = "/client/v4/accounts/{account_id}/access"
         self.app = Starlette(
@@ -282,12 +284,15 @@ class Sandbox:
         result = []
         for item in body:
             user = self.users.get(item["seat_uid"])
-            if user is None:
+            if user is None or item["seat_uid"] in self.omit:
                 continue  # Cloudflare leaves unknown seats out of `result`
             user.update(access_seat=item["access_seat"], gateway_seat=item["gateway_seat"], updated_at=now)
-            result.append(
-                {k: user[k] for k in ("access_seat", "gateway_seat", "seat_uid", "created_at", "updated_at")}
-            )
+            seat = {
+                k: user[k] for k in ("access_seat", "gateway_seat", "seat_uid", "created_at", "updated_at")
+            }
+            if item["seat_uid"] in self.garble:
+                seat["seat_uid"] = None
+            result.append(seat)
         return self._ok(result)
 
     async def _users(self, request: Request) -> Response:

@@ -22,6 +22,7 @@ class FakeSlack:
         self.post_error: str | None = None  # e.g. "not_in_channel"
         self.rate_limit_posts = 0  # answer this many chat.postMessage calls with 429
         self.retry_after = "1"
+        self.reject_in_channel = False  # answer in_channel response_url posts with 404 (an expired URL)
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -107,6 +108,8 @@ class FakeSlack:
 
     async def _response(self, request: web.Request) -> web.Response:
         body = json.loads(await request.text())
+        if self.reject_in_channel and body.get("response_type") == "in_channel":
+            return web.Response(status=404, text="expired_url")
         async with self._changed:
             self.responses[request.match_info["key"]].append(body)
             self._changed.notify_all()

@@ -134,6 +134,7 @@ async def test_procfile_web_line_serves_a_full_revoke(
         ({"SLACK_SIGNING_SECRET": ""}, "SLACK_SIGNING_SECRET"),
         ({"CLOUDFLARE_API_TOKEN": ""}, "CLOUDFLARE_API_TOKEN"),
         ({"SEATBOT_CONFIRM_TTL_SECONDS": "3600"}, "SEATBOT_CONFIRM_TTL_SECONDS"),
+        ({"WEB_CONCURRENCY": "2"}, "REDIS_URL"),
     ],
 )
 def test_bad_settings_stop_startup_with_one_line(tmp_path: Path, env: dict[str, str], needle: str) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio as aredis
 
-from bot.pending import PREFIX, Pending, PendingTarget
+from bot.pending import PREFIX, Pending, PendingStore, PendingTarget, new_id
 from bot.sandbox import Sandbox
 from tests.conftest import RedisServer
 from tests.harness import SlackClient, all_text, build, button
@@ -156,3 +157,65 @@ async def test_failure_after_an_earlier_chunk_reports_what_was_removed(
         assert [len(p.body) for p in sandbox.patches] == [1, 1, 1]
     finally:
         await bot.aclose()
+
+
+async def test_unreadable_later_chunk_still_reports_earlier_removals(
+    slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: aredis.Redis
+) -> None:
+    """Chunk 2's answer cannot be read: chunk 1's removal is still reported and audited as done."""
+    bot = build(slack, sandbox, redis_url, cloudflare_chunk_size=1)
+    try:
+        bob = next(u for u in sandbox.users.values() if u["email"] == "bob@example.com")
+        sandbox.garble.add(bob["seat_uid"])
+        card = await card_for(bot, f"revoke {ALICE} bob@example.com")
+        _, key = await bot.click("seat_confirm", button(card, "seat_confirm")["value"])
+        posts = await slack.wait_responses(key, 2)
+        text = all_text(posts[1])
+        assert "Removed before the failure" in text and ALICE in text.split("Removed before the failure")[1]
+        assert "cannot read" in text
+        events = [json.loads(d[b"json"]) for _, d in await redis_client.xrange("seatbot:audit")]
+        assert [e["email"] for e in events if e["event"] == "succeeded"] == [ALICE]
+        assert any(e["event"] == "requested" and e.get("retry_of") for e in events)
+    finally:
+        await bot.aclose()
+
+
+async def test_channel_post_failure_keeps_the_outcome_on_the_card(
+    bot: SlackClient, slack: FakeSlack, sandbox: Sandbox
+) -> None:
+    """If the in-channel post is refused, the card shows the outcome instead of claiming it was posted."""
+    slack.reject_in_channel = True
+    card = await card_for(bot, f"revoke {ALICE}")
+    _, key = await bot.click("seat_confirm", button(card, "seat_confirm")["value"])
+    posts = await slack.wait_responses(key, 2)
+    assert "Zero Trust seats revoked: 1 of 1" in posts[-1]["text"] and posts[-1]["replace_original"] is True
+    assert not any("posted in the channel" in p["text"] for p in posts)
+
+
+async def test_claim_is_idempotent_for_a_resent_script(redis_client: aredis.Redis) -> None:
+    """A claim the client re-sends (same nonce) is claimed again; any other click finds it used."""
+    store = PendingStore(redis_client)
+    pending = Pending(new_id(), "U1", "C1", [PendingTarget("x", "seat-1")], None, 0.0, 60.0)
+    await store.put(pending, ttl=60)
+    args = {"clicker": "U1", "action": "confirm", "clicker_is_admin": True, "two_person": False}
+    first = await store.claim(pending.id, nonce="n1", **args)
+    again = await store.claim(pending.id, nonce="n1", **args)
+    other = await store.claim(pending.id, nonce="n2", **args)
+    assert (first.status, again.status, other.status) == ("claimed", "claimed", "missing")
+    assert again.pending == first.pending == pending
+
+
+async def test_turning_on_two_person_applies_to_existing_cards(
+    slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: aredis.Redis
+) -> None:
+    """A card made before SEATBOT_TWO_PERSON was switched on cannot be self-confirmed afterwards."""
+    before = build(slack, sandbox, redis_url)
+    card = await card_for(before, f"revoke {ALICE}")
+    await before.aclose()
+    after = build(slack, sandbox, redis_url, seatbot_two_person=True)
+    try:
+        _, key = await after.click("seat_confirm", button(card, "seat_confirm")["value"])
+        (reply,) = await slack.wait_responses(key, 1)
+        assert "another admin" in reply["text"] and sandbox.patches == []
+    finally:
+        await after.aclose()

@@ -234,6 +234,12 @@ async def test_secrets_never_reach_logs_or_slack(bot: SlackClient, sandbox: Sand
     assert "[redacted]" in slack_bound  # the echoed token was caught, not merely absent
 
 
+async def test_typed_mention_syntax_stays_escaped_in_replies(bot: SlackClient) -> None:
+    """Text typed as `<@U…>` (escaped by Slack) is echoed escaped, never revived into a live mention."""
+    message = await card_for(bot, "revoke &lt;@UVICTIM&gt;")
+    assert "<@UVICTIM>" not in all_text(message) and "&lt;@UVICTIM&gt;" in all_text(message)
+
+
 def test_log_lines_are_json_with_a_request_id() -> None:
     """Every line is one JSON object carrying the request id and extra fields."""
     record = logging.makeLogRecord(

@@ -154,7 +154,7 @@ async def test_other_admin_cannot_confirm_requesters_card(bot: SlackClient, sand
     value = button(card, "seat_confirm")["value"]
     _, key = await bot.click("seat_confirm", value, user=ADMIN2)
     (reply,) = await bot.slack.wait_responses(key, 1)
-    assert f"Only <@{ADMIN}>" in reply["text"]
+    assert "Only the admin who asked for this can confirm it" in reply["text"]
     assert sandbox.patches == []
     _, key2 = await bot.click("seat_confirm", value, user=ADMIN)
     await bot.slack.wait_responses(key2, 3)
@@ -289,11 +289,23 @@ async def test_cloudflare_failure_offers_fresh_try(bot: SlackClient, sandbox: Sa
 
 
 async def test_seat_missing_from_result_is_not_confirmed(bot: SlackClient, sandbox: Sandbox) -> None:
-    """A UID Cloudflare leaves out of `result` is flagged not confirmed, never reported done."""
-    card = await card_for(bot, "revoke 00000000-0000-4000-8000-000000000000")
+    """A seat Cloudflare leaves out of `result` is flagged not confirmed, never reported done."""
+    alice = next(u for u in sandbox.users.values() if u["email"] == ALICE)
+    sandbox.omit.add(alice["seat_uid"])
+    card = await card_for(bot, f"revoke {alice['seat_uid']} bob@example.com")
     _, key = await bot.click("seat_confirm", button(card, "seat_confirm")["value"])
     posts = await bot.slack.wait_responses(key, 3)
-    assert "not confirmed" in all_text(posts[1]) and "0 of 1" in posts[1]["text"]
+    text = all_text(posts[1])
+    assert "Revoke partly confirmed: 1 of 2" in posts[1]["text"]
+    assert f"*{ALICE}* — *not confirmed*" in text and "bob@example.com* — access ✗ / gateway ✗" in text
+
+
+async def test_unknown_seat_uid_is_refused_not_sent(bot: SlackClient, sandbox: Sandbox) -> None:
+    """A UID no user holds (usually a typo) gets its own line and never reaches the PATCH."""
+    message = await card_for(bot, "revoke dave2 00000000-0000-4000-8000-000000000000")
+    assert "Nothing to revoke" in message["text"]
+    assert "dave2: no Zero Trust user holds this seat UID" in all_text(message)
+    assert sandbox.patches == []
 
 
 async def test_healthz_reports_redis(bot: SlackClient, slack: FakeSlack, sandbox: Sandbox) -> None:
