@@ -201,3 +201,19 @@ def test_blank_secret_means_unset(monkeypatch: pytest.MonkeyPatch, name: str) ->
     """A blank secret variable loads as None, not as an empty SecretStr."""
     monkeypatch.setenv(name, "  ")
     assert getattr(load(), name.lower()) is None
+
+
+def test_rediss_with_insecure_tls_relaxes_verification_only_when_asked() -> None:
+    """rediss:// verifies certificates by default; REDIS_TLS_INSECURE turns that off for self-signed ones."""
+    from bot.runtime import connect_redis
+
+    strict = connect_redis(Settings(_env_file=None, redis_url="rediss://:pw@redis.example:6380/0"))
+    relaxed = connect_redis(
+        Settings(_env_file=None, redis_url="rediss://:pw@redis.example:6380/0", redis_tls_insecure=True)
+    )
+    strict_kwargs = strict.connection_pool.connection_kwargs
+    relaxed_kwargs = relaxed.connection_pool.connection_kwargs
+    assert strict.connection_pool.connection_class.__name__ == "SSLConnection"
+    assert strict_kwargs.get("ssl_cert_reqs", "required") == "required"
+    assert relaxed_kwargs["ssl_cert_reqs"] == "none" and relaxed_kwargs["ssl_check_hostname"] is False
+    assert strict_kwargs["socket_timeout"] == 1.0

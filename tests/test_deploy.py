@@ -160,3 +160,45 @@ def test_bad_settings_stop_startup_with_one_line(tmp_path: Path, env: dict[str, 
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and needle in lines[0] and "Traceback" not in result.stderr
     assert SIGNING_SECRET not in result.stderr and DEMO_TOKEN not in result.stderr
+
+
+async def test_check_command_reports_each_part(
+    tmp_path: Path, slack: FakeSlack, sandbox_port: int, redis_url: str
+) -> None:
+    """`python -m bot check`: one OK line per part (settings, Slack, Cloudflare, Redis); FAIL names it."""
+    env = {
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_API_URL": slack.api_url,
+        "REDIS_URL": redis_url,
+        "CLOUDFLARE_ACCOUNT_ID": DEMO_ACCOUNT_ID,
+        "CLOUDFLARE_API_TOKEN": DEMO_TOKEN,
+        "CLOUDFLARE_BASE_URL": f"http://127.0.0.1:{sandbox_port}/client/v4",
+        "SEATBOT_ADMINS": ADMIN,
+    }
+
+    def run(**extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "bot", "check"],
+            cwd=tmp_path,
+            env=clean_env(**{**env, **extra}),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    good = await asyncio.to_thread(run)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert [line.split(":")[0] for line in good.stdout.splitlines()] == [
+        "OK   config",
+        "OK   slack",
+        "OK   cloudflare",
+        "OK   redis",
+    ]
+    bad = await asyncio.to_thread(
+        run, CLOUDFLARE_API_TOKEN="wrong-token-123", REDIS_URL="redis://127.0.0.1:1/0"
+    )
+    assert bad.returncode == 1
+    assert "FAIL cloudflare: 10000: Authentication error" in bad.stdout
+    assert "FAIL redis" in bad.stdout and "wrong-token-123" not in bad.stdout + bad.stderr
