@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import aiohttp
+import httpx
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
@@ -17,6 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot import blocks
+from bot.config import Settings
 from bot.flow import SeatFlow
 from bot.logs import redact, request_scope
 from bot.outcomes import (
@@ -31,6 +33,8 @@ from bot.outcomes import (
     StatusReport,
 )
 from bot.pending import Pending
+from bot.runtime import Runtime, build_runtime
+from bot.slack_directory import SlackDirectory
 
 log = logging.getLogger("seatbot.app")
 Respond = Callable[..., Awaitable[Any]]
@@ -212,3 +216,28 @@ async def deliver_click(reply: ClickReply, respond: Respond) -> None:
         # Only say "posted in the channel" when it was; otherwise the card itself shows the outcome.
         note = blocks.done_note(reply) if posted else blocks.outcome(reply)
         await send(respond, note, replace_original=True)
+
+
+def build_slack(
+    settings: Settings,
+    *,
+    verify_signatures: bool = True,
+    seats_transport: httpx.AsyncBaseTransport | None = None,
+) -> tuple[Runtime, AsyncApp]:
+    """Everything one process needs to serve Slack (HTTP or Socket Mode) from its settings."""
+    settings.require("SLACK_BOT_TOKEN")
+    assert settings.slack_bot_token is not None
+    redact.add(settings.secrets())
+    client = slack_client(token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url)
+    runtime = build_runtime(settings, directory=SlackDirectory(client), seats_transport=seats_transport)
+    responder = Responder()
+    runtime.closers.append(responder.aclose)
+    secret = settings.slack_signing_secret
+    bolt = build_bolt_app(
+        flow=runtime.flow,
+        client=client,
+        responder=responder,
+        signing_secret=secret.get_secret_value() if verify_signatures and secret else None,
+        audit_channel=settings.seatbot_audit_channel,
+    )
+    return runtime, bolt

@@ -15,12 +15,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot import __version__
-from bot.app import Responder, build_bolt_app, slack_client
+from bot.app import build_slack
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError
-from bot.logs import redact, setup_logging
-from bot.runtime import build_runtime, redis_status
-from bot.slack_directory import SlackDirectory
+from bot.logs import setup_logging
+from bot.runtime import redis_status
 
 log = logging.getLogger("seatbot.web")
 
@@ -28,19 +27,7 @@ log = logging.getLogger("seatbot.web")
 def build_app(settings: Settings, *, seats_transport: httpx.AsyncBaseTransport | None = None) -> Starlette:
     """The Starlette app for these settings (tests pass a transport to reach the sandbox)."""
     settings.require("SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN")
-    assert settings.slack_signing_secret is not None and settings.slack_bot_token is not None
-    redact.add(settings.secrets())
-    client = slack_client(token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url)
-    runtime = build_runtime(settings, directory=SlackDirectory(client), seats_transport=seats_transport)
-    responder = Responder()
-    runtime.closers.append(responder.aclose)
-    bolt = build_bolt_app(
-        flow=runtime.flow,
-        client=client,
-        responder=responder,
-        signing_secret=settings.slack_signing_secret.get_secret_value(),
-        audit_channel=settings.seatbot_audit_channel,
-    )
+    runtime, bolt = build_slack(settings, seats_transport=seats_transport)
     handler = AsyncSlackRequestHandler(bolt)
 
     async def events(request: Request) -> Response:

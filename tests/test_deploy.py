@@ -3,19 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
+from slack_bolt.request.async_request import AsyncBoltRequest
 
-from bot.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN
+from bot.app import build_slack
+from bot.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, Sandbox
 from tests.conftest import free_port
-from tests.harness import ADMIN, BOT_TOKEN, SIGNING_SECRET, action_body, button, command_body, sign
+from tests.harness import (
+    ADMIN,
+    BOT_TOKEN,
+    SIGNING_SECRET,
+    action_body,
+    button,
+    command_body,
+    settings_for,
+    sign,
+)
 from tests.slack_fake import FakeSlack
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -202,3 +215,37 @@ async def test_check_command_reports_each_part(
     assert bad.returncode == 1
     assert "FAIL cloudflare: 10000: Authentication error" in bad.stdout
     assert "FAIL redis" in bad.stdout and "wrong-token-123" not in bad.stdout + bad.stderr
+
+
+async def test_socket_mode_app_serves_the_same_flow(
+    slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: object
+) -> None:
+    """The Socket Mode worker's Bolt app (no signatures) answers a command and a click like HTTP does."""
+    settings = settings_for(slack, sandbox, redis_url, slack_app_token="xapp-test-app-token")
+    runtime, app = build_slack(settings, verify_signatures=False, seats_transport=sandbox.transport())
+    try:
+        body = dict(
+            parse_qsl(
+                command_body(
+                    "revoke alice@example.com",
+                    user=ADMIN,
+                    channel="C1",
+                    response_url=slack.response_url("sock"),
+                )
+            )
+        )
+        response = await app.async_dispatch(AsyncBoltRequest(body=body, mode="socket_mode"))
+        assert response.status == 200
+        (card,) = await slack.wait_responses("sock", 1)
+        value = button(card, "seat_confirm")["value"]
+        click = action_body(
+            "seat_confirm", value, user=ADMIN, channel="C1", response_url=slack.response_url("sk")
+        )
+        payload = json.loads(dict(parse_qsl(click))["payload"])
+        response = await app.async_dispatch(AsyncBoltRequest(body=payload, mode="socket_mode"))
+        assert response.status == 200
+        posts = await slack.wait_responses("sk", 3)
+        assert "access ✗ / gateway ✗" in json.dumps(posts[1], ensure_ascii=False)
+        assert len(sandbox.patches) == 1
+    finally:
+        await runtime.aclose()
