@@ -214,7 +214,7 @@ async def deliver_click(reply: ClickReply, respond: Respond) -> None:
             respond, blocks.outcome(reply), response_type="in_channel", replace_original=False
         )
         # Only say "posted in the channel" when it was; otherwise the card itself shows the outcome.
-        note = blocks.done_note(reply) if posted else blocks.outcome(reply)
+        note = blocks.done_note() if posted else blocks.outcome(reply)
         await send(respond, note, replace_original=True)
 
 

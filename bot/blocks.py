@@ -239,12 +239,12 @@ def cancelled(c: Cancelled) -> Message:
     return _message(text, [_section(f":no_entry_sign: {text}")])
 
 
-def done_note(o: Outcome) -> Message:
+def done_note() -> Message:
     text = "Done: the result is posted in the channel."
     return _message(text, [_section(text)])
 
 
-def _user_line(label: str, u: AccessUser) -> str:
+def _user_line(u: AccessUser) -> str:
     login = esc(u.last_successful_login) if u.last_successful_login else "never"
     return (
         f"• *{esc(u.email or '?')}* ({esc(u.name or 'no name')}) — seat `{esc(u.seat_uid or '?')}` — "
@@ -253,8 +253,8 @@ def _user_line(label: str, u: AccessUser) -> str:
 
 
 def status_report(r: StatusReport) -> Message:
-    title = f"Seat status ({len(r.rows)} found)"
-    blocks = [_header(title), *_lines([_user_line(row.label, row.user) for row in r.rows], max_sections=40)]
+    title = f"Seat status ({len(r.users)} found)"
+    blocks = [_header(title), *_lines([_user_line(u) for u in r.users], max_sections=40)]
     if r.problems:
         blocks.append(_context(_clip("\n".join(esc(p) for p in r.problems), MAX_TEXT)))
     return _message(title, blocks)

@@ -26,7 +26,6 @@ from bot.outcomes import (
     Outcome,
     SeatResult,
     StatusReport,
-    StatusRow,
 )
 from bot.parse import USAGE, Command, ParseError, Target, parse
 from bot.pending import Pending, PendingStore, PendingTarget, new_id
@@ -116,20 +115,14 @@ class SeatFlow:
 
     async def _status(self, cmd: Command) -> StatusReport:
         found, problems = await self._resolve(cmd.targets)
-        rows = tuple(StatusRow(label, user) for label, user in found if user is not None)
-        problems += [f"{label}: no Zero Trust user holds this seat UID." for label, u in found if u is None]
-        return StatusReport(rows, tuple(problems))
+        return StatusReport(tuple(user for _, user in found), tuple(problems))
 
     async def _revoke(self, user: str, channel: str, cmd: Command) -> CommandReply:
         found, problems = await self._resolve(cmd.targets)
         targets: dict[str, PendingTarget] = {}
         notes = list(cmd.notes)
         for label, access_user in found:
-            if access_user is None or not access_user.seat_uid:
-                # A UID no user holds is a typo far more often than a real seat: never send it.
-                problems.append(f"{label}: no Zero Trust user holds this seat UID.")
-                continue
-            uid = access_user.seat_uid
+            uid = str(access_user.seat_uid)
             if uid in targets:
                 notes.append(f"{label} is the same seat as {targets[uid].label}.")
                 continue
@@ -165,24 +158,25 @@ class SeatFlow:
         )
         return Card(pending, tuple(problems), tuple(notes), audit_ok=audit_ok)
 
-    async def _resolve(
-        self, targets: Sequence[Target]
-    ) -> tuple[list[tuple[str, AccessUser | None]], list[str]]:
-        """Each target → (label, user or None for an unlisted UID); problems get their own line."""
+    async def _resolve(self, targets: Sequence[Target]) -> tuple[list[tuple[str, AccessUser]], list[str]]:
+        """Each target → (label, the user holding its seat); every other target gets a problem line."""
         limit = asyncio.Semaphore(self._lookups)
         uids = [t.value for t in targets if t.kind == "uid"]
         by_uid: dict[str, AccessUser] = {}
-        problems: list[str] = []
+        uid_error: str | None = None
         if uids:
             try:
                 by_uid = await self.seats.find_users_by_seat_uids(uids)
             except SeatsError as exc:
-                problems.append(f"Could not look up seat UIDs in Cloudflare: {exc.describe()}")
-                return [], problems
+                uid_error = exc.describe()
 
-        async def one(target: Target) -> tuple[str, AccessUser | None] | str:
+        async def one(target: Target) -> tuple[str, AccessUser] | str:
             if target.kind == "uid":
-                return (target.value, by_uid.get(target.value))
+                if uid_error is not None:
+                    return f"{target.value}: Cloudflare look-up failed: {uid_error}"
+                if target.value not in by_uid:  # a typo far more often than a real seat: never send it
+                    return f"{target.value}: no Zero Trust user holds this seat UID."
+                return (target.value, by_uid[target.value])
             async with limit:
                 email, label = target.value, target.value
                 if target.kind == "mention":
@@ -202,7 +196,8 @@ class SeatFlow:
                 return f"{email}: {len(holders)} Zero Trust users share this email; use their seat UIDs."
             return (label, holders[0])
 
-        found: list[tuple[str, AccessUser | None]] = []
+        found: list[tuple[str, AccessUser]] = []
+        problems: list[str] = []
         for item in await asyncio.gather(*(one(t) for t in targets)):
             if isinstance(item, str):
                 problems.append(item)

@@ -33,14 +33,8 @@ class Card:
 
 
 @dataclass(frozen=True)
-class StatusRow:
-    label: str
-    user: AccessUser
-
-
-@dataclass(frozen=True)
 class StatusReport:
-    rows: tuple[StatusRow, ...]
+    users: tuple[AccessUser, ...]
     problems: tuple[str, ...] = ()
 
 

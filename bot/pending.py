@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import asdict, dataclass
+from typing import Literal
 
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
@@ -89,7 +89,6 @@ class Pending:
     two_person: bool = False
     attempt: int = 1  # 2+ when a failed revoke offered a fresh try
     v: int = FORMAT_VERSION
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def dumps(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))

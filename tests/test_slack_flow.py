@@ -300,6 +300,15 @@ async def test_seat_missing_from_result_is_not_confirmed(bot: SlackClient, sandb
     assert f"*{ALICE}* — *not confirmed*" in text and "bob@example.com* — access ✗ / gateway ✗" in text
 
 
+async def test_failed_uid_lookup_keeps_the_other_targets(bot: SlackClient, sandbox: Sandbox) -> None:
+    """A refused seat-UID listing gives each UID its own line; email targets still make the card."""
+    sandbox.inject(status=403, code=10000, message="listing denied", methods=("GET",))
+    card = await card_for(bot, f"revoke 00000000-0000-4000-8000-000000000000 {ALICE}")
+    text = all_text(card)
+    assert "00000000-0000-4000-8000-000000000000: Cloudflare look-up failed: 10000: listing denied" in text
+    assert button(card, "seat_confirm")["text"]["text"] == "Revoke 1 seat" and ALICE in text
+
+
 async def test_unknown_seat_uid_is_refused_not_sent(bot: SlackClient, sandbox: Sandbox) -> None:
     """A UID no user holds (usually a typo) gets its own line and never reaches the PATCH."""
     message = await card_for(bot, "revoke dave2 00000000-0000-4000-8000-000000000000")
