@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode
 
@@ -154,6 +156,18 @@ def button(message: dict[str, Any], action_id: str) -> dict[str, Any]:
 def all_text(message: dict[str, Any]) -> str:
     """Every string in a message, for assertions on what a person would read."""
     return json.dumps(message, ensure_ascii=False)
+
+
+@contextlib.asynccontextmanager
+async def running(
+    slack: FakeSlack, sandbox: Sandbox, redis_url: str, **overrides: Any
+) -> AsyncIterator[SlackClient]:
+    """An app instance with these setting overrides, closed afterwards."""
+    client = build(slack, sandbox, redis_url, **overrides)
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 def build(slack: FakeSlack, sandbox: Sandbox, redis_url: str, **overrides: Any) -> SlackClient:

@@ -12,7 +12,7 @@ import redis.asyncio as aredis
 from bot.pending import PREFIX, Pending, PendingStore, PendingTarget, new_id
 from bot.sandbox import Sandbox
 from tests.conftest import RedisServer
-from tests.harness import SlackClient, all_text, build, button
+from tests.harness import SlackClient, all_text, build, button, running
 from tests.slack_fake import FakeSlack
 from tests.test_slack_flow import ALICE, card_for
 
@@ -58,8 +58,7 @@ async def test_cloudflare_down_says_unavailable_and_claims_nothing(
     slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: aredis.Redis
 ) -> None:
     """5xx past the retry budget: the card says so, offers a fresh try, nothing is posted as done."""
-    bot = build(slack, sandbox, redis_url, cloudflare_retry_deadline_seconds=0.5)
-    try:
+    async with running(slack, sandbox, redis_url, cloudflare_retry_deadline_seconds=0.5) as bot:
         card = await card_for(bot, f"revoke {ALICE}")
         sandbox.inject(status=502, html=True, times=50, methods=("PATCH",))
         _, key = await bot.click("seat_confirm", button(card, "seat_confirm")["value"])
@@ -70,8 +69,6 @@ async def test_cloudflare_down_says_unavailable_and_claims_nothing(
         assert not any(p.get("response_type") == "in_channel" for p in posts)
         alice = next(u for u in sandbox.users.values() if u["email"] == ALICE)
         assert alice["access_seat"] is True
-    finally:
-        await bot.aclose()
 
 
 async def test_redis_outage_answers_fast_and_recovers(
@@ -107,13 +104,10 @@ async def test_restart_between_command_and_click(
     first = build(slack, sandbox, redis_url)
     card = await card_for(first, f"revoke {ALICE}")
     await first.aclose()
-    second = build(slack, sandbox, redis_url)
-    try:
+    async with running(slack, sandbox, redis_url) as second:
         _, key = await second.click("seat_confirm", button(card, "seat_confirm")["value"])
         posts = await slack.wait_responses(key, 3)
         assert "access ✗ / gateway ✗" in all_text(posts[1]) and len(sandbox.patches) == 1
-    finally:
-        await second.aclose()
 
 
 async def test_card_from_an_older_release_says_it_is_outdated(
@@ -142,8 +136,7 @@ async def test_failure_after_an_earlier_chunk_reports_what_was_removed(
     slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: aredis.Redis
 ) -> None:
     """Chunk 1 removed, chunk 2 refused: the card names the removed seat and retries only the rest."""
-    bot = build(slack, sandbox, redis_url, cloudflare_chunk_size=1)
-    try:
+    async with running(slack, sandbox, redis_url, cloudflare_chunk_size=1) as bot:
         card = await card_for(bot, f"revoke {ALICE} bob@example.com")
         sandbox.inject(status=400, code=10001, message="seat locked", methods=("PATCH",), skip=1)
         _, key = await bot.click("seat_confirm", button(card, "seat_confirm")["value"])
@@ -155,16 +148,13 @@ async def test_failure_after_an_earlier_chunk_reports_what_was_removed(
         posts2 = await slack.wait_responses(key2, 3)
         assert "bob@example.com" in all_text(posts2[1]) and ALICE not in all_text(posts2[1])
         assert [len(p.body) for p in sandbox.patches] == [1, 1, 1]
-    finally:
-        await bot.aclose()
 
 
 async def test_unreadable_later_chunk_still_reports_earlier_removals(
     slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: aredis.Redis
 ) -> None:
     """Chunk 2's answer cannot be read: chunk 1's removal is still reported and audited as done."""
-    bot = build(slack, sandbox, redis_url, cloudflare_chunk_size=1)
-    try:
+    async with running(slack, sandbox, redis_url, cloudflare_chunk_size=1) as bot:
         bob = next(u for u in sandbox.users.values() if u["email"] == "bob@example.com")
         sandbox.garble.add(bob["seat_uid"])
         card = await card_for(bot, f"revoke {ALICE} bob@example.com")
@@ -176,8 +166,6 @@ async def test_unreadable_later_chunk_still_reports_earlier_removals(
         events = [json.loads(d[b"json"]) for _, d in await redis_client.xrange("seatbot:audit")]
         assert [e["email"] for e in events if e["event"] == "succeeded"] == [ALICE]
         assert any(e["event"] == "requested" and e.get("retry_of") for e in events)
-    finally:
-        await bot.aclose()
 
 
 async def test_channel_post_failure_keeps_the_outcome_on_the_card(
@@ -212,10 +200,7 @@ async def test_turning_on_two_person_applies_to_existing_cards(
     before = build(slack, sandbox, redis_url)
     card = await card_for(before, f"revoke {ALICE}")
     await before.aclose()
-    after = build(slack, sandbox, redis_url, seatbot_two_person=True)
-    try:
+    async with running(slack, sandbox, redis_url, seatbot_two_person=True) as after:
         _, key = await after.click("seat_confirm", button(card, "seat_confirm")["value"])
         (reply,) = await slack.wait_responses(key, 1)
         assert "another admin" in reply["text"] and sandbox.patches == []
-    finally:
-        await after.aclose()

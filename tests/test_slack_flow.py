@@ -9,7 +9,7 @@ import redis.asyncio as aredis
 
 from bot.pending import PREFIX
 from bot.sandbox import Sandbox
-from tests.harness import ADMIN, ADMIN2, OUTSIDER, SlackClient, all_text, build, button
+from tests.harness import ADMIN, ADMIN2, OUTSIDER, SlackClient, all_text, build, button, running
 from tests.slack_fake import FakeSlack
 
 ALICE = "alice@example.com"
@@ -125,16 +125,13 @@ async def test_expired_card_is_refused(
     slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: aredis.Redis
 ) -> None:
     """With a 1-second TTL the click after expiry says so and calls nothing."""
-    bot = build(slack, sandbox, redis_url, seatbot_confirm_ttl_seconds=1)
-    try:
+    async with running(slack, sandbox, redis_url, seatbot_confirm_ttl_seconds=1) as bot:
         message = await card_for(bot, f"revoke {ALICE}")
         await asyncio.sleep(1.1)
         _, key = await bot.click("seat_confirm", button(message, "seat_confirm")["value"])
         (reply,) = await slack.wait_responses(key, 1)
         assert "expired or was already handled" in reply["text"]
         assert sandbox.patches == []
-    finally:
-        await bot.aclose()
 
 
 async def test_non_admin_is_refused_at_command_and_click(bot: SlackClient, sandbox: Sandbox) -> None:
@@ -228,12 +225,9 @@ async def test_no_admins_configured_names_the_setting(
     slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: aredis.Redis
 ) -> None:
     """With neither admin setting, revoke is refused with the variable to set."""
-    bot = build(slack, sandbox, redis_url, seatbot_admins=())
-    try:
+    async with running(slack, sandbox, redis_url, seatbot_admins=()) as bot:
         message = await card_for(bot, f"revoke {ALICE}")
         assert "SEATBOT_ADMINS" in message["text"] and sandbox.requests == []
-    finally:
-        await bot.aclose()
 
 
 async def test_admin_group_membership_and_channel_limit(
@@ -321,9 +315,6 @@ async def test_healthz_reports_redis(bot: SlackClient, slack: FakeSlack, sandbox
     """/healthz is 200 with Redis up, 503 when Redis cannot be reached."""
     ok = await bot.http.get("/healthz")
     assert ok.status_code == 200 and ok.json()["redis"] == "ok"
-    dead = build(slack, sandbox, "redis://127.0.0.1:1/0")
-    try:
+    async with running(slack, sandbox, "redis://127.0.0.1:1/0") as dead:
         down = await dead.http.get("/healthz")
         assert down.status_code == 503 and down.json()["redis"] == "unreachable"
-    finally:
-        await dead.aclose()

@@ -11,7 +11,7 @@ import redis.asyncio as aredis
 
 from bot.audit import STREAM
 from bot.sandbox import Sandbox
-from tests.harness import ADMIN, ADMIN2, OUTSIDER, SlackClient, all_text, build, button
+from tests.harness import ADMIN, ADMIN2, OUTSIDER, SlackClient, all_text, build, button, running
 from tests.slack_fake import FakeSlack
 from tests.test_slack_flow import ALICE, card_for
 
@@ -76,14 +76,11 @@ async def test_reason_can_be_required(
     slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: aredis.Redis
 ) -> None:
     """SEATBOT_REQUIRE_REASON refuses a revoke without --reason, before any Cloudflare call."""
-    bot = build(slack, sandbox, redis_url, seatbot_require_reason=True)
-    try:
+    async with running(slack, sandbox, redis_url, seatbot_require_reason=True) as bot:
         refused = await card_for(bot, f"revoke {ALICE}")
         assert "--reason" in refused["text"] and sandbox.requests == []
         card = await card_for(bot, f"revoke {ALICE} --reason contract ended")
         assert button(card, "seat_confirm")
-    finally:
-        await bot.aclose()
 
 
 async def test_every_event_is_in_the_stream_and_the_audit_command(
@@ -141,16 +138,13 @@ async def test_audit_stream_is_bounded(
     slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: aredis.Redis
 ) -> None:
     """The stream keeps at most SEATBOT_AUDIT_MAXLEN entries."""
-    bot = build(slack, sandbox, redis_url, seatbot_audit_maxlen=100)
-    try:
+    async with running(slack, sandbox, redis_url, seatbot_audit_maxlen=100) as bot:
         audit = bot.app.state.runtime.flow.audit
         for n in range(130):
             assert await audit.record("refused", user="U1", n=n)
         assert await redis_client.xlen(STREAM) == 100
         newest = await audit.recent(1)
         assert newest[0]["n"] == 129
-    finally:
-        await bot.aclose()
 
 
 async def test_failed_audit_write_is_never_silent(
@@ -170,8 +164,7 @@ async def test_audit_channel_gets_outcomes(
     slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: aredis.Redis
 ) -> None:
     """SEATBOT_AUDIT_CHANNEL receives every outcome through chat.postMessage."""
-    bot = build(slack, sandbox, redis_url, seatbot_audit_channel="C0AUDIT")
-    try:
+    async with running(slack, sandbox, redis_url, seatbot_audit_channel="C0AUDIT") as bot:
         card = await card_for(bot, f"revoke {ALICE}")
         await bot.click("seat_confirm", button(card, "seat_confirm")["value"])
         await slack.wait_for(lambda: len(slack.posts) >= 1)
@@ -180,8 +173,6 @@ async def test_audit_channel_gets_outcomes(
         await slack.wait_for(lambda: len(slack.posts) >= 2)
         assert [p["channel"] for p in slack.posts] == ["C0AUDIT", "C0AUDIT"]
         assert "revoked" in slack.posts[0]["text"] and "Cancelled" in slack.posts[1]["text"]
-    finally:
-        await bot.aclose()
 
 
 async def test_audit_channel_not_in_channel_tells_operator(
@@ -193,8 +184,7 @@ async def test_audit_channel_not_in_channel_tells_operator(
 ) -> None:
     """not_in_channel becomes a clear log line telling the operator to invite the bot."""
     slack.post_error = "not_in_channel"
-    bot = build(slack, sandbox, redis_url, seatbot_audit_channel="C0AUDIT")
-    try:
+    async with running(slack, sandbox, redis_url, seatbot_audit_channel="C0AUDIT") as bot:
         card = await card_for(bot, f"revoke {ALICE}")
         _, key = await bot.click("seat_confirm", button(card, "seat_confirm")["value"])
         await slack.wait_responses(key, 3)
@@ -204,8 +194,6 @@ async def test_audit_channel_not_in_channel_tells_operator(
                 break
             await asyncio.sleep(0.02)
         assert any(r.levelname == "ERROR" and "/invite" in r.getMessage() for r in caplog.records)
-    finally:
-        await bot.aclose()
 
 
 async def test_slack_429_on_post_message_is_retried(
@@ -213,11 +201,8 @@ async def test_slack_429_on_post_message_is_retried(
 ) -> None:
     """A 429 from chat.postMessage is waited out (Retry-After) and the post still arrives."""
     slack.rate_limit_posts, slack.retry_after = 1, "1"
-    bot = build(slack, sandbox, redis_url, seatbot_audit_channel="C0AUDIT")
-    try:
+    async with running(slack, sandbox, redis_url, seatbot_audit_channel="C0AUDIT") as bot:
         card = await card_for(bot, f"revoke {ALICE}")
         await bot.click("seat_confirm", button(card, "seat_confirm")["value"])
         await slack.wait_for(lambda: len(slack.posts) >= 1, timeout=10)
         assert slack.methods().count("chat.postMessage") == 2
-    finally:
-        await bot.aclose()
