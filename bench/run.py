@@ -27,9 +27,9 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bot.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN
-from tests.conftest import RedisServer, free_port
-from tests.harness import BOT_TOKEN, SIGNING_SECRET, action_body, command_body, sign
+from bot.cloudflare.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN
+from tests.support.harness import BOT_TOKEN, SIGNING_SECRET, action_body, command_body, sign
+from tests.support.servers import RedisServer, free_port
 
 ADMIN = "UBENCH1"
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "1200"))

@@ -8,30 +8,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError
 from bot.logs import setup_logging
 
 
-def _require_cloudflare(settings: Settings) -> None:
-    settings.require("CLOUDFLARE_ACCOUNT_ID")
-    settings.cloudflare_auth_headers()  # raises ConfigError naming the missing credential
-
-
-def serve(settings: Settings) -> int:
+def run_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     settings.require("SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN")
-    _require_cloudflare(settings)
+    settings.require_cloudflare()
     if settings.web_concurrency > 1 and settings.redis_url is None:
         # each worker would keep its own confirmations: a click landing elsewhere would "expire"
         raise ConfigError("REDIS_URL: required when WEB_CONCURRENCY is more than 1")
     uvicorn.run(
-        "bot.web:create_app",
+        "bot.slack.web:create_app",
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -43,35 +37,34 @@ def serve(settings: Settings) -> int:
     return 0
 
 
-def socket(settings: Settings) -> int:
+def run_socket(settings: Settings, args: argparse.Namespace) -> int:
     settings.require("SLACK_APP_TOKEN", "SLACK_BOT_TOKEN")
-    _require_cloudflare(settings)
-    from bot.socket_mode import run_socket_mode
+    settings.require_cloudflare()
+    from bot.slack.socket_mode import run_socket_mode
 
     asyncio.run(run_socket_mode(settings))
     return 0
 
 
-def check(settings: Settings) -> int:
+def run_check(settings: Settings, args: argparse.Namespace) -> int:
     from bot.checks import run_checks
 
     return asyncio.run(run_checks(settings))
 
 
-def shell(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.shell import run_shell
+def run_shell(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.shell import run_shell as shell
 
-    if "SEATBOT_LOG_LEVEL" not in os.environ:  # JSON log lines would drown the conversation
+    if "seatbot_log_level" not in settings.model_fields_set:  # JSON log lines would drown the talk
         setup_logging("WARNING", secrets_=settings.secrets())
-
-    code: int = asyncio.run(run_shell(settings, user=args.user, go_live_hint=args.hint))
+    code: int = asyncio.run(shell(settings, user=args.user, go_live_hint=args.hint))
     return code
 
 
-def sandbox(args: argparse.Namespace) -> int:
+def run_sandbox(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    from bot.sandbox import Sandbox
+    from bot.cloudflare.sandbox import Sandbox
 
     box = Sandbox(latency=args.latency)
     print(f"sandbox Cloudflare on http://{args.host}:{args.port}/client/v4 (token {box.token})", flush=True)
@@ -79,9 +72,18 @@ def sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command")
+COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+    "serve": run_serve,
+    "socket": run_socket,
+    "check": run_check,
+    "shell": run_shell,
+    "sandbox": run_sandbox,
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="python -m bot", description=(__doc__ or "").splitlines()[0])
+    sub = root.add_subparsers(dest="command")
     sub.add_parser("serve", help="serve Slack over HTTP (POST /slack/events, GET /healthz)")
     sub.add_parser("socket", help="serve Slack over Socket Mode (needs SLACK_APP_TOKEN)")
     sub.add_parser("check", help="check settings, Slack, Cloudflare and Redis; one line each")
@@ -91,7 +93,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sb.add_argument("--host", default="127.0.0.1")
     sb.add_argument("--port", type=int, default=8787)
     sb.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
-    args = parser.parse_args(argv)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     args.hint = False
     try:
         settings = load_settings()
@@ -104,15 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 command = "serve"
             else:
                 command, args.user, args.hint = "shell", "U0SHELL", True
-        if command == "serve":
-            return serve(settings)
-        if command == "socket":
-            return socket(settings)
-        if command == "check":
-            return check(settings)
-        if command == "sandbox":
-            return sandbox(args)
-        return shell(settings, args)
+        return COMMANDS[command](settings, args)
     except ConfigError as exc:
         print(f"seatbot: configuration error: {exc}", file=sys.stderr)
         return 2

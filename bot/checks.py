@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from bot.cloudflare import CloudflareClient
+from bot.cloudflare.client import CloudflareClient
 from bot.config import Settings
 from bot.errors import SeatbotError
-from bot.runtime import connect_redis, redis_status
+from bot.state.redis import connect_redis, redis_status
 
 
 async def run_checks(settings: Settings, *, out: Callable[[str], None] = print) -> int:
@@ -24,8 +24,8 @@ async def run_checks(settings: Settings, *, out: Callable[[str], None] = print) 
             out(f"FAIL {name}: {text}")
 
     async def config() -> str:
-        settings.require("SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN", "CLOUDFLARE_ACCOUNT_ID")
-        settings.cloudflare_auth_headers()
+        settings.require("SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN")
+        settings.require_cloudflare()
         admins = len(settings.seatbot_admins) + len(settings.seatbot_admin_groups)
         if not admins:
             raise SeatbotError("SEATBOT_ADMINS or SEATBOT_ADMIN_GROUPS: not set, nobody may revoke")
@@ -34,11 +34,7 @@ async def run_checks(settings: Settings, *, out: Callable[[str], None] = print) 
     async def slack() -> str:
         from slack_sdk.web.async_client import AsyncWebClient
 
-        settings.require("SLACK_BOT_TOKEN")
-        assert settings.slack_bot_token is not None
-        client = AsyncWebClient(
-            token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
-        )
+        client = AsyncWebClient(token=settings.bot_token(), base_url=settings.slack_api_url)
         response = await client.auth_test()
         return f"auth.test as {response.get('user')} in {response.get('team')}"
 

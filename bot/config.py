@@ -22,19 +22,6 @@ CommaList = Annotated[tuple[str, ...], NoDecode]
 MAX_CONFIRM_TTL = 1800  # a Slack response_url lives 30 minutes
 
 
-_BLANK_MEANS_UNSET = (
-    "cloudflare_account_id",
-    "cloudflare_email",
-    "seatbot_audit_channel",
-    "cloudflare_api_token",
-    "cloudflare_api_key",
-    "slack_signing_secret",
-    "slack_bot_token",
-    "slack_app_token",
-    "redis_url",
-)
-
-
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
@@ -86,11 +73,17 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    @field_validator(*_BLANK_MEANS_UNSET, mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _blank_is_unset(cls, value: Any) -> Any:
-        """`NAME=` (as in a copied .env template) means unset, never an empty secret."""
-        return None if isinstance(value, str) and not value.strip() else value
+    def _blank_is_unset(cls, values: Any) -> Any:
+        """`NAME=` (as in a copied .env template) means unset for every optional setting."""
+        if not isinstance(values, dict):
+            return values
+        optional = _optional_fields()
+        return {
+            key: None if key.lower() in optional and isinstance(v, str) and not v.strip() else v
+            for key, v in values.items()
+        }
 
     @field_validator("cloudflare_account_id")
     @classmethod
@@ -131,33 +124,62 @@ class Settings(BaseSettings):
             }
         raise ConfigError("CLOUDFLARE_API_TOKEN: not set (or set CLOUDFLARE_EMAIL and CLOUDFLARE_API_KEY)")
 
-    def require(self, *names: str) -> None:
-        """Stop with one line naming the first missing setting."""
+    def missing(self, *names: str) -> list[str]:
+        """The names among `names` that are not set (blank counts as unset)."""
+        gone = []
         for name in names:
             value = getattr(self, name.lower())
             if isinstance(value, SecretStr):
                 value = value.get_secret_value()
             if not value:
-                raise ConfigError(f"{name.upper()}: not set")
+                gone.append(name.upper())
+        return gone
+
+    def require(self, *names: str) -> None:
+        """Stop with one line naming every missing setting among `names`."""
+        gone = self.missing(*names)
+        if gone:
+            raise ConfigError(f"{', '.join(gone)}: not set")
+
+    def require_cloudflare(self) -> None:
+        """The account and one complete credential scheme, or one ConfigError naming what is missing."""
+        self.require("CLOUDFLARE_ACCOUNT_ID")
+        self.cloudflare_auth_headers()
+
+    def _value(self, name: str) -> str:
+        self.require(name)
+        value = getattr(self, name.lower())
+        return str(value.get_secret_value() if isinstance(value, SecretStr) else value)
+
+    def bot_token(self) -> str:
+        return self._value("SLACK_BOT_TOKEN")
+
+    def app_token(self) -> str:
+        return self._value("SLACK_APP_TOKEN")
+
+    def signing_secret(self) -> str:
+        return self._value("SLACK_SIGNING_SECRET")
+
+    def account_id(self) -> str:
+        return self._value("CLOUDFLARE_ACCOUNT_ID")
 
     def secrets(self) -> list[str]:
-        """Every configured secret value, for the log redactor."""
+        """Every configured secret value (each `SecretStr` field, the Redis password), for the redactor."""
         found = []
-        for name in (
-            "cloudflare_api_token",
-            "cloudflare_api_key",
-            "slack_signing_secret",
-            "slack_bot_token",
-            "slack_app_token",
-        ):
+        for name in type(self).model_fields:
             value = getattr(self, name)
-            if value is not None and value.get_secret_value():
+            if isinstance(value, SecretStr) and value.get_secret_value():
                 found.append(value.get_secret_value())
         if self.redis_url is not None:
             password = urlsplit(self.redis_url.get_secret_value()).password
             if password:
                 found.append(password)
         return found
+
+
+def _optional_fields() -> frozenset[str]:
+    """Fields whose default is None: for these a blank value means unset."""
+    return frozenset(name for name, info in Settings.model_fields.items() if info.default is None)
 
 
 def load_settings(**overrides: Any) -> Settings:

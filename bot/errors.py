@@ -2,6 +2,7 @@
 
     SeatbotError
     ├── ConfigError                 a setting is missing or malformed (start-up stops)
+    ├── ParseError                  a /seat command cannot be read (the message says what to type)
     ├── StoreUnavailable            Redis cannot be reached
     └── SeatsError                  anything the Cloudflare adapter raises
         ├── InvalidRequest          input rejected before sending, or HTTP 400/422
@@ -17,7 +18,9 @@ Messages never contain credentials: they are built from Cloudflare's codes and m
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Self
+
+from bot.models import Seat
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,10 @@ class SeatbotError(Exception):
 
 class ConfigError(SeatbotError):
     """A setting is missing or malformed; the message names the variable."""
+
+
+class ParseError(SeatbotError):
+    """A /seat command that cannot be read; the message is shown to the person who typed it."""
 
 
 class StoreUnavailable(SeatbotError):
@@ -49,6 +56,7 @@ class SeatsError(SeatbotError):
         errors: tuple[CloudflareMessage, ...] = (),
         cf_ray: str | None = None,
         attempts: int = 1,
+        completed: tuple[Seat, ...] = (),
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -56,7 +64,24 @@ class SeatsError(SeatbotError):
         self.errors = errors
         self.cf_ray = cf_ray
         self.attempts = attempts
-        self.completed: tuple[Any, ...] = ()  # seats Cloudflare confirmed before the failure
+        self.completed = completed  # seats Cloudflare confirmed (earlier chunks) before the failure
+
+    def but(
+        self,
+        *,
+        message: str | None = None,
+        attempts: int | None = None,
+        completed: tuple[Seat, ...] | None = None,
+    ) -> Self:
+        """A new error of the same class with some fields replaced (errors are never changed in place)."""
+        return type(self)(
+            self.message if message is None else message,
+            status=self.status,
+            errors=self.errors,
+            cf_ray=self.cf_ray,
+            attempts=self.attempts if attempts is None else attempts,
+            completed=self.completed if completed is None else completed,
+        )
 
     def describe(self) -> str:
         """One line for people: Cloudflare's codes and messages, else the HTTP status."""

@@ -12,9 +12,18 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, Literal, Protocol
 
-from bot.audit import Audit, Event
-from bot.errors import SeatsError, StoreUnavailable
-from bot.models import SEAT_UID_RE, AccessUser, Seat, SeatUpdate
+from bot.errors import ParseError, SeatsError, StoreUnavailable
+from bot.models import (
+    SEAT_UID_RE,
+    AccessUser,
+    AuditEvent,
+    Claim,
+    Pending,
+    PendingTarget,
+    Seat,
+    SeatUpdate,
+    new_id,
+)
 from bot.outcomes import (
     AuditReport,
     Cancelled,
@@ -27,8 +36,7 @@ from bot.outcomes import (
     SeatResult,
     StatusReport,
 )
-from bot.parse import USAGE, Command, ParseError, Target, parse
-from bot.pending import Pending, PendingStore, PendingTarget, new_id
+from bot.parse import USAGE, Command, Target, parse
 from bot.policy import Authorizer, Directory
 
 log = logging.getLogger("seatbot.flow")
@@ -51,13 +59,39 @@ class SeatsAPI(Protocol):
     async def update_seats(self, updates: Sequence[SeatUpdate]) -> list[Seat]: ...
 
 
+class PendingStore(Protocol):
+    """Where confirmations wait for their click (Redis: `bot.state.pending`)."""
+
+    async def put(self, pending: Pending, *, ttl: int) -> None: ...
+
+    async def claim(
+        self,
+        pending_id: str,
+        *,
+        clicker: str,
+        action: Literal["confirm", "cancel"],
+        clicker_is_admin: bool,
+        two_person: bool,
+    ) -> Claim: ...
+
+
+class AuditTrail(Protocol):
+    """Where every event is recorded (Redis stream + log: `bot.state.audit`)."""
+
+    async def record(self, event: AuditEvent, **fields: Any) -> bool: ...
+
+    async def record_many(self, events: list[tuple[AuditEvent, dict[str, Any]]]) -> bool: ...
+
+    async def recent(self, count: int) -> list[dict[str, Any]]: ...
+
+
 class SeatFlow:
     def __init__(
         self,
         *,
         seats: SeatsAPI,
         store: PendingStore,
-        audit: Audit,
+        audit: AuditTrail,
         directory: Directory,
         authorizer: Authorizer,
         lookup_concurrency: int = 8,
@@ -304,7 +338,7 @@ class SeatFlow:
         return tuple(SeatResult(t, by_uid.get(t.seat_uid)) for t in pending.targets)
 
     async def _record_results(self, pending: Pending, confirmer: str, results: Sequence[SeatResult]) -> bool:
-        events: list[tuple[Event, dict[str, Any]]] = []
+        events: list[tuple[AuditEvent, dict[str, Any]]] = []
         for result in results:
             seat = result.seat
             events.append(

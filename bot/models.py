@@ -1,8 +1,14 @@
-"""Cloudflare's seat and user shapes, as the adapter returns them."""
+"""Plain data: Cloudflare's seats and users, pending confirmations, claims and audit event names.
+
+Nothing here does I/O; the Redis store, the Cloudflare adapter and the renderers all share these."""
 
 from __future__ import annotations
 
+import json
 import re
+import secrets
+from dataclasses import asdict, dataclass
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
@@ -65,3 +71,68 @@ class AccessUser(BaseModel):
     created_at: str | None = None
     updated_at: str | None = None
     cf_ray: str | None = None
+
+
+FORMAT_VERSION = 1  # of a stored Pending; a record with another version is refused as outdated
+_ID_CHARS = frozenset("0123456789abcdef")
+
+
+@dataclass
+class PendingTarget:
+    """One seat on a card, with what was known of it when the card was made."""
+
+    label: str  # what the requester typed (email, mention, uid)
+    seat_uid: str
+    email: str | None = None
+    name: str | None = None
+    access_seat: bool | None = None
+    gateway_seat: bool | None = None
+
+
+@dataclass
+class Pending:
+    """A confirmation waiting for its click; stored as JSON under a random 128-bit id."""
+
+    id: str
+    requester: str
+    channel: str
+    targets: list[PendingTarget]
+    reason: str | None
+    created_at: float
+    expires_at: float
+    two_person: bool = False
+    attempt: int = 1  # 2+ when a failed revoke offered a fresh try
+    v: int = FORMAT_VERSION
+
+    def dumps(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def loads(cls, raw: str | bytes) -> Pending:
+        data = json.loads(raw)
+        data["targets"] = [PendingTarget(**t) for t in data["targets"]]
+        return cls(**data)
+
+
+ClaimStatus = Literal["claimed", "missing", "outdated", "own_request", "not_requester"]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a click got: the record when `claimed`, else why not (and the record, to explain)."""
+
+    status: ClaimStatus
+    pending: Pending | None = None
+
+
+def new_id() -> str:
+    return secrets.token_hex(16)  # 128 bits
+
+
+def valid_id(value: str) -> bool:
+    return len(value) == 32 and set(value) <= _ID_CHARS
+
+
+AuditEvent = Literal[
+    "requested", "confirmed", "cancelled", "expired_click", "refused", "succeeded", "failed", "outdated"
+]

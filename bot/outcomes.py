@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bot.models import AccessUser, Seat
-from bot.pending import Pending, PendingTarget
+from bot.models import AccessUser, Pending, PendingTarget, Seat
 
 NoticeKind = Literal["info", "error", "refused", "unavailable", "expired"]
 

@@ -13,6 +13,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Literal
 
+from bot.errors import ParseError
 from bot.models import SEAT_UID_RE
 
 MAX_TARGETS = 50
@@ -31,10 +32,6 @@ _EMAIL = re.compile(
 )
 
 Kind = Literal["uid", "email", "mention"]
-
-
-class ParseError(Exception):
-    """The text is not a valid command; `str()` is safe to show (plain text, not yet escaped)."""
 
 
 @dataclass(frozen=True)

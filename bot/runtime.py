@@ -1,62 +1,21 @@
-"""Wiring: build the flow and its parts from Settings, once per process."""
+"""Wiring: build the flow and its parts from Settings, once per process (no Slack here)."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import httpx
 import redis.asyncio as aredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from bot.audit import Audit
-from bot.cloudflare import CloudflareClient
+from bot.cloudflare.client import CloudflareClient
+from bot.cloudflare.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, Sandbox
 from bot.config import Settings
 from bot.flow import SeatFlow
-from bot.pending import PendingStore
 from bot.policy import Authorizer, Directory, Policy
-from bot.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, Sandbox
-
-log = logging.getLogger("seatbot.runtime")
-
-
-def connect_redis(settings: Settings, *, warn_in_process: bool = True) -> aredis.Redis:
-    """redis:// or rediss:// with short timeouts (Slack waits for nobody); in-process when unset."""
-    if settings.redis_url is None or not settings.redis_url.get_secret_value():
-        import fakeredis
-
-        if warn_in_process:
-            log.warning("REDIS_URL is not set: confirmations live in this process only (in-process store)")
-        return fakeredis.FakeAsyncRedis()
-    timeout = settings.redis_timeout_seconds
-    url = settings.redis_url.get_secret_value()
-    kwargs: dict[str, Any] = {}
-    if url.startswith("rediss://") and settings.redis_tls_insecure:
-        kwargs.update(ssl_cert_reqs="none", ssl_check_hostname=False)
-    return aredis.Redis.from_url(
-        url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        # One quick reconnect covers a pooled connection that died with a Redis restart.
-        retry=Retry(NoBackoff(), 1),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        health_check_interval=30,
-        **kwargs,
-    )
-
-
-async def redis_status(redis: aredis.Redis) -> str:
-    try:
-        await redis.ping()
-    except (RedisError, OSError):
-        return "unreachable"
-    return "ok"
+from bot.state.audit import Audit
+from bot.state.pending import PendingStore
+from bot.state.redis import connect_redis
 
 
 @dataclass

@@ -11,19 +11,26 @@ import re
 import sys
 from typing import Any, Literal, TextIO
 
-from bot import blocks
-from bot.app import render_command
+from bot.cloudflare.sandbox import DEMO_USERS
 from bot.config import Settings
-from bot.outcomes import Cancelled, ClickReply, Failure, Notice, Outcome
-from bot.pending import Pending
+from bot.models import Pending
+from bot.parse import unescape
 from bot.runtime import Runtime, build_runtime
-from bot.sandbox import DEMO_USERS
+from bot.slack import blocks, replies
 
 SHELL_USER = "U0SHELL"
 SHELL_CHANNEL = "C0SHELL"
 _DATE = re.compile(r"<!date\^\d+\^[^|>]*\|([^>]*)>")
 _MENTION = re.compile(r"<@([UW][A-Z0-9]+)>")
 _TYPED_MENTION = re.compile(r"<@[UW][A-Z0-9]+(?:\|[^<>]*)?>")
+
+
+_WHERE: dict[replies.Placement, str] = {
+    "ephemeral": "only you",
+    "in_channel": "in channel",
+    "replace": "card",
+    "replace_in_channel": "in channel",
+}
 
 
 class ShellDirectory:
@@ -53,7 +60,7 @@ def slack_escape(text: str) -> str:
 def plain(mrkdwn: str) -> str:
     text = _DATE.sub(r"\1", mrkdwn)
     text = _MENTION.sub(r"@\1", text)
-    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    return unescape(text)
 
 
 def render(message: blocks.Message) -> tuple[str, list[dict[str, Any]]]:
@@ -107,10 +114,7 @@ class Shell:
             reply = await self.runtime.flow.command(
                 user=self.user, channel=SHELL_CHANNEL, text=slack_escape(text.removeprefix("/seat"))
             )
-            message = render_command(reply)
-            self.show(
-                message, where="in channel" if message.get("response_type") == "in_channel" else "only you"
-            )
+            self.deliver(replies.for_command(reply))
             return True
         self.say("Type a /seat command (try `/seat help`), a button number, or `quit`.")
         return True
@@ -138,17 +142,10 @@ class Shell:
         reply = await self.runtime.flow.click(
             action=action, pending_id=button["value"], user=self.user, progress=progress
         )
-        self.deliver(reply)
+        self.deliver(replies.for_click(reply))
 
-    def deliver(self, reply: ClickReply) -> None:
-        if isinstance(reply, Notice):
-            self.show(blocks.notice(reply), where="card" if reply.replace else "only you")
-        elif isinstance(reply, Cancelled):
-            self.show(blocks.cancelled(reply), where="card")
-        elif isinstance(reply, Failure):
-            self.show(blocks.failure(reply), where="card")
-        elif isinstance(reply, Outcome):
-            self.show(blocks.outcome(reply), where="in channel")
+    def deliver(self, reply: replies.Reply) -> None:
+        self.show(reply.message, where=_WHERE[reply.placement])
 
 
 def banner(runtime: Runtime, user: str, hint: bool) -> str:

@@ -4,72 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
-import redis
 import redis.asyncio as aredis
 
-from bot.cloudflare import CloudflareClient
-from bot.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, Sandbox
-from tests.harness import SlackClient, build
-from tests.slack_fake import FakeSlack
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-CF_SPEC = SHARED / "cloudflare" / "seats-openapi.json"
-SLACK_MANIFEST_SCHEMA = SHARED / "slack" / "manifest.schema.json"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class RedisServer:
-    """A private redis-server on a free port, stoppable and restartable (for outage tests)."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="seatbot-redis-")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed (apt-get install -y redis-server)")
-        self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-            + ["--dir", self.dir],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-        client.close()
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-            self.proc = None
+from bot.cloudflare.client import CloudflareClient
+from bot.cloudflare.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, Sandbox
+from tests.support.fake_slack import FakeSlack
+from tests.support.harness import SlackClient, build
+from tests.support.servers import CF_SPEC, RedisServer, no_sleep
 
 
 @pytest.fixture(scope="session")
@@ -104,19 +48,15 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
     """The Cloudflare stand-in; afterwards every request it received is checked against the contract."""
     box = Sandbox()
     yield box
-    if CF_SPEC.exists() and not request.node.get_closest_marker("no_contract"):
-        from tests.contract import validate_request
+    from tests.support.contract import validate_request
 
+    if CF_SPEC.exists() and not request.node.get_closest_marker("no_contract"):
         for recorded in box.requests:
             validate_request(recorded)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "no_contract: the test sends off-contract requests on purpose")
-
-
-async def no_sleep(seconds: float) -> None:
-    """Retries in tests never really wait."""
 
 
 @pytest.fixture

@@ -15,9 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
-import tenacity
+from pydantic import ValidationError
 
-from bot.cloudflare import CloudflareClient, parse_retry_after
+from bot.cloudflare.client import CloudflareClient, parse_retry_after
+from bot.cloudflare.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, Sandbox, demo_user
 from bot.config import load_settings
 from bot.errors import (
     AuthenticationFailed,
@@ -31,9 +32,8 @@ from bot.errors import (
     Unavailable,
 )
 from bot.models import AccessUser, SeatUpdate
-from bot.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, Sandbox, demo_user
-from tests.conftest import no_sleep
-from tests.contract import RecordingTransport
+from tests.support.contract import RecordingTransport
+from tests.support.servers import no_sleep
 
 TOKEN_AUTH = {"Authorization": f"Bearer {DEMO_TOKEN}"}
 ADMIN_EMAIL = "ops@example.com"
@@ -105,20 +105,12 @@ async def test_find_then_remove_one_seat(cf: CloudflareClient, sandbox: Sandbox)
     assert after.cf_ray and after.cf_ray != seat.cf_ray
 
 
-async def test_update_accepts_plain_mappings(cf: CloudflareClient, sandbox: Sandbox) -> None:
-    """A dict update is validated into a SeatUpdate and defaults both flags to false."""
-    bob = user_by_email(sandbox, "bob@example.com")
-    (seat,) = await cf.update_seats([{"seat_uid": bob["seat_uid"]}])
-    assert seat.removed
-    assert sandbox.patches[0].body == [
-        {"seat_uid": bob["seat_uid"], "access_seat": False, "gateway_seat": False}
-    ]
-
-
 async def test_unknown_seat_is_left_out_of_the_result(cf: CloudflareClient, sandbox: Sandbox) -> None:
     """Cloudflare omits seats it does not know; the adapter returns only the ones it got back."""
     carol = user_by_email(sandbox, "carol@example.com")
-    seats = await cf.update_seats([{"seat_uid": "no-such-seat"}, {"seat_uid": carol["seat_uid"]}])
+    seats = await cf.update_seats(
+        [SeatUpdate(seat_uid="no-such-seat"), SeatUpdate(seat_uid=carol["seat_uid"])]
+    )
     assert [s.seat_uid for s in seats] == [carol["seat_uid"]]
 
 
@@ -157,8 +149,8 @@ async def test_updates_are_chunked_and_merged_in_order(sandbox: Sandbox) -> None
 
 
 async def test_chunk_size_must_be_positive(sandbox: Sandbox) -> None:
-    """A zero chunk size is refused up front instead of looping forever or sending nothing."""
-    with pytest.raises(InvalidRequest):
+    """A zero chunk size is a programming error (ValueError), refused before looping or sending."""
+    with pytest.raises(ValueError, match="chunk_size"):
         make_client(sandbox, chunk_size=0)
 
 
@@ -167,7 +159,7 @@ async def test_lookup_by_seat_uid_follows_pages() -> None:
     sandbox = empty_sandbox()
     users = add_users(sandbox, 250)
     async with make_client(sandbox) as client:
-        found = await client.find_user_by_seat_uid(users[-1]["seat_uid"])
+        found = (await client.find_users_by_seat_uids([users[-1]["seat_uid"]])).get(users[-1]["seat_uid"])
     assert isinstance(found, AccessUser) and found.email == users[-1]["email"]
     assert [(r.query["page"], r.query["per_page"]) for r in sandbox.requests] == [
         ("1", "100"),
@@ -181,7 +173,7 @@ async def test_lookup_by_seat_uid_stops_at_the_page_holding_it() -> None:
     sandbox = empty_sandbox()
     users = add_users(sandbox, 250)
     async with make_client(sandbox) as client:
-        found = await client.find_user_by_seat_uid(users[5]["seat_uid"])
+        found = (await client.find_users_by_seat_uids([users[5]["seat_uid"]])).get(users[5]["seat_uid"])
     assert found is not None and found.seat_uid == users[5]["seat_uid"]
     assert len(sandbox.requests) == 1
 
@@ -191,7 +183,7 @@ async def test_lookup_of_unknown_seat_stops_at_the_last_page() -> None:
     sandbox = empty_sandbox()
     add_users(sandbox, 250)
     async with make_client(sandbox, max_pages=50) as client:
-        assert await client.find_user_by_seat_uid("no-such-seat") is None
+        assert (await client.find_users_by_seat_uids(["no-such-seat"])).get("no-such-seat") is None
     assert [r.query["page"] for r in sandbox.requests] == ["1", "2", "3"]
 
 
@@ -201,7 +193,9 @@ async def test_lookup_is_bounded_by_max_pages(caplog: pytest.LogCaptureFixture) 
     users = add_users(sandbox, 250)
     caplog.set_level(logging.WARNING, logger="seatbot.cloudflare")
     async with make_client(sandbox, max_pages=1) as client:
-        assert await client.find_user_by_seat_uid(users[-1]["seat_uid"]) is None
+        assert (await client.find_users_by_seat_uids([users[-1]["seat_uid"]])).get(
+            users[-1]["seat_uid"]
+        ) is None
     assert len(sandbox.requests) == 1
     assert any("stopped at 1 pages" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
 
@@ -276,28 +270,28 @@ BAD_SEAT_UIDS = ["a" * 37, "bad uid", "", "abc/../def", "abc\n", "seat_uid", "ü
 async def test_bad_seat_uid_is_refused_before_sending(
     cf: CloudflareClient, sandbox: Sandbox, seat_uid: str
 ) -> None:
-    """A malformed seat_uid raises InvalidRequest for update and lookup without any request."""
+    """A malformed seat_uid cannot become a SeatUpdate, and a look-up refuses it without any request."""
+    with pytest.raises(ValidationError, match="seat_uid"):
+        SeatUpdate(seat_uid=seat_uid)
     with pytest.raises(InvalidRequest, match="seat_uid"):
-        await cf.update_seats([{"seat_uid": seat_uid}])
-    with pytest.raises(InvalidRequest, match="seat_uid"):
-        await cf.find_user_by_seat_uid(seat_uid)
+        await cf.find_users_by_seat_uids([seat_uid])
     with pytest.raises(InvalidRequest, match="seat_uid"):
         await cf.find_users_by_seat_uids(["abc", seat_uid])
     assert sandbox.requests == []
 
 
 async def test_one_bad_seat_stops_the_whole_batch(cf: CloudflareClient, sandbox: Sandbox) -> None:
-    """A bad seat_uid at position 100 of 120 means no chunk at all is sent."""
-    updates: list[dict[str, Any]] = [{"seat_uid": f"seat-{i}"} for i in range(120)]
-    updates[100] = {"seat_uid": "not valid!"}
-    with pytest.raises(InvalidRequest):
+    """Anything but SeatUpdates (here a raw dict at position 100 of 120) means no chunk at all is sent."""
+    updates: list[Any] = [SeatUpdate(seat_uid=f"seat-{i}") for i in range(120)]
+    updates[100] = {"seat_uid": "seat-100"}
+    with pytest.raises(TypeError):
         await cf.update_seats(updates)
     assert sandbox.requests == []
 
 
 async def test_36_char_seat_uid_is_accepted(cf: CloudflareClient, sandbox: Sandbox) -> None:
     """The boundary: 36 letters, digits and dashes are sent."""
-    assert await cf.update_seats([{"seat_uid": "a" * 35 + "-"}]) == []
+    assert await cf.update_seats([SeatUpdate(seat_uid="a" * 35 + "-")]) == []
     assert len(sandbox.patches) == 1
 
 
@@ -321,7 +315,7 @@ async def test_bad_email_is_refused_before_sending(
 @pytest.mark.parametrize("account_id", ["a" * 33, "", "../accounts", "0123-4567"])
 async def test_bad_account_id_is_refused_before_sending(sandbox: Sandbox, account_id: str) -> None:
     """An account id over 32 characters (or not alphanumeric) is refused when the client is built."""
-    with pytest.raises(InvalidRequest, match="account id"):
+    with pytest.raises(ValueError, match="account_id"):
         make_client(sandbox, account_id=account_id)
     assert sandbox.requests == []
 
@@ -347,7 +341,7 @@ async def test_wrong_api_key_is_permission_denied() -> None:
     auth = {"X-Auth-Email": ADMIN_EMAIL, "X-Auth-Key": "wrong-key"}
     async with make_client(sandbox, auth=auth, sleep=sleeps) as client:
         with pytest.raises(PermissionDenied) as caught:
-            await client.update_seats([{"seat_uid": "abc"}])
+            await client.update_seats([SeatUpdate(seat_uid="abc")])
     assert caught.value.status == 403 and caught.value.errors[0].code == 9103
     assert len(sandbox.requests) == 1 and sleeps.calls == []
 
@@ -357,7 +351,7 @@ async def test_email_and_key_scheme_works() -> None:
     sandbox = Sandbox(token=None, email=ADMIN_EMAIL, api_key="right-key")
     async with make_client(sandbox, auth={"X-Auth-Email": ADMIN_EMAIL, "X-Auth-Key": "right-key"}) as client:
         (alice,) = await client.find_users(email="alice@example.com")
-        (seat,) = await client.update_seats([{"seat_uid": alice.seat_uid}])
+        (seat,) = await client.update_seats([SeatUpdate(seat_uid=alice.seat_uid)])
     assert seat.removed
     assert "authorization" not in sandbox.requests[0].headers
 
@@ -385,7 +379,7 @@ async def test_bad_request_carries_cloudflare_errors(cf: CloudflareClient, sandb
     """HTTP 400 becomes InvalidRequest with Cloudflare's code and message in .errors, not retried."""
     sandbox.inject(status=400, times=2, code=10001, message="Each seat needs seat_uid")
     with pytest.raises(InvalidRequest) as caught:
-        await cf.update_seats([{"seat_uid": "abc"}])
+        await cf.update_seats([SeatUpdate(seat_uid="abc")])
     assert caught.value.status == 400
     assert caught.value.errors == (CloudflareMessage(10001, "Each seat needs seat_uid"),)
     assert "10001" in str(caught.value) and caught.value.describe() == "10001: Each seat needs seat_uid"
@@ -401,7 +395,7 @@ async def test_two_auth_schemes_are_a_real_400(sandbox: Sandbox) -> None:
     assert caught.value.errors[0].code == 6003
 
 
-async def test_rate_limited_until_the_deadline(monkeypatch: pytest.MonkeyPatch, sandbox: Sandbox) -> None:
+async def test_rate_limited_until_the_deadline(sandbox: Sandbox) -> None:
     """Persistent 429 ends in RateLimited once the next wait would pass the retry deadline."""
     clock = SimpleNamespace(now=0.0, waits=[])
 
@@ -409,10 +403,9 @@ async def test_rate_limited_until_the_deadline(monkeypatch: pytest.MonkeyPatch, 
         clock.waits.append(seconds)
         clock.now += seconds
 
-    # tenacity measures the deadline on time.monotonic(); let the fake sleep move that clock.
-    monkeypatch.setattr(tenacity, "time", SimpleNamespace(monotonic=lambda: clock.now))
     sandbox.inject(status=429, times=100, retry_after="3", code=10429, message="Rate limited")
-    async with make_client(sandbox, sleep=sleep, retry_deadline=10, max_attempts=100) as client:
+    client = make_client(sandbox, sleep=sleep, clock=lambda: clock.now, retry_deadline=10, max_attempts=100)
+    async with client:
         with pytest.raises(RateLimited) as caught:
             await client.ping()
     assert clock.waits == [3, 3, 3]  # a 4th wait would end at t=12 > 10
@@ -436,7 +429,7 @@ async def test_persistent_503_is_unavailable_after_n_attempts(sandbox: Sandbox) 
     sleeps = Sleeps()
     async with make_client(sandbox, sleep=sleeps, max_attempts=3) as client:
         with pytest.raises(Unavailable, match="unavailable after 3 attempts") as caught:
-            await client.update_seats([{"seat_uid": "abc"}])
+            await client.update_seats([SeatUpdate(seat_uid="abc")])
     assert caught.value.attempts == 3 == len(sandbox.requests)
     assert len(sleeps.calls) == 2
     assert caught.value.status == 503 and caught.value.errors == (
@@ -466,7 +459,7 @@ async def test_network_failures_are_unavailable(sandbox: Sandbox, failure: Excep
     transport = httpx.MockTransport(fail)
     async with make_client(sandbox, transport=transport, sleep=sleeps, max_attempts=4) as client:
         with pytest.raises(Unavailable, match="unavailable after 4 attempts") as caught:
-            await client.update_seats([{"seat_uid": "abc"}])
+            await client.update_seats([SeatUpdate(seat_uid="abc")])
     assert message in str(caught.value)
     assert len(calls) == 4 and len(sleeps.calls) == 3
     assert caught.value.status is None and caught.value.cf_ray is None
@@ -496,7 +489,7 @@ async def test_success_false_with_http_200_is_an_error_and_not_retried(
     """An HTTP 200 whose envelope says success:false raises once with Cloudflare's code."""
     sandbox.inject(status=200, times=3, code=1234, message="Something odd")
     with pytest.raises(SeatsError) as caught:
-        await cf.update_seats([{"seat_uid": "abc"}])
+        await cf.update_seats([SeatUpdate(seat_uid="abc")])
     assert caught.value.status == 200
     assert caught.value.errors == (CloudflareMessage(1234, "Something odd"),)
     assert len(sandbox.requests) == 1 and len(sandbox.faults) == 2
@@ -572,9 +565,9 @@ async def test_unreadable_user_record_is_a_clear_error(sandbox: Sandbox) -> None
     """A wanted record of the wrong shape raises SeatsError; an unrelated odd record is skipped."""
     weird = sandbox.add_user({**demo_user("weird@example.com", "Weird"), "email": ["not", "a", "string"]})
     async with make_client(sandbox) as client:
-        assert await client.find_user_by_seat_uid("no-such-seat") is None
+        assert (await client.find_users_by_seat_uids(["no-such-seat"])).get("no-such-seat") is None
         with pytest.raises(SeatsError, match="AccessUser") as caught:
-            await client.find_user_by_seat_uid(weird["seat_uid"])
+            (await client.find_users_by_seat_uids([weird["seat_uid"]])).get(weird["seat_uid"])
     assert caught.value.cf_ray is not None
 
 
@@ -660,7 +653,7 @@ async def test_client_errors_are_not_retried(sandbox: Sandbox, status: int) -> N
     sleeps = Sleeps()
     async with make_client(sandbox, sleep=sleeps) as client:
         with pytest.raises(SeatsError) as caught:
-            await client.update_seats([{"seat_uid": "abc"}])
+            await client.update_seats([SeatUpdate(seat_uid="abc")])
     assert caught.value.status == status and caught.value.attempts == 1
     assert len(sandbox.requests) == 1 and sleeps.calls == []
 
@@ -671,7 +664,7 @@ async def test_5xx_then_success(sandbox: Sandbox, status: int) -> None:
     bob = user_by_email(sandbox, "bob@example.com")
     sandbox.inject(status=status, times=2, methods=("PATCH",))
     async with make_client(sandbox) as client:
-        (seat,) = await client.update_seats([{"seat_uid": bob["seat_uid"]}])
+        (seat,) = await client.update_seats([SeatUpdate(seat_uid=bob["seat_uid"])])
     assert seat.removed and len(sandbox.patches) == 3
 
 
@@ -691,10 +684,10 @@ async def run_flow(
     async with make_client(sandbox, auth=auth) as client:
         await client.ping()
         (alice,) = await client.find_users(email="alice@example.com")
-        await client.update_seats([{"seat_uid": alice.seat_uid}])
-        assert await client.find_user_by_seat_uid(alice.seat_uid) is not None
+        await client.update_seats([SeatUpdate(seat_uid=alice.seat_uid)])
+        assert (await client.find_users_by_seat_uids([alice.seat_uid])).get(alice.seat_uid) is not None
     async with make_client(sandbox, auth=wrong) as client:
-        for call in (client.ping(), client.update_seats([{"seat_uid": "abc"}])):
+        for call in (client.ping(), client.update_seats([SeatUpdate(seat_uid="abc")])):
             with pytest.raises(SeatsError) as caught:
                 await call
             errors.append(caught.value)
@@ -755,7 +748,7 @@ async def test_each_attempt_is_logged_with_its_details(
     sandbox.inject(status=503, times=1, methods=("PATCH",))
     recorder = RecordingTransport(sandbox.transport())
     async with make_client(sandbox, transport=recorder) as client:
-        (seat,) = await client.update_seats([{"seat_uid": bob["seat_uid"]}])
+        (seat,) = await client.update_seats([SeatUpdate(seat_uid=bob["seat_uid"])])
     records = [r for r in caplog.records if r.name == "seatbot.cloudflare"]
     assert [r.levelno for r in records] == [logging.INFO, logging.INFO]
     fields = [(r.http_method, r.path, r.status, r.attempt, r.cf_ray) for r in records]
@@ -817,7 +810,7 @@ async def test_from_settings_uses_the_configured_values(
 ) -> None:
     """from_settings wires account, token, base URL, chunk size and max pages from Settings."""
     uids = [u["seat_uid"] for u in list(sandbox.users.values())[:3]]
-    seats = await settings_client.update_seats([{"seat_uid": uid} for uid in uids])
+    seats = await settings_client.update_seats([SeatUpdate(seat_uid=uid) for uid in uids])
     assert [s.seat_uid for s in seats] == uids
     assert [len(p.body) for p in sandbox.patches] == [2, 1]
     assert sandbox.patches[0].headers["authorization"] == f"Bearer {DEMO_TOKEN}"

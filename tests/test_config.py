@@ -205,7 +205,7 @@ def test_blank_secret_means_unset(monkeypatch: pytest.MonkeyPatch, name: str) ->
 
 def test_rediss_with_insecure_tls_relaxes_verification_only_when_asked() -> None:
     """rediss:// verifies certificates by default; REDIS_TLS_INSECURE turns that off for self-signed ones."""
-    from bot.runtime import connect_redis
+    from bot.state.redis import connect_redis
 
     strict = connect_redis(Settings(_env_file=None, redis_url="rediss://:pw@redis.example:6380/0"))
     relaxed = connect_redis(

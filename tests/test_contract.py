@@ -11,12 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.cloudflare import CloudflareClient
+from bot.cloudflare.client import CloudflareClient
+from bot.cloudflare.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, RecordedRequest, Sandbox, demo_user
 from bot.errors import AuthenticationFailed, InvalidRequest, NotFound, PermissionDenied
 from bot.models import SeatUpdate
-from bot.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, RecordedRequest, Sandbox, demo_user
-from tests.conftest import no_sleep
-from tests.contract import (
+from tests.support.contract import (
     CF_BASE_URL,
     ContractViolation,
     Exchange,
@@ -27,6 +26,7 @@ from tests.contract import (
     validate_request,
     validate_response,
 )
+from tests.support.servers import no_sleep
 
 TOKEN = {"Authorization": f"Bearer {DEMO_TOKEN}"}
 ADMIN_EMAIL = "ops@example.com"
@@ -83,9 +83,11 @@ async def run_full_flow(sandbox: Sandbox, recorder: RecordingTransport) -> list[
         async with client(recorder, auth) as cf:
             await cf.ping()
             assert await cf.find_users(email=user["email"])
-            seats = await cf.update_seats([{"seat_uid": user["seat_uid"]}, {"seat_uid": "unknown-seat"}])
+            seats = await cf.update_seats(
+                [SeatUpdate(seat_uid=user["seat_uid"]), SeatUpdate(seat_uid="unknown-seat")]
+            )
             assert [s.seat_uid for s in seats] == [user["seat_uid"]]
-            assert await cf.find_user_by_seat_uid(last["seat_uid"]) is not None
+            assert await cf.find_users_by_seat_uids([last["seat_uid"]]) is not None
             await cf.update_seats([SeatUpdate(seat_uid=uid) for uid in list(sandbox.users)[:60]])
     failures: list[tuple[Mapping[str, str], str, type[Exception]]] = [
         ({"Authorization": "Bearer wrong-token"}, DEMO_ACCOUNT_ID, AuthenticationFailed),
@@ -98,7 +100,7 @@ async def run_full_flow(sandbox: Sandbox, recorder: RecordingTransport) -> list[
             with pytest.raises(expected):
                 await cf.find_users(email="alice@example.com")
             with pytest.raises(expected):
-                await cf.update_seats([{"seat_uid": user["seat_uid"]}])
+                await cf.update_seats([SeatUpdate(seat_uid=user["seat_uid"])])
     return recorder.exchanges
 
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qsl
@@ -16,10 +14,10 @@ import httpx
 import pytest
 from slack_bolt.request.async_request import AsyncBoltRequest
 
-from bot.app import build_slack
-from bot.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, Sandbox
-from tests.conftest import free_port
-from tests.harness import (
+from bot.cloudflare.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, Sandbox
+from bot.slack.wiring import build_slack
+from tests.support.fake_slack import FakeSlack
+from tests.support.harness import (
     ADMIN,
     BOT_TOKEN,
     SIGNING_SECRET,
@@ -29,35 +27,9 @@ from tests.harness import (
     settings_for,
     sign,
 )
-from tests.slack_fake import FakeSlack
+from tests.support.servers import clean_env, free_port, wait_http
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def clean_env(**values: str) -> dict[str, str]:
-    """The parent's environment without any seatbot setting, plus `values`."""
-    prefixes = ("SLACK_", "CLOUDFLARE_", "SEATBOT_", "REDIS_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes) and k not in ("PORT",)}
-    env.update(values)
-    return env
-
-
-def wait_http(
-    url: str, *, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None
-) -> httpx.Response:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            response = httpx.get(url, timeout=1)
-            if response.status_code < 500:
-                return response
-        except httpx.TransportError:
-            pass
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"process exited: {proc.stderr.read().decode() if proc.stderr else ''}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{url} did not come up")
-        time.sleep(0.1)
 
 
 @pytest.fixture

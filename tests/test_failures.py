@@ -9,12 +9,12 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis.asyncio as aredis
 
-from bot.pending import PREFIX, Pending, PendingStore, PendingTarget, new_id
-from bot.sandbox import Sandbox
-from tests.conftest import RedisServer
-from tests.harness import SlackClient, all_text, build, button, running
-from tests.slack_fake import FakeSlack
-from tests.test_slack_flow import ALICE, card_for
+from bot.cloudflare.sandbox import Sandbox
+from bot.models import Pending, PendingTarget, new_id
+from bot.state.pending import PREFIX, PendingStore
+from tests.support.fake_slack import FakeSlack
+from tests.support.harness import ALICE, SlackClient, all_text, build, button, card_for, running
+from tests.support.servers import RedisServer
 
 
 @pytest.fixture

@@ -15,20 +15,31 @@ import redis.asyncio as aredis
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from bot import blocks
-from bot.app import render_command
-from bot.audit import STREAM, Audit
-from bot.cloudflare import CloudflareClient
+from bot.cloudflare.client import CloudflareClient
+from bot.cloudflare.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, Sandbox
+from bot.errors import ParseError
 from bot.flow import SeatFlow
 from bot.logs import JsonFormatter, redact, setup_logging
+from bot.models import Pending, PendingTarget
 from bot.outcomes import Card, Notice
-from bot.parse import ParseError, parse
-from bot.pending import Pending, PendingStore, PendingTarget
+from bot.parse import parse
 from bot.policy import Authorizer, Policy
-from bot.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, Sandbox
 from bot.shell import ShellDirectory
-from tests.harness import ADMIN, BOT_TOKEN, OUTSIDER, SIGNING_SECRET, SlackClient, all_text, button, sign
-from tests.test_slack_flow import ALICE, card_for
+from bot.slack import blocks, replies
+from bot.state.audit import STREAM, Audit
+from bot.state.pending import PendingStore
+from tests.support.harness import (
+    ADMIN,
+    ALICE,
+    BOT_TOKEN,
+    OUTSIDER,
+    SIGNING_SECRET,
+    SlackClient,
+    all_text,
+    button,
+    card_for,
+    sign,
+)
 
 SPECIALS = [
     "<!channel>",
@@ -183,7 +194,7 @@ def test_any_text_gets_a_safe_reply_and_invalid_input_calls_nothing(text: str) -
         flow = _flow(sandbox)
         reply = await flow.command(user=ADMIN, channel="C1", text=text)
         await flow.seats.aclose()  # type: ignore[attr-defined]
-        return render_command(reply)
+        return replies.for_command(reply).message
 
     message = asyncio.run(run())
     assert_safe(message)

@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.conftest import SLACK_MANIFEST_SCHEMA
+from tests.support.servers import SLACK_MANIFEST_SCHEMA
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.test_deploy import clean_env
+from tests.support.servers import clean_env
 
 
 def shell(stdin: str, *args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:

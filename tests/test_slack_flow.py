@@ -7,19 +7,21 @@ import time
 
 import redis.asyncio as aredis
 
-from bot.pending import PREFIX
-from bot.sandbox import Sandbox
-from tests.harness import ADMIN, ADMIN2, OUTSIDER, SlackClient, all_text, build, button, running
-from tests.slack_fake import FakeSlack
-
-ALICE = "alice@example.com"
-
-
-async def card_for(bot: SlackClient, text: str, **kw: str) -> dict:
-    response, key = await bot.command(text, **kw)
-    assert response.status_code == 200
-    (message,) = await bot.slack.wait_responses(key, 1)
-    return message
+from bot.cloudflare.sandbox import Sandbox
+from bot.state.pending import PREFIX
+from tests.support.fake_slack import FakeSlack
+from tests.support.harness import (
+    ADMIN,
+    ADMIN2,
+    ALICE,
+    OUTSIDER,
+    SlackClient,
+    all_text,
+    build,
+    button,
+    card_for,
+    running,
+)
 
 
 async def test_help_is_ephemeral_usage(bot: SlackClient) -> None:

@@ -9,11 +9,21 @@ import logging
 import pytest
 import redis.asyncio as aredis
 
-from bot.audit import STREAM
-from bot.sandbox import Sandbox
-from tests.harness import ADMIN, ADMIN2, OUTSIDER, SlackClient, all_text, build, button, running
-from tests.slack_fake import FakeSlack
-from tests.test_slack_flow import ALICE, card_for
+from bot.cloudflare.sandbox import Sandbox
+from bot.state.audit import STREAM
+from tests.support.fake_slack import FakeSlack
+from tests.support.harness import (
+    ADMIN,
+    ADMIN2,
+    ALICE,
+    OUTSIDER,
+    SlackClient,
+    all_text,
+    build,
+    button,
+    card_for,
+    running,
+)
 
 
 @pytest.fixture

@@ -9,21 +9,18 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any
 
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
 from bot.errors import StoreUnavailable
+from bot.models import AuditEvent
 
 log = logging.getLogger("seatbot.audit")
 
 STREAM = "seatbot:audit"
-Event = Literal[
-    "requested", "confirmed", "cancelled", "expired_click", "refused", "succeeded", "failed", "outdated"
-]
-Notifier = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class Audit:
@@ -38,11 +35,11 @@ class Audit:
         self._maxlen = maxlen
         self._clock = clock
 
-    async def record(self, event: Event, **fields: Any) -> bool:
+    async def record(self, event: AuditEvent, **fields: Any) -> bool:
         """Append one event; False (and an error log) when the stream write failed."""
         return await self.record_many([(event, fields)])
 
-    async def record_many(self, events: list[tuple[Event, dict[str, Any]]]) -> bool:
+    async def record_many(self, events: list[tuple[AuditEvent, dict[str, Any]]]) -> bool:
         """Append several events in one round trip (a 50-seat outcome is one pipeline, not 50 calls)."""
         if not events:
             return True

@@ -15,11 +15,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot import __version__
-from bot.app import build_slack
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError
 from bot.logs import setup_logging
-from bot.runtime import redis_status
+from bot.slack.wiring import build_slack
+from bot.state.redis import redis_status
 
 log = logging.getLogger("seatbot.web")
 
@@ -60,10 +60,7 @@ def create_app() -> Starlette:
     try:
         settings = load_settings()
         setup_logging(settings.seatbot_log_level, secrets_=settings.secrets())
-        if not settings.has_cloudflare_credentials:
-            raise ConfigError(
-                "CLOUDFLARE_API_TOKEN: not set (or set CLOUDFLARE_EMAIL and CLOUDFLARE_API_KEY)"
-            )
+        settings.require_cloudflare()
         return build_app(settings)
     except ConfigError as exc:
         print(f"seatbot: configuration error: {exc}", file=sys.stderr)

@@ -7,20 +7,16 @@ step, so of any number of clicks on any number of processes exactly one gets the
 
 from __future__ import annotations
 
-import json
-import secrets
-from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
 from bot.errors import StoreUnavailable
+from bot.models import FORMAT_VERSION, Claim, ClaimStatus, Pending, new_id, valid_id
 
-FORMAT_VERSION = 1
 PREFIX = "seatbot:pending:"
 CLAIMED = "seatbot:claimed:"
-_ID_CHARS = set("0123456789abcdef")
 
 # KEYS[1] the record, KEYS[2] its claim marker.
 # ARGV: clicker, action, clicker_is_admin, format version, two_person now ("1"/"0"), click nonce.
@@ -55,63 +51,12 @@ elseif action == 'cancel' then
     return {'not_requester', raw}
   end
 else
-  return {'bad_action', raw}
+  return {'not_requester', raw}
 end
 redis.call('DEL', KEYS[1])
 redis.call('SET', KEYS[2], cjson.encode({nonce = ARGV[6], raw = raw}), 'EX', 300)
 return {'claimed', raw}
 """
-
-ClaimStatus = Literal["claimed", "missing", "outdated", "own_request", "not_requester", "bad_action"]
-
-
-@dataclass
-class PendingTarget:
-    """One seat on a card, with what was known of it when the card was made."""
-
-    label: str  # what the requester typed (email, mention, uid)
-    seat_uid: str
-    email: str | None = None
-    name: str | None = None
-    access_seat: bool | None = None
-    gateway_seat: bool | None = None
-
-
-@dataclass
-class Pending:
-    id: str
-    requester: str
-    channel: str
-    targets: list[PendingTarget]
-    reason: str | None
-    created_at: float
-    expires_at: float
-    two_person: bool = False
-    attempt: int = 1  # 2+ when a failed revoke offered a fresh try
-    v: int = FORMAT_VERSION
-
-    def dumps(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
-
-    @classmethod
-    def loads(cls, raw: str | bytes) -> Pending:
-        data = json.loads(raw)
-        data["targets"] = [PendingTarget(**t) for t in data["targets"]]
-        return cls(**data)
-
-
-@dataclass(frozen=True)
-class Claim:
-    status: ClaimStatus
-    pending: Pending | None = None
-
-
-def new_id() -> str:
-    return secrets.token_hex(16)  # 128 bits
-
-
-def valid_id(value: str) -> bool:
-    return len(value) == 32 and set(value) <= _ID_CHARS
 
 
 class PendingStore:
@@ -130,7 +75,7 @@ class PendingStore:
         pending_id: str,
         *,
         clicker: str,
-        action: str,
+        action: Literal["confirm", "cancel"],
         clicker_is_admin: bool,
         two_person: bool,
         nonce: str | None = None,
@@ -150,4 +95,4 @@ class PendingStore:
         pending = None
         if raw and status != "outdated":
             pending = Pending.loads(raw)
-        return Claim(status, pending)  # type: ignore[arg-type]
+        return Claim(cast(ClaimStatus, status), pending)

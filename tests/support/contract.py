@@ -2,7 +2,7 @@
 
 Reusable from any test module::
 
-    from tests.contract import RecordingTransport, require_spec, validate_exchange
+    from tests.support.contract import RecordingTransport, require_spec, validate_exchange
 
     require_spec()                        # pytest.skip with a reason where ../shared is absent
     recorder = RecordingTransport(sandbox.transport())
@@ -31,8 +31,8 @@ import pytest
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
-from bot.sandbox import RecordedRequest
-from tests.conftest import CF_SPEC
+from bot.cloudflare.sandbox import RecordedRequest
+from tests.support.servers import CF_SPEC
 
 CF_HOST = "https://api.cloudflare.com"
 CF_SERVER_PATH = "/client/v4"

@@ -23,9 +23,10 @@ from tenacity import (
     RetryCallState,
     retry_if_exception,
     stop_after_attempt,
-    stop_before_delay,
+    stop_any,
     wait_exponential_jitter,
 )
+from tenacity.stop import stop_base
 
 from bot import USER_AGENT
 from bot.config import Settings
@@ -39,7 +40,7 @@ from bot.errors import (
     SeatsError,
     Unavailable,
 )
-from bot.models import AccessUser, Seat, SeatUpdate
+from bot.models import SEAT_UID_RE, AccessUser, Seat, SeatUpdate
 
 log = logging.getLogger("seatbot.cloudflare")
 
@@ -96,6 +97,17 @@ class _Wait:
         return min(self._backoff(state), MAX_WAIT_SECONDS)
 
 
+class _Deadline(stop_base):
+    """Stop before a wait that would end past the deadline, on the client's (injectable) clock."""
+
+    def __init__(self, clock: Callable[[], float], seconds: float) -> None:
+        self._clock = clock
+        self._end = clock() + seconds
+
+    def __call__(self, state: RetryCallState) -> bool:
+        return self._clock() + (state.upcoming_sleep or 0.0) >= self._end
+
+
 def _messages(items: Any) -> tuple[CloudflareMessage, ...]:
     if not isinstance(items, list):
         return ()
@@ -139,17 +151,19 @@ class CloudflareClient:
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not re.fullmatch(r"[A-Za-z0-9]{1,32}", account_id or ""):
-            raise InvalidRequest("account id must be 1-32 letters and digits")
+            raise ValueError("account_id must be 1-32 letters and digits")
         if chunk_size < 1:
-            raise InvalidRequest("chunk size must be at least 1")
+            raise ValueError("chunk_size must be at least 1")
         self.account_id = account_id
         self.chunk_size = chunk_size
         self.max_pages = max_pages
         self._deadline = retry_deadline
         self._max_attempts = max_attempts
         self._sleep = sleep
+        self._clock = clock
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/",
             headers={"User-Agent": USER_AGENT, "Accept": "application/json", **auth_headers},
@@ -165,10 +179,8 @@ class CloudflareClient:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> CloudflareClient:
-        settings.require("CLOUDFLARE_ACCOUNT_ID")
-        assert settings.cloudflare_account_id is not None
         return cls(
-            account_id=settings.cloudflare_account_id,
+            account_id=settings.account_id(),
             auth_headers=settings.cloudflare_auth_headers(),
             base_url=settings.cloudflare_base_url,
             chunk_size=settings.cloudflare_chunk_size,
@@ -189,7 +201,7 @@ class CloudflareClient:
 
     # -- operations ------------------------------------------------------------------------
 
-    async def update_seats(self, updates: Sequence[SeatUpdate | Mapping[str, Any]]) -> list[Seat]:
+    async def update_seats(self, updates: Sequence[SeatUpdate]) -> list[Seat]:
         """PATCH the seats in chunks; return Cloudflare's seats in request order."""
         checked = self._check_updates(updates)
         seats: list[Seat] = []
@@ -200,8 +212,10 @@ class CloudflareClient:
                 data, ray = await self._call("PATCH", self._path("seats"), json=body)
                 seats.extend(self._parse(Seat, data.get("result"), ray))
             except SeatsError as exc:
-                exc.completed = tuple(seats)  # earlier chunks did happen: say so
-                raise
+                error = exc.but(completed=tuple(seats))  # earlier chunks did happen: say so
+            else:
+                continue
+            raise error
         return seats
 
     async def find_users(self, *, email: str) -> list[AccessUser]:
@@ -217,10 +231,6 @@ class CloudflareClient:
 
         return await self._list_users({"email": wanted}, keep=exact)
 
-    async def find_user_by_seat_uid(self, seat_uid: str) -> AccessUser | None:
-        """Page through users for the one holding `seat_uid` (read-only status look-ups)."""
-        return (await self.find_users_by_seat_uids([seat_uid])).get(seat_uid)
-
     async def find_users_by_seat_uids(self, seat_uids: Collection[str]) -> dict[str, AccessUser]:
         """One pass over the user list for several seat UIDs; stops once all are found."""
         if isinstance(seat_uids, str):
@@ -228,7 +238,8 @@ class CloudflareClient:
         wanted = set(seat_uids)
         if not wanted:
             return {}
-        self._check_updates([{"seat_uid": uid} for uid in wanted])
+        if not all(SEAT_UID_RE.fullmatch(uid) for uid in wanted):
+            raise InvalidRequest("seat_uid must be 1-36 characters of letters, digits and '-'")
         found: dict[str, AccessUser] = {}
 
         def collect(batch: list[AccessUser]) -> bool:
@@ -248,18 +259,12 @@ class CloudflareClient:
         return f"accounts/{self.account_id}/access/{what}"
 
     @staticmethod
-    def _check_updates(updates: Sequence[SeatUpdate | Mapping[str, Any]]) -> list[SeatUpdate]:
+    def _check_updates(updates: Sequence[SeatUpdate]) -> list[SeatUpdate]:
         if not updates:
             raise InvalidRequest("no seats to update")
-        checked = []
-        for update in updates:
-            try:
-                checked.append(
-                    update if isinstance(update, SeatUpdate) else SeatUpdate.model_validate(update)
-                )
-            except ValidationError:
-                raise InvalidRequest("seat_uid must be 1-36 characters of letters, digits and '-'") from None
-        return checked
+        if not all(isinstance(update, SeatUpdate) for update in updates):
+            raise TypeError("update_seats takes SeatUpdate objects")
+        return list(updates)
 
     async def _list_users(
         self,
@@ -308,7 +313,7 @@ class CloudflareClient:
         retrying = AsyncRetrying(
             retry=retry_if_exception(lambda exc: isinstance(exc, _Retryable)),
             wait=_Wait(),
-            stop=stop_before_delay(self._deadline) | stop_after_attempt(self._max_attempts),
+            stop=stop_any(stop_after_attempt(self._max_attempts), _Deadline(self._clock, self._deadline)),
             sleep=self._sleep,
             reraise=True,
         )
@@ -321,12 +326,11 @@ class CloudflareClient:
         except _Retryable as exc:
             error = exc.error
         assert error is not None
-        error.attempts = attempt
+        message = error.message
         if isinstance(error, Unavailable):
-            error.message = f"Cloudflare unavailable after {attempt} attempts ({error.message})"
-            error.args = (error.message,)
+            message = f"Cloudflare unavailable after {attempt} attempts ({error.message})"
         # Raised outside the except block: no __context__ chain leading back to request headers.
-        raise error
+        raise error.but(message=message, attempts=attempt)
 
     async def _attempt(
         self, method: str, path: str, attempt: int, **kwargs: Any

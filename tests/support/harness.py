@@ -14,10 +14,10 @@ import httpx
 from slack_sdk.signature import SignatureVerifier
 from starlette.applications import Starlette
 
+from bot.cloudflare.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, Sandbox
 from bot.config import Settings
-from bot.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, Sandbox
-from bot.web import build_app
-from tests.slack_fake import FakeSlack
+from bot.slack.web import build_app
+from tests.support.fake_slack import FakeSlack
 
 SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
 BOT_TOKEN = "xoxb-test-bot-token-0123456789"
@@ -25,6 +25,7 @@ ADMIN = "UADMIN1"
 ADMIN2 = "UADMIN2"
 OUTSIDER = "UOUTSIDER"
 CHANNEL = "C0OPS"
+ALICE = "alice@example.com"
 _keys = itertools.count(1)
 
 
@@ -173,3 +174,11 @@ async def running(
 def build(slack: FakeSlack, sandbox: Sandbox, redis_url: str, **overrides: Any) -> SlackClient:
     settings = settings_for(slack, sandbox, redis_url, **overrides)
     return SlackClient(build_app(settings, seats_transport=sandbox.transport()), slack)
+
+
+async def card_for(bot: SlackClient, text: str, **kw: str) -> dict[str, Any]:
+    """Send `/seat <text>` and return the one message it answers with."""
+    response, key = await bot.command(text, **kw)
+    assert response.status_code == 200
+    (message,) = await bot.slack.wait_responses(key, 1)
+    return message

@@ -11,7 +11,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.models import AccessUser, Seat
+from bot.models import AccessUser, Pending, PendingTarget, Seat
 from bot.outcomes import (
     AuditReport,
     Cancelled,
@@ -22,7 +22,6 @@ from bot.outcomes import (
     StatusReport,
 )
 from bot.parse import USAGE
-from bot.pending import Pending, PendingTarget
 
 Message = dict[str, Any]
 MAX_BLOCKS = 50

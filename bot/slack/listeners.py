@@ -1,0 +1,116 @@
+"""Thin Bolt listeners: ack first, then hand over to the flow and deliver its answer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Literal
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.flow import SeatFlow
+from bot.logs import request_scope
+from bot.models import Pending
+from bot.outcomes import Notice
+from bot.slack import blocks, replies
+from bot.slack.delivery import Responder, deliver, send
+
+log = logging.getLogger("seatbot.listeners")
+OOPS = "Something went wrong on the bot's side; nothing was reported done. Request id: {rid}"
+
+
+def build_bolt_app(
+    *,
+    flow: SeatFlow,
+    client: AsyncWebClient,
+    signing_secret: str | None,
+    responder: Responder,
+    audit_channel: str | None = None,
+    background_limit: int = 4,
+) -> AsyncApp:
+    """Bolt app; `signing_secret=None` only for Socket Mode, where Slack's socket replaces signatures."""
+    # Work after the ack waits its turn, so a burst of commands cannot starve the acks of the next.
+    work = asyncio.Semaphore(background_limit)
+    app = AsyncApp(
+        client=client,
+        signing_secret=signing_secret or "",
+        request_verification_enabled=signing_secret is not None,
+        process_before_response=False,
+    )
+
+    async def to_audit_channel(message: blocks.Message) -> None:
+        if not audit_channel:
+            return
+        try:
+            await client.chat_postMessage(
+                channel=audit_channel, text=message["text"], blocks=message["blocks"]
+            )
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            if error == "not_in_channel":
+                log.error(
+                    "cannot post to SEATBOT_AUDIT_CHANNEL %s: the bot is not in it; invite it with /invite",
+                    audit_channel,
+                )
+            else:
+                log.error("posting to SEATBOT_AUDIT_CHANNEL failed: %s", error)
+        except Exception:
+            log.exception("posting to SEATBOT_AUDIT_CHANNEL failed")
+
+    @app.command("/seat")
+    async def seat_command(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()  # before anything slow: Slack gives up after 3 seconds
+        respond = responder.to(str(body.get("response_url", "")))
+        async with work:
+            with request_scope() as rid:
+                try:
+                    reply = await flow.command(
+                        user=str(body.get("user_id", "")),
+                        channel=str(body.get("channel_id", "")),
+                        text=str(body.get("text", "")),
+                    )
+                    await deliver(respond, replies.for_command(reply), first=True)
+                except Exception:
+                    log.exception("command failed")
+                    await send(respond, blocks.notice(Notice(OOPS.format(rid=rid), kind="error")))
+
+    async def on_click(action_name: Literal["confirm", "cancel"], body: dict[str, Any]) -> None:
+        respond = responder.to(str(body.get("response_url", "")))
+        actions = body.get("actions") or [{}]
+        pending_id = str(actions[0].get("value", ""))[:64]
+        user = str((body.get("user") or {}).get("id", ""))
+        with request_scope() as rid:
+            try:
+
+                async def progress(pending: Pending) -> None:
+                    await send(respond, blocks.progress(pending), replace_original=True)
+
+                reply = await flow.click(
+                    action=action_name, pending_id=pending_id, user=user, progress=progress
+                )
+                await deliver(respond, replies.for_click(reply))
+                copy = replies.for_audit_channel(reply)
+                if copy is not None:
+                    await to_audit_channel(copy)
+            except Exception:
+                log.exception("click failed")
+                await send(
+                    respond,
+                    blocks.notice(Notice(OOPS.format(rid=rid), kind="error")),
+                    response_type="ephemeral",
+                    replace_original=False,
+                )
+
+    @app.action("seat_confirm")
+    async def seat_confirm(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        await on_click("confirm", body)
+
+    @app.action("seat_cancel")
+    async def seat_cancel(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        await on_click("cancel", body)
+
+    return app

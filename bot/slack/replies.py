@@ -1,0 +1,71 @@
+"""Where each answer goes: one pure function from the flow's reply to (message, placement).
+
+Slack (`delivery`) and the terminal shell both use it, so they can never disagree about who sees
+what: refusals go to the clicker only, outcomes into the channel, cancellations replace the card.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+from bot.outcomes import (
+    AuditReport,
+    Cancelled,
+    Card,
+    ClickReply,
+    CommandReply,
+    Failure,
+    Notice,
+    Outcome,
+    StatusReport,
+)
+from bot.slack import blocks
+
+# ephemeral: only the person who typed or clicked; in_channel: everyone in the channel;
+# replace: the card the click came from; replace_in_channel: the card, made visible to everyone.
+Placement = Literal["ephemeral", "in_channel", "replace", "replace_in_channel"]
+
+
+@dataclass(frozen=True)
+class Reply:
+    message: blocks.Message
+    placement: Placement
+    # After `message` is delivered, the card becomes this; if delivery failed, the card shows `message`.
+    then: blocks.Message | None = None
+
+
+def for_command(reply: CommandReply) -> Reply:
+    if isinstance(reply, Card):
+        # with the two-person rule others must see the card to confirm it
+        return Reply(blocks.card(reply), "in_channel" if reply.pending.two_person else "ephemeral")
+    if isinstance(reply, StatusReport):
+        return Reply(blocks.status_report(reply), "ephemeral")
+    if isinstance(reply, AuditReport):
+        return Reply(blocks.audit_report(reply), "ephemeral")
+    return Reply(blocks.notice(reply), "ephemeral")
+
+
+def for_click(reply: ClickReply) -> Reply:
+    if isinstance(reply, Notice):
+        return Reply(blocks.notice(reply), "replace" if reply.replace else "ephemeral")
+    if isinstance(reply, Cancelled):
+        return Reply(blocks.cancelled(reply), "replace")
+    if isinstance(reply, Failure):
+        return Reply(blocks.failure(reply), "replace")
+    if reply.pending.two_person:  # the card is already in the channel: it becomes the outcome
+        return Reply(blocks.outcome(reply), "replace_in_channel")
+    # "posted in the channel" only when it was; otherwise the card itself shows the outcome
+    return Reply(blocks.outcome(reply), "in_channel", then=blocks.done_note())
+
+
+def for_audit_channel(reply: ClickReply) -> blocks.Message | None:
+    """What SEATBOT_AUDIT_CHANNEL receives for a click: every outcome, failure and cancellation."""
+    if isinstance(reply, Outcome):
+        return blocks.outcome(reply)
+    if isinstance(reply, Failure):
+        return blocks.failure(dataclasses.replace(reply, retry=None))  # no live button there
+    if isinstance(reply, Cancelled):
+        return blocks.cancelled(reply)
+    return None

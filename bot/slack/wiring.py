@@ -1,0 +1,44 @@
+"""Everything one process needs to serve Slack (HTTP or Socket Mode), built from its settings."""
+
+from __future__ import annotations
+
+import httpx
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.config import Settings
+from bot.logs import redact
+from bot.runtime import Runtime, build_runtime
+from bot.slack.delivery import Responder
+from bot.slack.listeners import build_bolt_app
+from bot.slack.people import SlackDirectory
+
+
+def slack_client(*, token: str, base_url: str) -> AsyncWebClient:
+    """A Web API client that waits out Slack's 429s (Retry-After) instead of failing."""
+    client = AsyncWebClient(token=token, base_url=base_url)
+    client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=3))
+    return client
+
+
+def build_slack(
+    settings: Settings,
+    *,
+    verify_signatures: bool = True,
+    seats_transport: httpx.AsyncBaseTransport | None = None,
+) -> tuple[Runtime, AsyncApp]:
+    """The runtime and the Bolt app; `verify_signatures=False` only for Socket Mode."""
+    redact.add(settings.secrets())
+    client = slack_client(token=settings.bot_token(), base_url=settings.slack_api_url)
+    runtime = build_runtime(settings, directory=SlackDirectory(client), seats_transport=seats_transport)
+    responder = Responder()
+    runtime.closers.append(responder.aclose)
+    bolt = build_bolt_app(
+        flow=runtime.flow,
+        client=client,
+        responder=responder,
+        signing_secret=settings.signing_secret() if verify_signatures else None,
+        audit_channel=settings.seatbot_audit_channel,
+    )
+    return runtime, bolt

@@ -1,0 +1,50 @@
+"""The Redis connection: short timeouts (Slack waits for nobody), or an in-process store when unset."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis.asyncio as aredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from bot.config import Settings
+
+log = logging.getLogger("seatbot.redis")
+
+
+def connect_redis(settings: Settings, *, warn_in_process: bool = True) -> aredis.Redis:
+    """redis:// or rediss:// with short timeouts; the in-process store (same Lua) when REDIS_URL is unset."""
+    url = settings.redis_url.get_secret_value() if settings.redis_url is not None else None
+    if not url:
+        import fakeredis
+
+        if warn_in_process:
+            log.warning("REDIS_URL is not set: confirmations live in this process only (in-process store)")
+        return fakeredis.FakeAsyncRedis()
+    kwargs: dict[str, Any] = {}
+    timeout = settings.redis_timeout_seconds
+    if url.startswith("rediss://") and settings.redis_tls_insecure:
+        kwargs.update(ssl_cert_reqs="none", ssl_check_hostname=False)
+    return aredis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        # One quick reconnect covers a pooled connection that died with a Redis restart.
+        retry=Retry(NoBackoff(), 1),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        health_check_interval=30,
+        **kwargs,
+    )
+
+
+async def redis_status(redis: aredis.Redis) -> str:
+    try:
+        await redis.ping()
+    except (RedisError, OSError):
+        return "unreachable"
+    return "ok"

@@ -1,0 +1,97 @@
+"""Real processes for tests and the bench: a private redis-server, free ports, a clean environment."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+SHARED = Path(__file__).resolve().parents[3] / "shared"
+CF_SPEC = SHARED / "cloudflare" / "seats-openapi.json"
+SLACK_MANIFEST_SCHEMA = SHARED / "slack" / "manifest.schema.json"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """A private redis-server on a free port, stoppable and restartable (for outage tests)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="seatbot-redis-")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is not installed (apt-get install -y redis-server)")
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+            + ["--dir", self.dir],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        client.close()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+def clean_env(**values: str) -> dict[str, str]:
+    """The parent's environment without any seatbot setting, plus `values`."""
+    prefixes = ("SLACK_", "CLOUDFLARE_", "SEATBOT_", "REDIS_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes) and k not in ("PORT",)}
+    env.update(values)
+    return env
+
+
+def wait_http(
+    url: str, *, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None
+) -> httpx.Response:
+    """Poll `url` until it answers below 500 (or `proc` exits, or time runs out)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            response = httpx.get(url, timeout=1)
+            if response.status_code < 500:
+                return response
+        except httpx.TransportError:
+            pass
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"process exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{url} did not come up")
+        time.sleep(0.1)
+
+
+async def no_sleep(seconds: float) -> None:
+    """Retries in tests never really wait."""
