@@ -12,12 +12,12 @@ import asyncio
 import collections
 import math
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import report
 from bot.cloudflare.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN
 from tests.support.harness import BOT_TOKEN, SIGNING_SECRET, action_body, command_body, sign
 from tests.support.servers import RedisServer, free_port
@@ -338,38 +339,36 @@ async def main() -> None:
 
 
 def write(rows: list[tuple[str, str, str]], notes: list[str]) -> None:
-    cpu = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    machine = (
-        f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}), "
-        f"Python {platform.python_version()}, redis-server "
-        f"{subprocess.run(['redis-server', '--version'], capture_output=True, text=True).stdout.split()[2]}"
-    )
     lines = [
-        "# Benchmarks",
+        "## Slack edge: acks, click → outcome, Redis round trips",
         "",
-        f"Written by `make bench` (bench/run.py) on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
-        f"Machine: {machine}.",
+        report.stamp(),
         f"Each ack figure is {REQUESTS} signed HTTP requests in {ROUNDS} rounds that alternate bot and "
         "baseline (median over rounds of each round's p50 / p99); the bot runs as `python -m bot serve` "
         "(one worker) and the baseline is a bare Bolt AsyncApp on the same Starlette + uvicorn stack. "
         "Load generator, fake Slack, sandbox Cloudflare and redis-server share the same machine.",
         "",
-        "| measure | result | target |",
-        "|---|---|---|",
-        *[f"| {a} | {b} | {c} |" for a, b, c in rows],
+        *report.table(rows),
         "",
     ]
     if notes:
-        lines += ["## Missed targets", "", *[f"- {n}" for n in notes], ""]
-    out = ROOT / "docs" / "benchmarks.md"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text("\n".join(lines))
-    print("\n".join(lines))
+        lines += ["### Missed targets", "", *[f"- {n}" for n in notes], ""]
+    report.write_section("edge", "\n".join(lines))
+
+
+# Each topic is one coroutine writing its own section of docs/benchmarks.md (bench/report.py).
+TOPICS: dict[str, Callable[[], Awaitable[None]]] = {
+    "edge": main,
+}
+
+
+async def run_topics(names: list[str]) -> None:
+    unknown = [n for n in names if n not in TOPICS]
+    if unknown:
+        raise SystemExit(f"unknown bench topic(s) {unknown}; known: {sorted(TOPICS)}")
+    for name in names or list(TOPICS):
+        await TOPICS[name]()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(run_topics(sys.argv[1:]))
