@@ -227,7 +227,7 @@ class Sandbox:
                 return Response(
                     fault.body,
                     status_code=fault.status,
-                    headers={**fault.headers, "cf-ray": self._ray()},
+                    headers={**fault.headers, "cf-ray": _new_ray()},
                     media_type=fault.content_type,
                 )
         return self._auth(request) or self._account(request)
@@ -257,12 +257,9 @@ class Sandbox:
             )
         return None
 
-    def _ray(self) -> str:
-        return _new_ray()
-
     def _ok(self, result: Any, **extra: Any) -> Response:
         body = {"success": True, "errors": [], "messages": [], "result": result, **extra}
-        return JSONResponse(body, headers={"cf-ray": self._ray()})
+        return JSONResponse(body, headers={"cf-ray": _new_ray()})
 
     async def _seats(self, request: Request) -> Response:
         problem = await self._common(request)
