@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from bench import report
 from bot.cloudflare.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN
 from tests.support.harness import BOT_TOKEN, SIGNING_SECRET, action_body, command_body, sign
-from tests.support.servers import RedisServer, free_port
+from tests.support.servers import RedisServer, clean_env, free_port
 
 ADMIN = "UBENCH1"
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "1200"))
@@ -49,16 +49,6 @@ def rss_kb(pid: int, field: str = "VmRSS") -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
-
-
-def env_for(**values: str) -> dict[str, str]:
-    base = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("SLACK_", "CLOUDFLARE_", "SEATBOT_", "REDIS_"))
-    }
-    base.update(values)
-    return base
 
 
 def start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -156,7 +146,7 @@ class MonitorThread(threading.Thread):
         self.done = threading.Event()
 
     def run(self) -> None:
-        with self.client.monitor() as monitor:
+        with self.client.monitor() as monitor:  # type: ignore[no-untyped-call]
             for event in monitor.listen():
                 if self.done.is_set():
                     return
@@ -181,10 +171,12 @@ async def main() -> None:
     try:
         cf_port, bot_port, bare_port, slack_port = free_port(), free_port(), free_port(), free_port()
         py = sys.executable
-        procs.append(start([py, "-m", "tests.slack_fake", str(slack_port)], env_for(PYTHONPATH=str(ROOT))))
+        procs.append(
+            start([py, "-m", "tests.support.fake_slack", str(slack_port)], clean_env(PYTHONPATH=str(ROOT)))
+        )
         slack = RemoteSlack(slack_port)
         wait_up(f"{slack.url}/_responses/x", procs[-1])
-        procs.append(start([py, "-m", "bot", "sandbox", "--port", str(cf_port)], env_for()))
+        procs.append(start([py, "-m", "bot", "sandbox", "--port", str(cf_port)], clean_env()))
         cf_knobs = f"http://127.0.0.1:{cf_port}/_sandbox"
         wait_up(cf_knobs, procs[-1])
         httpx.put(cf_knobs, json={"seed": 60})
@@ -193,7 +185,7 @@ async def main() -> None:
             "SLACK_BOT_TOKEN": BOT_TOKEN,
             "SLACK_API_URL": slack.api_url,
         }
-        bot_env = env_for(
+        bot_env = clean_env(
             **common,
             PORT=str(bot_port),
             WEB_CONCURRENCY="1",
@@ -221,7 +213,7 @@ async def main() -> None:
                 "warning",
                 "--no-access-log",
             ],
-            env_for(**common, PYTHONPATH=str(ROOT)),
+            clean_env(**common, PYTHONPATH=str(ROOT)),
         )
         procs.append(bare)
         wait_up(f"http://127.0.0.1:{bare_port}/healthz", bare)
@@ -312,21 +304,21 @@ async def main() -> None:
         stats = httpx.get(cf_knobs).json()["requests"]
         planned = stats.get("GET", 0) + stats.get("PATCH", 0)
         floor = math.ceil(50 / LOOKUP_CONCURRENCY) * 0.1 + math.ceil(50 / 50) * 0.1
-        total = t_card + t_outcome
+        took = t_card + t_outcome
         rows.append(
             (
                 "50-target revoke by email, sandbox latency 100 ms (command → card + click → outcome)",
-                f"{t_card * 1000:.0f} + {t_outcome * 1000:.0f} = {total * 1000:.0f} ms; "
+                f"{t_card * 1000:.0f} + {t_outcome * 1000:.0f} = {took * 1000:.0f} ms; "
                 f"floor {floor * 1000:.0f} ms "
-                f"(×{total / floor:.2f}); {planned} Cloudflare requests",
+                f"(×{took / floor:.2f}); {planned} Cloudflare requests",
                 f"≤ 1.5× floor; ≤ {CF_LIMIT_PER_5MIN} requests / 5 min",
             )
         )
         rows.append(("peak RSS (bot, VmHWM)", f"{rss_kb(bot.pid, 'VmHWM') / 1024:.1f} MB", "—"))
         if worst > 1.25:
             notes.append(f"ack p99 at concurrency 16 is ×{worst:.2f} of the bare app (target 1.25×).")
-        if total > 1.5 * floor:
-            notes.append(f"50-target revoke took ×{total / floor:.2f} of its floor (target 1.5×).")
+        if took > 1.5 * floor:
+            notes.append(f"50-target revoke took ×{took / floor:.2f} of its floor (target 1.5×).")
         if idle_rss / 1024 > 120:
             notes.append(f"idle RSS {idle_rss / 1024:.0f} MB is over 120 MB.")
     finally:

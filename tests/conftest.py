@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aredis
@@ -13,7 +14,17 @@ from bot.cloudflare.client import CloudflareClient
 from bot.cloudflare.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, Sandbox
 from tests.support.fake_slack import FakeSlack
 from tests.support.harness import SlackClient, build
-from tests.support.servers import CF_SPEC, RedisServer, no_sleep
+from tests.support.servers import CF_SPEC, RedisServer, clean_env, no_sleep
+
+
+@pytest.fixture
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Settings see nothing from the developer's shell (`clean_env`) nor a stray ./.env file."""
+    kept = clean_env()
+    for name in list(os.environ):
+        if name not in kept:
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import pytest
@@ -17,13 +16,7 @@ API_KEY = "cf-key-SECRET-1a2b3c"
 EMAIL = "ops@example.com"
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Nothing from the developer's shell or .env reaches these tests."""
-    for name in list(os.environ):
-        if name.upper().startswith(("CLOUDFLARE_", "SEATBOT_", "SLACK_", "REDIS_")):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)  # and a stray ./.env is not found either (besides _env_file=None)
+pytestmark = pytest.mark.usefixtures("isolated_env")  # nothing from the shell or a .env
 
 
 def load(**overrides: object) -> Settings:

@@ -14,7 +14,17 @@ import httpx
 import pytest
 import redis
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
+
+def _shared() -> Path:
+    """`../shared` beside the checkout; a git worktree deeper down finds the same one further up."""
+    checkout = Path(__file__).resolve().parents[2]
+    for parent in checkout.parents:
+        if (parent / "shared" / "cloudflare").is_dir():
+            return parent / "shared"
+    return checkout.parent / "shared"
+
+
+SHARED = _shared()
 CF_SPEC = SHARED / "cloudflare" / "seats-openapi.json"
 SLACK_MANIFEST_SCHEMA = SHARED / "slack" / "manifest.schema.json"
 
@@ -66,10 +76,15 @@ class RedisServer:
             self.proc = None
 
 
+SETTING_PREFIXES = ("SLACK_", "CLOUDFLARE_", "SEATBOT_", "REDIS_")
+
+
 def clean_env(**values: str) -> dict[str, str]:
-    """The parent's environment without any seatbot setting, plus `values`."""
-    prefixes = ("SLACK_", "CLOUDFLARE_", "SEATBOT_", "REDIS_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes) and k not in ("PORT",)}
+    """The parent's environment without any seatbot setting (or PORT), plus `values`.
+
+    For child processes directly; the `isolated_env` fixture applies it to the test's own process.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(SETTING_PREFIXES) and k != "PORT"}
     env.update(values)
     return env
 
