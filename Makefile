@@ -18,7 +18,7 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check bot tests bench
 	$(BIN)/ruff format --check bot tests bench
-	$(BIN)/mypy bot
+	$(BIN)/mypy bot tests bench
 
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import email.utils
 import logging
-import os
 import time
 import traceback
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -586,7 +584,7 @@ async def test_unreadable_user_record_is_a_clear_error(sandbox: Sandbox) -> None
     ],
     ids=["seconds", "zero", "ms", "ms-wins", "capped", "ms-capped"],
 )
-async def test_retry_after_is_honoured(sandbox: Sandbox, headers: dict[str, str], expected: float) -> None:
+async def test_retry_after_is_honoured(sandbox: Sandbox, headers: dict[str, Any], expected: float) -> None:
     """A 429 with Retry-After / retry-after-ms waits what Cloudflare asked (at most 60 s), then succeeds."""
     sandbox.inject(status=429, **headers)
     sleeps = Sleeps()
@@ -684,8 +682,9 @@ async def run_flow(
     async with make_client(sandbox, auth=auth) as client:
         await client.ping()
         (alice,) = await client.find_users(email="alice@example.com")
-        await client.update_seats([SeatUpdate(seat_uid=alice.seat_uid)])
-        assert (await client.find_users_by_seat_uids([alice.seat_uid])).get(alice.seat_uid) is not None
+        uid = str(alice.seat_uid)
+        await client.update_seats([SeatUpdate(seat_uid=uid)])
+        assert (await client.find_users_by_seat_uids([uid])).get(uid) is not None
     async with make_client(sandbox, auth=wrong) as client:
         for call in (client.ping(), client.update_seats([SeatUpdate(seat_uid="abc")])):
             with pytest.raises(SeatsError) as caught:
@@ -697,6 +696,11 @@ async def run_flow(
             await client.ping()
         errors.append(caught.value)
     return errors
+
+
+def extra(record: logging.LogRecord, *names: str) -> tuple[Any, ...]:
+    """Fields a log call passed with `extra=` (they are attributes only at run time)."""
+    return tuple(vars(record)[name] for name in names)
 
 
 def rendered(error: BaseException) -> str:
@@ -751,13 +755,13 @@ async def test_each_attempt_is_logged_with_its_details(
         (seat,) = await client.update_seats([SeatUpdate(seat_uid=bob["seat_uid"])])
     records = [r for r in caplog.records if r.name == "seatbot.cloudflare"]
     assert [r.levelno for r in records] == [logging.INFO, logging.INFO]
-    fields = [(r.http_method, r.path, r.status, r.attempt, r.cf_ray) for r in records]
+    fields = [extra(r, "http_method", "path", "status", "attempt", "cf_ray") for r in records]
     path = f"/accounts/{DEMO_ACCOUNT_ID}/access/seats"
     assert fields == [
         ("PATCH", path, 503, 1, recorder.exchanges[0].headers["cf-ray"]),
         ("PATCH", path, 200, 2, seat.cf_ray),
     ]
-    assert all(isinstance(r.duration_ms, float) for r in records)
+    assert all(isinstance(extra(r, "duration_ms")[0], float) for r in records)
     assert "PATCH" in records[0].getMessage() and "503" in records[0].getMessage()
 
 
@@ -774,23 +778,14 @@ async def test_network_failure_is_logged_without_status(
         with pytest.raises(Unavailable):
             await client.ping()
     records = [r for r in caplog.records if r.name == "seatbot.cloudflare"]
-    assert [(r.status, r.attempt, r.cf_ray) for r in records] == [(None, 1, None), (None, 2, None)]
+    assert [extra(r, "status", "attempt", "cf_ray") for r in records] == [(None, 1, None), (None, 2, None)]
 
 
 # -- from_settings -------------------------------------------------------------------------
 
 
 @pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No CLOUDFLARE_* / SEATBOT_* variables and no .env file can leak into Settings."""
-    for name in list(os.environ):
-        if name.upper().startswith(("CLOUDFLARE_", "SEATBOT_", "SLACK_", "REDIS_")):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-
-
-@pytest.fixture
-async def settings_client(clean_env: None, sandbox: Sandbox) -> AsyncIterator[CloudflareClient]:
+async def settings_client(isolated_env: None, sandbox: Sandbox) -> AsyncIterator[CloudflareClient]:
     settings = load_settings(
         _env_file=None,
         cloudflare_account_id=DEMO_ACCOUNT_ID,
@@ -817,7 +812,7 @@ async def test_from_settings_uses_the_configured_values(
     assert settings_client.max_pages == 1
 
 
-def test_from_settings_requires_an_account_id(clean_env: None) -> None:
+def test_from_settings_requires_an_account_id(isolated_env: None) -> None:
     """Without CLOUDFLARE_ACCOUNT_ID from_settings stops with a ConfigError naming it."""
     settings = load_settings(_env_file=None, cloudflare_api_token=DEMO_TOKEN)
     with pytest.raises(ConfigError, match="CLOUDFLARE_ACCOUNT_ID"):

@@ -95,8 +95,8 @@ async def run_full_flow(sandbox: Sandbox, recorder: RecordingTransport) -> list[
         (TOKEN, "f" * 32, NotFound),
         ({**TOKEN, "X-Auth-Email": ADMIN_EMAIL, "X-Auth-Key": API_KEY}, DEMO_ACCOUNT_ID, InvalidRequest),
     ]
-    for auth, account, expected in failures:
-        async with client(recorder, auth, account_id=account) as cf:
+    for bad_auth, account, expected in failures:
+        async with client(recorder, bad_auth, account_id=account) as cf:
             with pytest.raises(expected):
                 await cf.find_users(email="alice@example.com")
             with pytest.raises(expected):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
+import functools
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import redis.asyncio as aredis
@@ -13,6 +14,7 @@ from bot.cloudflare.sandbox import Sandbox
 from bot.models import Pending, PendingTarget, new_id
 from bot.state.pending import PREFIX, PendingStore
 from tests.support.fake_slack import FakeSlack
+from tests.support.flow import audit_events
 from tests.support.harness import ALICE, SlackClient, all_text, build, button, card_for, running
 from tests.support.servers import RedisServer
 
@@ -35,7 +37,7 @@ async def outage_bot(
     await bot.aclose()
 
 
-async def timed_reply(bot: SlackClient, coro: object, count: int = 1) -> tuple[list[dict], float]:
+async def timed_reply(bot: SlackClient, coro: object, count: int = 1) -> tuple[list[dict[str, Any]], float]:
     started = time.perf_counter()
     response, key = await coro  # type: ignore[misc]
     assert response.status_code == 200
@@ -163,7 +165,7 @@ async def test_unreadable_later_chunk_still_reports_earlier_removals(
         text = all_text(posts[1])
         assert "Removed before the failure" in text and ALICE in text.split("Removed before the failure")[1]
         assert "cannot read" in text
-        events = [json.loads(d[b"json"]) for _, d in await redis_client.xrange("seatbot:audit")]
+        events = await audit_events(redis_client)
         assert [e["email"] for e in events if e["event"] == "succeeded"] == [ALICE]
         assert any(e["event"] == "requested" and e.get("retry_of") for e in events)
 
@@ -185,10 +187,10 @@ async def test_claim_is_idempotent_for_a_resent_script(redis_client: aredis.Redi
     store = PendingStore(redis_client)
     pending = Pending(new_id(), "U1", "C1", [PendingTarget("x", "seat-1")], None, 0.0, 60.0)
     await store.put(pending, ttl=60)
-    args = {"clicker": "U1", "action": "confirm", "clicker_is_admin": True, "two_person": False}
-    first = await store.claim(pending.id, nonce="n1", **args)
-    again = await store.claim(pending.id, nonce="n1", **args)
-    other = await store.claim(pending.id, nonce="n2", **args)
+    claim = functools.partial(
+        store.claim, pending.id, clicker="U1", action="confirm", clicker_is_admin=True, two_person=False
+    )
+    first, again, other = [await claim(nonce=nonce) for nonce in ("n1", "n1", "n2")]
     assert (first.status, again.status, other.status) == ("claimed", "claimed", "missing")
     assert again.pending == first.pending == pending
 

@@ -15,19 +15,14 @@ import redis.asyncio as aredis
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from bot.cloudflare.client import CloudflareClient
-from bot.cloudflare.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, Sandbox
+from bot.cloudflare.sandbox import DEMO_TOKEN, Sandbox
 from bot.errors import ParseError
-from bot.flow import SeatFlow
-from bot.logs import JsonFormatter, redact, setup_logging
+from bot.logs import JsonFormatter, redact, request_scope, setup_logging
 from bot.models import Pending, PendingTarget
 from bot.outcomes import Card, Notice
 from bot.parse import parse
-from bot.policy import Authorizer, Policy
-from bot.shell import ShellDirectory
 from bot.slack import blocks, replies
-from bot.state.audit import STREAM, Audit
-from bot.state.pending import PendingStore
+from tests.support.flow import audit_events, seat_flow
 from tests.support.harness import (
     ADMIN,
     ALICE,
@@ -88,8 +83,9 @@ async def test_bad_signatures_get_401_and_do_nothing(
     """Wrong signature, missing headers and a timestamp older than 5 minutes: 401, no reply, no call."""
     body = bot.command_body_for_test(f"revoke {ALICE}")
     signed = sign(body)
-    if headers.get("X-Slack-Request-Timestamp"):
-        signed = sign(body, timestamp=int(headers["X-Slack-Request-Timestamp"]))
+    stamp = headers.get("X-Slack-Request-Timestamp")
+    if stamp:
+        signed = sign(body, timestamp=int(stamp))
     for name, value in headers.items():
         if value is None:
             signed.pop(name, None)
@@ -104,23 +100,39 @@ async def test_bad_signatures_get_401_and_do_nothing(
 # -- forged interactivity ------------------------------------------------------------------
 
 
+EXPIRED_CLICK = ("This confirmation has expired or was already handled.", "expired_click")
+NOT_ADMIN = ("Only seat-bot admins may confirm a revoke.", "refused")
+
+
 @pytest.mark.parametrize(
-    ("value", "user"),
-    [("f" * 32, ADMIN), ("not-hex-" * 4, ADMIN), ('{"id": "x"}', ADMIN), ("", ADMIN), (None, OUTSIDER)],
+    ("value", "user", "answer"),
+    [
+        ("f" * 32, ADMIN, EXPIRED_CLICK),
+        ("not-hex-" * 4, ADMIN, EXPIRED_CLICK),
+        ('{"id": "x"}', ADMIN, EXPIRED_CLICK),
+        ("", ADMIN, EXPIRED_CLICK),
+        (None, OUTSIDER, NOT_ADMIN),
+    ],
     ids=["made-up-id", "tampered", "json", "empty", "non-admin"],
 )
 async def test_forged_clicks_are_refused_audited_and_call_nothing(
-    bot: SlackClient, sandbox: Sandbox, redis_client: aredis.Redis, value: str | None, user: str
+    bot: SlackClient,
+    sandbox: Sandbox,
+    redis_client: aredis.Redis,
+    value: str | None,
+    user: str,
+    answer: tuple[str, str],
 ) -> None:
-    """A made-up id, a tampered value or a non-admin clicker: refused, audited, no PATCH."""
+    """A made-up id or tampered value is expired; a non-admin is refused as such; audited, no PATCH."""
+    text, event = answer
     card = await card_for(bot, f"revoke {ALICE}")
     real = button(card, "seat_confirm")["value"]
     _, key = await bot.click("seat_confirm", real if value is None else value, user=user)
     (reply,) = await bot.slack.wait_responses(key, 1)
     assert reply["replace_original"] is False
-    assert "expired or was already handled" in reply["text"] or "Only seat-bot admins" in reply["text"]
-    events = [json.loads(d[b"json"])["event"] for _, d in await redis_client.xrange(STREAM)]
-    assert events[-1] in ("expired_click", "refused")
+    assert reply["text"] == text
+    last = (await audit_events(redis_client))[-1]
+    assert (last["event"], last["user"]) == (event, user)
     assert sandbox.patches == []
     _, ok = await bot.click("seat_confirm", real)  # the genuine card still works afterwards
     await bot.slack.wait_responses(ok, 3)
@@ -158,24 +170,6 @@ def _texts(node: object, *, mrkdwn_only: bool = False) -> list[str]:
     return []
 
 
-def _flow(sandbox: Sandbox) -> SeatFlow:
-    redis = fakeredis.FakeAsyncRedis()  # the property is about parsing and rendering, not Redis
-    cf = CloudflareClient(
-        account_id=DEMO_ACCOUNT_ID,
-        auth_headers={"Authorization": f"Bearer {DEMO_TOKEN}"},
-        base_url=sandbox.base_url,
-        transport=sandbox.transport(),
-    )
-    policy = Policy(admins=frozenset({ADMIN}))
-    return SeatFlow(
-        seats=cf,
-        store=PendingStore(redis),
-        audit=Audit(redis),
-        directory=ShellDirectory(),
-        authorizer=Authorizer(policy, ShellDirectory()),
-    )
-
-
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=texts)
 @example(text="revoke " + "x" * 10_000)
@@ -191,9 +185,9 @@ def test_any_text_gets_a_safe_reply_and_invalid_input_calls_nothing(text: str) -
         valid = False
 
     async def run() -> blocks.Message:
-        flow = _flow(sandbox)
-        reply = await flow.command(user=ADMIN, channel="C1", text=text)
-        await flow.seats.aclose()  # type: ignore[attr-defined]
+        redis = fakeredis.FakeAsyncRedis()  # the property is about parsing and rendering, not Redis
+        async with seat_flow(sandbox, redis) as flow:
+            reply = await flow.command(user=ADMIN, channel="C1", text=text)
         return replies.for_command(reply).message
 
     message = asyncio.run(run())
@@ -252,24 +246,34 @@ async def test_typed_mention_syntax_stays_escaped_in_replies(bot: SlackClient) -
 
 
 def test_log_lines_are_json_with_a_request_id() -> None:
-    """Every line is one JSON object carrying the request id and extra fields."""
-    record = logging.makeLogRecord(
-        {"msg": "hello %s", "args": ("world",), "levelname": "INFO", "status": 200}
+    """Every line is one JSON object with the scope's request id, extra fields, and secrets masked."""
+    secret = "log-line-secret-0f9e8d"
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("seatbot.test.logs")
+    logger.addHandler(handler)
+    redact.add([secret])
+    try:
+        with request_scope() as rid:
+            logger.warning("hello %s, token %s", "world", secret, extra={"status": 200})
+        logger.warning("outside")
+    finally:
+        logger.removeHandler(handler)
+    inside, outside = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert (inside["msg"], inside["status"], inside["request_id"]) == (
+        "hello world, token [redacted]",
+        200,
+        rid,
     )
-    line = json.loads(JsonFormatter().format(record))
-    assert line["msg"] == "hello world" and line["status"] == 200 and "request_id" in line
-    assert redact("x") == "x"
+    assert secret not in stream.getvalue()
+    assert outside["request_id"] == "-" != rid
 
 
 def test_settings_repr_hides_secrets() -> None:
     """SecretStr keeps tokens out of repr and str of the settings."""
     from bot.config import Settings
 
-    s = Settings(_env_file=None, slack_bot_token=BOT_TOKEN, redis_url="redis://:hunter22@h:6379/0")  # type: ignore[call-arg]
+    s = Settings(_env_file=None, slack_bot_token=BOT_TOKEN, redis_url="redis://:hunter22@h:6379/0")
     assert BOT_TOKEN not in repr(s) and "hunter22" not in repr(s)
     assert "hunter22" in s.secrets()
-
-
-def test_all_text_helper_sees_blocks() -> None:
-    """all_text covers block contents (guards the assertions above)."""
-    assert "needle" in all_text({"blocks": [{"text": {"text": "needle"}}]})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, cast
 
 import jsonschema
 import pytest
@@ -14,8 +15,8 @@ from tests.support.servers import SLACK_MANIFEST_SCHEMA
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def manifest() -> dict:
-    return yaml.safe_load((ROOT / "manifest.yml").read_text())
+def manifest() -> dict[str, Any]:
+    return cast(dict[str, Any], yaml.safe_load((ROOT / "manifest.yml").read_text()))
 
 
 def test_manifest_matches_slacks_schema() -> None:

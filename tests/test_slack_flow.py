@@ -177,6 +177,7 @@ async def test_html_entities_are_unescaped_before_parsing(
     """Slack's &amp;/&lt;/&gt; become the characters the person typed, then are escaped once for display."""
     card = await card_for(bot, f"revoke {ALICE} --reason R&amp;D &lt;team&gt;")
     raw = await redis_client.get(PREFIX + button(card, "seat_confirm")["value"])
+    assert isinstance(raw, bytes)
     assert b'"reason":"R&D <team>"' in raw
     assert "R&amp;D &lt;team&gt;" in all_text(card)
 
@@ -208,9 +209,15 @@ async def test_unresolvable_targets_get_own_lines(bot: SlackClient, sandbox: San
 
 async def test_lookalike_email_is_never_matched(bot: SlackClient, sandbox: Sandbox) -> None:
     """alice@ must never pick malice@ even though Cloudflare's search matches both."""
-    card = await card_for(bot, f"revoke {ALICE}")
-    text = all_text(card)
-    assert "malice@example.com" not in text and ALICE in text
+    by_email = {user["email"]: user for user in sandbox.users.values()}
+    alice, malice = by_email[ALICE], by_email["malice@example.com"]
+    card = await card_for(bot, f"revoke {ALICE}")  # a card with a button: one holder, not two
+    assert "malice@example.com" not in all_text(card)
+    _, key = await bot.click("seat_confirm", button(card, "seat_confirm")["value"])
+    await bot.slack.wait_responses(key, 2)
+    (patch,) = sandbox.patches
+    assert [seat["seat_uid"] for seat in patch.body] == [alice["seat_uid"]]
+    assert alice["access_seat"] is False and malice["access_seat"] is True
 
 
 async def test_ack_comes_before_slow_cloudflare(bot: SlackClient, sandbox: Sandbox) -> None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aredis
@@ -12,6 +12,7 @@ import redis.asyncio as aredis
 from bot.cloudflare.sandbox import Sandbox
 from bot.state.audit import STREAM
 from tests.support.fake_slack import FakeSlack
+from tests.support.flow import audit_events
 from tests.support.harness import (
     ADMIN,
     ADMIN2,
@@ -27,14 +28,12 @@ from tests.support.harness import (
 
 
 @pytest.fixture
-async def two_person(slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: aredis.Redis):
+async def two_person(
+    slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: aredis.Redis
+) -> AsyncIterator[SlackClient]:
     bot = build(slack, sandbox, redis_url, seatbot_two_person=True)
     yield bot
     await bot.aclose()
-
-
-async def audit_events(redis_client: aredis.Redis) -> list[dict]:
-    return [json.loads(data[b"json"]) for _, data in await redis_client.xrange(STREAM)]
 
 
 async def test_two_person_card_is_public_and_requester_cannot_confirm(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import aiohttp
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.webhook import WebhookResponse
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.logs import redact
@@ -16,7 +17,20 @@ from bot.slack import blocks
 from bot.slack.replies import Reply
 
 log = logging.getLogger("seatbot.delivery")
-Respond = Callable[..., Awaitable[Any]]
+
+
+class Respond(Protocol):
+    """The part of Bolt's `AsyncRespond` we use; `Responder.to` gives one on a pooled session."""
+
+    async def __call__(
+        self,
+        text: str = "",
+        blocks: Sequence[dict[str, Any]] | None = None,
+        *,
+        response_type: str | None = None,
+        replace_original: bool | None = None,
+    ) -> WebhookResponse: ...
+
 
 _HOW: dict[str, dict[str, Any]] = {
     "ephemeral": {"response_type": "ephemeral", "replace_original": False},
@@ -30,7 +44,7 @@ async def send(respond: Respond, message: blocks.Message, **how: Any) -> bool:
     """Deliver through response_url (True when Slack took it); secrets are redacted on the way."""
     clean = json.loads(redact(json.dumps(message)))
     response = await respond(text=clean["text"], blocks=clean["blocks"], **how)
-    return getattr(response, "status_code", 200) < 400
+    return response.status_code < 400
 
 
 async def deliver(respond: Respond, reply: Reply, *, first: bool = False) -> bool:
@@ -55,11 +69,23 @@ class Responder:
         self._session: aiohttp.ClientSession | None = None
 
     def to(self, url: str) -> Respond:
-        async def respond(**message: Any) -> Any:
+        async def respond(
+            text: str = "",
+            blocks: Sequence[dict[str, Any]] | None = None,
+            *,
+            response_type: str | None = None,
+            replace_original: bool | None = None,
+        ) -> WebhookResponse:
             if self._session is None or self._session.closed:
                 self._session = aiohttp.ClientSession()
             client = AsyncWebhookClient(url, timeout=10, session=self._session)
             client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=2))
+            message = {
+                "text": text,
+                "blocks": blocks,
+                "response_type": response_type,
+                "replace_original": replace_original,
+            }
             payload = {k: v for k, v in message.items() if v is not None}
             response = await client.send_dict(payload)
             if response.status_code >= 400:

@@ -41,12 +41,13 @@ def settings_for(slack: FakeSlack, sandbox: Sandbox, redis_url: str, **overrides
         "seatbot_admins": (ADMIN, ADMIN2),
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 def sign(body: str, *, secret: str = SIGNING_SECRET, timestamp: int | None = None) -> dict[str, str]:
     ts = str(int(time.time()) if timestamp is None else timestamp)
     signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
+    assert signature is not None
     return {
         "X-Slack-Request-Timestamp": ts,
         "X-Slack-Signature": signature,
@@ -113,7 +114,7 @@ def command_body(text: str, *, user: str, channel: str, response_url: str) -> st
 
 def action_body(action_id: str, value: str, *, user: str, channel: str, response_url: str) -> str:
     """A block_actions button click as Slack posts it (`payload=` JSON, form-encoded)."""
-    payload = {
+    payload: dict[str, Any] = {
         "type": "block_actions",
         "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": "T1"},
         "api_app_id": "A1",
@@ -154,8 +155,8 @@ def button(message: dict[str, Any], action_id: str) -> dict[str, Any]:
     raise AssertionError(f"no {action_id} button in {message.get('text')!r}")
 
 
-def all_text(message: dict[str, Any]) -> str:
-    """Every string in a message, for assertions on what a person would read."""
+def all_text(message: object) -> str:
+    """Every string in a message (or a list of them), for assertions on what a person would read."""
     return json.dumps(message, ensure_ascii=False)
 
 
