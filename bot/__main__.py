@@ -66,8 +66,11 @@ def run_sandbox(settings: Settings, args: argparse.Namespace) -> int:
 
     from bot.cloudflare.sandbox import Sandbox
 
-    box = Sandbox(latency=args.latency)
+    users = args.users if args.users is not None else settings.seatbot_sandbox_users
+    box = Sandbox(latency=args.latency, synthetic=users, rate_limit=args.rate_limit or None)
     print(f"sandbox Cloudflare on http://{args.host}:{args.port}/client/v4 (token {box.token})", flush=True)
+    if users:
+        print(f"  + {users:,} synthetic users (user000001@synthetic.example.com, …)", flush=True)
     uvicorn.run(box.app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
 
@@ -93,6 +96,12 @@ def parser() -> argparse.ArgumentParser:
     sb.add_argument("--host", default="127.0.0.1")
     sb.add_argument("--port", type=int, default=8787)
     sb.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
+    sb.add_argument(
+        "--users", type=int, default=None, help="synthetic users to add (default SEATBOT_SANDBOX_USERS)"
+    )
+    sb.add_argument(
+        "--rate-limit", type=int, default=0, help="enforce N requests per rolling 5 minutes (429 past it)"
+    )
     return root
 
 

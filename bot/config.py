@@ -37,6 +37,17 @@ class Settings(BaseSettings):
     cloudflare_retry_deadline_seconds: float = Field(default=60.0, gt=0, le=600)
     cloudflare_max_pages: int = Field(default=50, ge=1, le=10_000)
     cloudflare_lookup_concurrency: int = Field(default=8, ge=1, le=32)
+    # One rolling window for the token, shared by every process through Redis (bot/cloudflare/budget.py)
+    cloudflare_rate_limit: int = Field(default=1200, ge=1, le=1_000_000)
+    cloudflare_rate_window_seconds: float = Field(default=300.0, gt=0, le=3600)
+    cloudflare_budget_wait_seconds: float = Field(default=15.0, ge=0, le=600)
+
+    # Seat directory (bot/state/directory.py, bot/directory_sync.py)
+    seatbot_directory_refresh_seconds: float = Field(default=900.0, ge=0, le=7 * 86400)  # 0: off
+    seatbot_directory_rate_share: float = Field(default=0.5, gt=0, lt=1)
+    seatbot_directory_concurrency: int = Field(default=4, ge=1, le=32)
+    seatbot_directory_lease_seconds: float = Field(default=60.0, ge=1, le=3600)
+    seatbot_sandbox_users: int = Field(default=0, ge=0, le=999_999)  # synthetic users in the shell's sandbox
 
     # Slack
     slack_signing_secret: SecretStr | None = None

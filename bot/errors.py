@@ -10,6 +10,8 @@
         ├── PermissionDenied        HTTP 403
         ├── NotFound                HTTP 404
         ├── RateLimited             HTTP 429 after the retry budget
+        │   └── BudgetExhausted     the shared rate budget (Redis) has no room soon enough; nothing sent
+        ├── LookupIncomplete        a user listing stopped early (page cap): absence proves nothing
         └── Unavailable             5xx, timeouts, connection errors after the retry budget
 
 Messages never contain credentials: they are built from Cloudflare's codes and messages only.
@@ -108,6 +110,14 @@ class NotFound(SeatsError):
 
 class RateLimited(SeatsError):
     """Still rate limited (429) when the retry budget ran out."""
+
+
+class BudgetExhausted(RateLimited):
+    """The token's shared rate budget has no room within the wait allowed; the request was not sent."""
+
+
+class LookupIncomplete(SeatsError):
+    """A user listing stopped before its end, so a seat not seen in it may still exist."""
 
 
 class Unavailable(SeatsError):

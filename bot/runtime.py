@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import httpx
 import redis.asyncio as aredis
 
+from bot.cloudflare.budget import RateBudget
 from bot.cloudflare.client import CloudflareClient
 from bot.cloudflare.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, Sandbox
 from bot.config import Settings
@@ -47,17 +48,25 @@ def build_runtime(
 ) -> Runtime:
     """The flow with Cloudflare (or, with `allow_sandbox` and no credentials, the sandbox)."""
     sandbox = None
+    redis = connect_redis(settings, warn_in_process=not allow_sandbox)
+    budget = RateBudget(
+        redis,
+        limit=settings.cloudflare_rate_limit,
+        window=settings.cloudflare_rate_window_seconds,
+        share=settings.seatbot_directory_rate_share,
+    )
     if settings.has_cloudflare_credentials or not allow_sandbox:
-        seats = CloudflareClient.from_settings(settings, transport=seats_transport)
+        seats = CloudflareClient.from_settings(settings, transport=seats_transport, budget=budget)
     else:
-        sandbox = Sandbox()
+        sandbox = Sandbox(synthetic=settings.seatbot_sandbox_users)
         seats = CloudflareClient(
             account_id=DEMO_ACCOUNT_ID,
             auth_headers={"Authorization": f"Bearer {DEMO_TOKEN}"},
             base_url=sandbox.base_url,
             transport=sandbox.transport(),
+            budget=budget,
+            budget_wait=settings.cloudflare_budget_wait_seconds,
         )
-    redis = connect_redis(settings, warn_in_process=not allow_sandbox)
     policy = Policy.from_settings(settings)
     flow = SeatFlow(
         seats=seats,

@@ -3,7 +3,8 @@
 One pooled `httpx.AsyncClient` per process, explicit timeouts, retries (tenacity) on 429, 5xx,
 timeouts and connection errors only, honouring Retry-After. Everything Cloudflare says goes through
 `_envelope`, so a failure is always one of the `bot.errors.SeatsError` classes carrying Cloudflare's
-codes and the cf-ray.
+codes and the cf-ray. With a `RateBudget`, every attempt first takes a slot in the token's shared
+rate budget (Redis) and every answer's `Ratelimit` headers feed it back.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Self, TypeVar
 
 import httpx
@@ -29,6 +31,7 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 from bot import USER_AGENT
+from bot.cloudflare.budget import Lane, RateBudget
 from bot.config import Settings
 from bot.errors import (
     AuthenticationFailed,
@@ -135,6 +138,15 @@ def _error_class(status: int) -> type[SeatsError]:
     return InvalidRequest
 
 
+@dataclass(frozen=True)
+class UserPage:
+    """One page of the user list, reduced to what the seat directory keeps."""
+
+    holders: list[tuple[str, str]]  # (seat UID, email) of each listed user that has both
+    count: int  # users on the page
+    total_pages: int | None  # from result_info, when Cloudflare says
+
+
 class CloudflareClient:
     """Async adapter for the two Cloudflare operations the bot needs."""
 
@@ -152,6 +164,8 @@ class CloudflareClient:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        budget: RateBudget | None = None,
+        budget_wait: float = 15.0,
     ) -> None:
         if not re.fullmatch(r"[A-Za-z0-9]{1,32}", account_id or ""):
             raise ValueError("account_id must be 1-32 letters and digits")
@@ -164,6 +178,8 @@ class CloudflareClient:
         self._max_attempts = max_attempts
         self._sleep = sleep
         self._clock = clock
+        self.budget = budget
+        self._budget_wait = budget_wait  # how long an interactive request may wait for a slot
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/",
             headers={"User-Agent": USER_AGENT, "Accept": "application/json", **auth_headers},
@@ -178,6 +194,7 @@ class CloudflareClient:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
+        budget: RateBudget | None = None,
     ) -> CloudflareClient:
         return cls(
             account_id=settings.account_id(),
@@ -188,6 +205,8 @@ class CloudflareClient:
             max_pages=settings.cloudflare_max_pages,
             transport=transport,
             sleep=sleep,
+            budget=budget,
+            budget_wait=settings.cloudflare_budget_wait_seconds,
         )
 
     async def __aenter__(self) -> Self:
@@ -229,15 +248,20 @@ class CloudflareClient:
             email = item.get("email")
             return isinstance(email, str) and email.casefold() == folded
 
-        return await self._list_users({"email": wanted}, keep=exact)
+        return (await self._list_users({"email": wanted}, keep=exact))[0]
 
     async def find_users_by_seat_uids(self, seat_uids: Collection[str]) -> dict[str, AccessUser]:
         """One pass over the user list for several seat UIDs; stops once all are found."""
+        return (await self.scan_seat_uids(seat_uids))[0]
+
+    async def scan_seat_uids(self, seat_uids: Collection[str]) -> tuple[dict[str, AccessUser], bool]:
+        """The users holding these seat UIDs, and whether the listing was complete: a UID missing from
+        a listing cut short by CLOUDFLARE_MAX_PAGES may still exist."""
         if isinstance(seat_uids, str):
             raise TypeError("seat_uids is a collection of UIDs, not one string")
         wanted = set(seat_uids)
         if not wanted:
-            return {}
+            return {}, True
         if not all(SEAT_UID_RE.fullmatch(uid) for uid in wanted):
             raise InvalidRequest("seat_uid must be 1-36 characters of letters, digits and '-'")
         found: dict[str, AccessUser] = {}
@@ -246,8 +270,26 @@ class CloudflareClient:
             found.update((u.seat_uid, u) for u in batch if u.seat_uid in wanted)
             return wanted <= found.keys()
 
-        await self._list_users({}, keep=lambda item: item.get("seat_uid") in wanted, stop=collect)
-        return found
+        _, complete = await self._list_users(
+            {}, keep=lambda item: item.get("seat_uid") in wanted, stop=collect
+        )
+        return found, complete or wanted <= found.keys()
+
+    async def list_page(self, page: int, *, per_page: int = PER_PAGE, lane: Lane = "sync") -> UserPage:
+        """One page of the whole user list (for the seat directory)."""
+        params = {"page": page, "per_page": per_page}
+        data, _ = await self._call("GET", self._path("users"), lane=lane, params=params)
+        raw = data.get("result")
+        raw = raw if isinstance(raw, list) else []
+        holders = []
+        for item in raw:
+            if isinstance(item, Mapping):
+                uid, email = item.get("seat_uid"), item.get("email")
+                if isinstance(uid, str) and SEAT_UID_RE.fullmatch(uid) and isinstance(email, str) and email:
+                    holders.append((uid, email))
+        info = data.get("result_info") or {}
+        total = info.get("total_pages") if isinstance(info, Mapping) else None
+        return UserPage(holders, len(raw), int(total) if isinstance(total, int | float) else None)
 
     async def ping(self) -> None:
         """One cheap read-only call (first page, one user) to prove credentials and reachability."""
@@ -272,8 +314,9 @@ class CloudflareClient:
         *,
         keep: Callable[[Mapping[str, Any]], bool],
         stop: Callable[[list[AccessUser]], bool] | None = None,
-    ) -> list[AccessUser]:
-        """Follow pages to the end (bounded); only items passing `keep` are parsed into models."""
+    ) -> tuple[list[AccessUser], bool]:
+        """Follow pages to the end (bounded); only items passing `keep` are parsed into models.
+        Also says whether the listing reached its end (False: stopped by `stop` or the page cap)."""
         users: list[AccessUser] = []
         for page in range(1, self.max_pages + 1):
             params = {**query, "page": page, "per_page": PER_PAGE}
@@ -283,16 +326,16 @@ class CloudflareClient:
             batch = self._parse(AccessUser, [i for i in raw if isinstance(i, Mapping) and keep(i)], ray)
             users.extend(batch)
             if stop is not None and stop(batch):
-                return users
+                return users, False
             info = data.get("result_info") or {}
             total_pages = info.get("total_pages")
             if isinstance(total_pages, int | float):
                 if page >= total_pages:
-                    return users
+                    return users, True
             elif len(raw) < PER_PAGE:
-                return users
+                return users, True
         log.warning("user listing stopped at %d pages (CLOUDFLARE_MAX_PAGES)", self.max_pages)
-        return users
+        return users, False
 
     @staticmethod
     def _parse(model: type[M], result: Any, ray: str | None) -> list[M]:
@@ -308,7 +351,9 @@ class CloudflareClient:
                 ) from None
         return parsed
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> tuple[dict[str, Any], str | None]:
+    async def _call(
+        self, method: str, path: str, *, lane: Lane = "interactive", **kwargs: Any
+    ) -> tuple[dict[str, Any], str | None]:
         attempt = 0
         retrying = AsyncRetrying(
             retry=retry_if_exception(lambda exc: isinstance(exc, _Retryable)),
@@ -322,6 +367,9 @@ class CloudflareClient:
             async for try_ in retrying:
                 with try_:
                     attempt += 1
+                    if self.budget is not None:
+                        wait = None if lane == "sync" else self._budget_wait
+                        await self.budget.take(lane, max_wait=wait)
                     return await self._attempt(method, path, attempt, **kwargs)
         except _Retryable as exc:
             error = exc.error
@@ -350,6 +398,9 @@ class CloudflareClient:
             raise _Retryable(Unavailable(failure), None)
         ray = response.headers.get("cf-ray")
         self._log(method, path, response.status_code, attempt, ray, started)
+        if self.budget is not None:
+            retry_after = parse_retry_after(response.headers) if response.status_code == 429 else None
+            await self.budget.observe(response.headers, retry_after=retry_after)
         return self._envelope(response, ray), ray
 
     @staticmethod

@@ -3,7 +3,9 @@
 Used by the tests (through `httpx.ASGITransport` or a real port) and by the local shell when no
 Cloudflare credentials are configured. It keeps real state (a PATCH changes what the next GET
 returns), checks credentials the way Cloudflare does, answers bad input with the failure envelope,
-matches `email=` loosely like a search would, and has knobs to inject faults and latency.
+matches `email=` loosely like a search would, and has knobs to inject faults and latency. It can
+enforce Cloudflare's rolling rate limit (429 + Retry-After + the failure envelope, `Ratelimit` /
+`Ratelimit-Policy` headers on every answer) and hold a large synthetic account cheaply.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import math
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -23,6 +27,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from bot.cloudflare.synthetic import SyntheticUsers
 
 DEMO_ACCOUNT_ID = "0123456789abcdef0123456789abcdef"
 DEMO_TOKEN = "sandbox-token"  # noqa: S105 - a fixed, public demo value
@@ -104,6 +110,10 @@ class Sandbox:
         users: Iterable[Mapping[str, Any]] | None = None,
         latency: float = 0.0,
         clock: Callable[[], datetime] = _now,
+        synthetic: int = 0,
+        rate_limit: int | None = None,
+        rate_window: float = 300.0,
+        rate_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.account_id = account_id
         self.token = token
@@ -117,6 +127,13 @@ class Sandbox:
         )
         for user in seed:
             self.add_user(user)
+        self.synthetic = SyntheticUsers(synthetic)  # listed after `users`
+        self.rate_limit = rate_limit  # None: no limit enforced
+        self.rate_window = rate_window
+        self.rate_clock = rate_clock
+        self._hits: deque[float] = deque()
+        self.rate_peak = 0  # most requests seen in one window
+        self.rejected = 0  # answered 429 by the rate limit
         self.faults: deque[Fault] = deque()
         self.omit: set[str] = set()  # seat UIDs a PATCH silently leaves out of `result` (not updated)
         self.garble: set[str] = set()  # seat UIDs a PATCH updates but returns with seat_uid null
@@ -166,6 +183,19 @@ class Sandbox:
             fault = Fault(status, json.dumps(envelope).encode(), headers, "application/json", methods, skip)
         self.faults.extend(dataclasses.replace(fault) for _ in range(times))
 
+    def remove_user(self, seat_uid: str) -> bool:
+        """The user holding `seat_uid` leaves the account (explicit or synthetic)."""
+        if self.users.pop(seat_uid, None) is not None:
+            return True
+        return self.synthetic.remove(seat_uid)
+
+    def find_user(self, seat_uid: str) -> dict[str, Any] | None:
+        return self.users.get(seat_uid) or self.synthetic.get(seat_uid)
+
+    @property
+    def user_count(self) -> int:
+        return len(self.users) + len(self.synthetic)
+
     def seed(self, count: int) -> list[str]:
         """Add `count` numbered demo users (user001@example.com, …); returns their emails."""
         emails = [f"user{n:03d}@example.com" for n in range(1, count + 1)]
@@ -181,12 +211,29 @@ class Sandbox:
                 self.latency = float(body["latency"])
             if "seed" in body:
                 self.seed(int(body["seed"]))
+            if "synthetic" in body:
+                self.synthetic.resize(int(body["synthetic"]))
+            if "rate_limit" in body:
+                self.rate_limit = int(body["rate_limit"]) if body["rate_limit"] else None
+            if "rate_window" in body:
+                self.rate_window = float(body["rate_window"])
             if body.get("reset_requests"):
                 self.requests.clear()
+                self._hits.clear()
+                self.rate_peak = self.rejected = 0
         methods: dict[str, int] = {}
         for r in self.requests:
             methods[r.method] = methods.get(r.method, 0) + 1
-        return JSONResponse({"latency": self.latency, "users": len(self.users), "requests": methods})
+        return JSONResponse(
+            {
+                "latency": self.latency,
+                "users": self.user_count,
+                "requests": methods,
+                "rate_limit": self.rate_limit,
+                "rate_peak": self.rate_peak,
+                "rejected": self.rejected,
+            }
+        )
 
     def transport(self) -> httpx.AsyncBaseTransport:
         return httpx.ASGITransport(app=self.app)
@@ -230,7 +277,39 @@ class Sandbox:
                     headers={**fault.headers, "cf-ray": _new_ray()},
                     media_type=fault.content_type,
                 )
-        return self._auth(request) or self._account(request)
+        return self._rate() or self._auth(request) or self._account(request)
+
+    def _rate(self) -> Response | None:
+        """Cloudflare's rolling window: past the limit, 429 + Retry-After until the oldest call ages out."""
+        if not self.rate_limit:
+            return None
+        now = self.rate_clock()
+        while self._hits and self._hits[0] <= now - self.rate_window:
+            self._hits.popleft()
+        if len(self._hits) >= self.rate_limit:
+            self.rejected += 1
+            wait = str(max(1, math.ceil(self._hits[0] + self.rate_window - now)))
+            return _failure(
+                429,
+                971,
+                "Please wait and consider throttling your request speed",
+                **{"Retry-After": wait, **self._rate_headers(now)},
+            )
+        self._hits.append(now)
+        self.rate_peak = max(self.rate_peak, len(self._hits))
+        return None
+
+    def _rate_headers(self, now: float | None = None) -> dict[str, str]:
+        """The IETF-draft headers Cloudflare sends: remaining quota and seconds until more frees up."""
+        if not self.rate_limit:
+            return {}
+        now = self.rate_clock() if now is None else now
+        reset = math.ceil(self._hits[0] + self.rate_window - now) if self._hits else 0
+        remaining = max(0, self.rate_limit - len(self._hits))
+        return {
+            "Ratelimit": f'"default";r={remaining};t={max(0, reset)}',
+            "Ratelimit-Policy": f'"default";q={self.rate_limit};w={math.ceil(self.rate_window)}',
+        }
 
     def _auth(self, request: Request) -> Response | None:
         bearer = request.headers.get("authorization")
@@ -259,7 +338,7 @@ class Sandbox:
 
     def _ok(self, result: Any, **extra: Any) -> Response:
         body = {"success": True, "errors": [], "messages": [], "result": result, **extra}
-        return JSONResponse(body, headers={"cf-ray": _new_ray()})
+        return JSONResponse(body, headers={"cf-ray": _new_ray(), **self._rate_headers()})
 
     async def _seats(self, request: Request) -> Response:
         problem = await self._common(request)
@@ -280,10 +359,18 @@ class Sandbox:
         now = _stamp(self.clock())
         result = []
         for item in body:
-            user = self.users.get(item["seat_uid"])
+            user = self.find_user(item["seat_uid"])
             if user is None or item["seat_uid"] in self.omit:
                 continue  # Cloudflare leaves unknown seats out of `result`
-            user.update(access_seat=item["access_seat"], gateway_seat=item["gateway_seat"], updated_at=now)
+            fields = {
+                "access_seat": item["access_seat"],
+                "gateway_seat": item["gateway_seat"],
+                "updated_at": now,
+            }
+            if item["seat_uid"] in self.users:
+                user.update(fields)
+            else:
+                user = self.synthetic.update(item["seat_uid"], **fields) or user
             seat = {
                 k: user[k] for k in ("access_seat", "gateway_seat", "seat_uid", "created_at", "updated_at")
             }
@@ -304,15 +391,19 @@ class Sandbox:
             return _failure(400, 10001, "page and per_page must be integers")
         if page < 1 or per_page < 1 or per_page > 1000:
             return _failure(400, 10001, "page and per_page must be at least 1 (per_page at most 1000)")
-        users = list(self.users.values())
-        for name, fields in (("email", ("email",)), ("name", ("name",)), ("search", ("email", "name"))):
-            needle = query.get(name)
-            if needle:  # a search, not an exact match: `alice@` also finds `malice@`
-                users = [
-                    u for u in users if any(needle.casefold() in str(u.get(f, "")).casefold() for f in fields)
-                ]
-        total = len(users)
-        chunk = users[(page - 1) * per_page : page * per_page]
+        start, stop = (page - 1) * per_page, page * per_page
+        filters = [(n, query[n]) for n in ("email", "name", "search") if query.get(n)]
+        if not filters:  # the whole list: explicit users, then the synthetic ones (never all built)
+            explicit = list(self.users.values())
+            total = len(explicit) + len(self.synthetic)
+            chunk = explicit[start:stop]
+            if len(chunk) < per_page:
+                offset = max(0, start - len(explicit))
+                chunk += self.synthetic.slice(offset, offset + per_page - len(chunk))
+        else:
+            users = self._filtered(filters)
+            total = len(users)
+            chunk = users[start:stop]
         info = {
             "page": page,
             "per_page": per_page,
@@ -321,3 +412,20 @@ class Sandbox:
             "total_pages": max(1, -(-total // per_page)),
         }
         return self._ok(chunk, result_info=info)
+
+    def _filtered(self, filters: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        """A search, not an exact match: `alice@` also finds `malice@`."""
+        fields = {"email": ("email",), "name": ("name",), "search": ("email", "name")}
+
+        def hit(u: Mapping[str, Any], name: str, needle: str) -> bool:
+            return any(needle.casefold() in str(u.get(f, "")).casefold() for f in fields[name])
+
+        first, needle = filters[0]
+        users = [u for u in self.users.values() if hit(u, first, needle)]
+        seen = {u["seat_uid"] for u in users}
+        for f in fields[first]:
+            for u in self.synthetic.matching(f, needle):
+                if u["seat_uid"] not in seen:
+                    seen.add(u["seat_uid"])
+                    users.append(u)
+        return [u for u in users if all(hit(u, n, v) for n, v in filters[1:])]

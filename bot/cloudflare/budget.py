@@ -1,0 +1,169 @@
+"""One rate budget for the Cloudflare token, shared by every process through Redis.
+
+Cloudflare allows 1,200 requests per rolling 5 minutes per token and blocks *every* call for five
+minutes past that, so each request first takes a slot here: one Lua script over one sorted set
+(a sliding-window log), atomic across processes. Two lanes share the window: `interactive` (people
+waiting in Slack) may fill it to `limit`; `sync` (the seat directory) only while the window holds
+fewer than `limit * share`, so interactive commands always keep at least `limit * (1 - share)`.
+Cloudflare's `Ratelimit` headers (r = remaining, t = seconds until more frees up) and a 429's
+Retry-After set pause keys that every process honours, so other users of the same token count too.
+
+Redis trouble never blocks a revoke: the budget then lets the request through and logs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import redis.asyncio as aredis
+from redis.exceptions import RedisError
+
+from bot.errors import BudgetExhausted
+
+log = logging.getLogger("seatbot.budget")
+
+Lane = Literal["interactive", "sync"]
+PREFIX = "seatbot:cf:budget"
+
+# KEYS: the window (sorted set of request times), pause for every lane, pause for the sync lane
+# (each pause holds the time it ends, in ms). ARGV: now (ms), window (ms), cap for this lane, lane,
+# a unique member. Returns 0 when a slot was taken, else milliseconds until one may free up.
+_TAKE = """
+local now, window, cap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local paused = tonumber(redis.call('GET', KEYS[2]) or '0')
+if ARGV[4] == 'sync' then paused = math.max(paused, tonumber(redis.call('GET', KEYS[3]) or '0')) end
+if paused > now then return paused - now end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local n = redis.call('ZCARD', KEYS[1])
+if n >= cap then
+  -- the entry whose expiry brings the window below this lane's cap
+  local oldest = redis.call('ZRANGE', KEYS[1], n - cap, n - cap, 'WITHSCORES')
+  return math.max(1, math.ceil(tonumber(oldest[2]) + window - now))
+end
+redis.call('ZADD', KEYS[1], now, ARGV[5])
+redis.call('PEXPIRE', KEYS[1], window)
+return 0
+"""
+
+_RATELIMIT = re.compile(r"(?:^|[;,\s])r=(\d+)")
+_RESET = re.compile(r"(?:^|[;,\s])t=(\d+)")
+_QUOTA = re.compile(r"(?:^|[;,\s])q=(\d+)")
+
+
+@dataclass(frozen=True)
+class Usage:
+    used: int
+    limit: int
+    sync_cap: int
+
+
+def parse_ratelimit(headers: Mapping[str, str]) -> tuple[int | None, float | None, int | None]:
+    """(remaining, seconds until more quota, policy quota) from Cloudflare's IETF-draft headers."""
+    raw = headers.get("ratelimit") or ""
+    policy = headers.get("ratelimit-policy") or ""
+    r, t, q = _RATELIMIT.search(raw), _RESET.search(raw), _QUOTA.search(policy)
+    return (
+        int(r.group(1)) if r else None,
+        float(t.group(1)) if t else None,
+        int(q.group(1)) if q else None,
+    )
+
+
+class RateBudget:
+    """`await budget.take(lane)` before each Cloudflare request; `observe` each answer's headers."""
+
+    def __init__(
+        self,
+        redis: aredis.Redis,
+        *,
+        limit: int = 1200,
+        window: float = 300.0,
+        share: float = 0.5,
+        margin: float = 2.0,
+        prefix: str = PREFIX,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if limit < 1 or not 0 < share < 1:
+            raise ValueError("limit must be at least 1 and share between 0 and 1")
+        self.limit = limit
+        self.window = window
+        self.share = share
+        # A request is counted here before Cloudflare sees it; the margin keeps our window a little
+        # longer than Cloudflare's so a slot freed here is always free there too.
+        self._window_ms = int((window + margin) * 1000)
+        self._keys = [f"{prefix}:window", f"{prefix}:pause", f"{prefix}:pause:sync"]
+        self._redis = redis
+        self._take = redis.register_script(_TAKE)
+        self._clock = clock
+        self._sleep = sleep
+
+    @property
+    def sync_cap(self) -> int:
+        return max(1, int(self.limit * self.share))
+
+    async def take(self, lane: Lane = "interactive", *, max_wait: float | None = None) -> float:
+        """Wait for a slot in `lane`; returns seconds waited. BudgetExhausted if more than `max_wait`."""
+        waited = 0.0
+        while True:
+            wait = await self._try(lane)
+            if wait <= 0:
+                return waited
+            if max_wait is not None and waited + wait > max_wait:
+                raise BudgetExhausted(
+                    f"the shared Cloudflare rate budget ({self.limit} requests per "
+                    f"{self.window / 60:g} min) is used up; more room in {wait:.0f} s"
+                )
+            step = min(wait, 5.0)  # re-check: a pause may lift or the window may slide sooner
+            await self._sleep(step)
+            waited += step
+
+    async def _try(self, lane: Lane) -> float:
+        cap = self.limit if lane == "interactive" else self.sync_cap
+        now_ms = int(self._clock() * 1000)
+        try:
+            wait_ms = await self._take(
+                keys=self._keys, args=[now_ms, self._window_ms, cap, lane, f"{now_ms}-{secrets.token_hex(4)}"]
+            )
+        except RedisError as exc:  # never let budget bookkeeping block a revoke
+            log.warning("rate budget unavailable (%s): request sent without it", type(exc).__name__)
+            return 0.0
+        return float(wait_ms) / 1000
+
+    async def observe(self, headers: Mapping[str, str], *, retry_after: float | None = None) -> None:
+        """Slow down before Cloudflare says 429: honour its remaining quota for every process."""
+        remaining, reset, quota = parse_ratelimit(headers)
+        if quota is not None and quota < self.limit:
+            self.limit = quota  # the token's real quota is lower than configured
+        pauses: list[tuple[str, float]] = []
+        if retry_after:
+            pauses.append((self._keys[1], retry_after))
+        if remaining is not None and reset:
+            if remaining <= 1:
+                pauses.append((self._keys[1], reset))
+            elif remaining <= self.limit - self.sync_cap:  # only the interactive reserve is left
+                pauses.append((self._keys[2], reset))
+        if not pauses:
+            return
+        now_ms = int(self._clock() * 1000)
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key, seconds in pauses:
+                    ms = max(1, int(seconds * 1000))
+                    pipe.set(key, now_ms + ms, px=ms + 60_000)  # the end time; the TTL only tidies up
+                await pipe.execute()
+        except RedisError as exc:
+            log.warning("rate budget unavailable (%s): pause not shared", type(exc).__name__)
+
+    async def usage(self) -> Usage:
+        """Requests counted in the current window (for status and benchmarks)."""
+        now_ms = int(self._clock() * 1000)
+        used = await self._redis.zcount(self._keys[0], now_ms - self._window_ms, "+inf")
+        return Usage(int(used), self.limit, self.sync_cap)
