@@ -32,6 +32,7 @@ from bot.outcomes import (
     CommandReply,
     Failure,
     Notice,
+    NoticeKind,
     Outcome,
     SeatResult,
     StatusReport,
@@ -46,7 +47,13 @@ EXPIRED = "This confirmation has expired or was already handled."
 OUTDATED = (
     "This card was made by an earlier version of the bot and can no longer be used. Run the command again."
 )
+NO_SEAT = "has no Zero Trust seat (access ✗ / gateway ✗ already); nothing to revoke."
 Progress = Callable[[Pending], Awaitable[None]]
+
+
+def _seats(pending: Pending) -> list[str]:
+    """The seat UIDs a pending revoke is about: every audit event about it names them."""
+    return [t.seat_uid for t in pending.targets]
 
 
 class SeatsAPI(Protocol):
@@ -144,7 +151,10 @@ class SeatFlow:
             text = "A reason is required: add `--reason <text>`."
         if why is None:
             return None
-        await self.audit.record("refused", user=user, channel=channel, action=cmd.action, why=why)
+        targets = [t.value for t in cmd.targets]
+        await self.audit.record(
+            "refused", user=user, channel=channel, action=cmd.action, why=why, targets=targets or None
+        )
         return Notice(text, kind="refused")
 
     async def _status(self, cmd: Command) -> StatusReport:
@@ -155,8 +165,13 @@ class SeatFlow:
         found, problems = await self._resolve(cmd.targets)
         targets: dict[str, PendingTarget] = {}
         notes = list(cmd.notes)
+        no_seat = 0
         for label, access_user in found:
             uid = str(access_user.seat_uid)
+            if access_user.has_no_seat:  # nothing to take away: no button, no PATCH for it
+                no_seat += 1
+                problems.append(f"{access_user.email or uid}: {NO_SEAT}")
+                continue
             if uid in targets:
                 notes.append(f"{label} is the same seat as {targets[uid].label}.")
                 continue
@@ -169,7 +184,8 @@ class SeatFlow:
                 gateway_seat=access_user.gateway_seat,
             )
         if not targets:
-            return Notice("\n".join(["Nothing to revoke.", *problems]), kind="error")
+            kind: NoticeKind = "info" if no_seat == len(problems) else "error"
+            return Notice("\n".join(["Nothing to revoke.", *problems]), kind=kind)
         now = self._clock()
         pending = Pending(
             id=new_id(),
@@ -282,15 +298,23 @@ class SeatFlow:
                 "own_request": "Two-person rule: another admin has to confirm your request.",
                 "not_requester": f"Only the admin who asked for this can {action} it.",
             }.get(claim.status, "That button is not valid.")
-            await self.audit.record("refused", user=user, action=action, id=pending_id, why=claim.status)
+            await self.audit.record(
+                "refused", user=user, action=action, id=pending_id, why=claim.status, seats=_seats(pending)
+            )
             return Notice(text, kind="refused")
         if action == "cancel":
-            ok = await self.audit.record("cancelled", user=user, id=pending.id, requester=pending.requester)
+            ok = await self.audit.record(
+                "cancelled", user=user, id=pending.id, requester=pending.requester, seats=_seats(pending)
+            )
             return Cancelled(pending, user, audit_ok=ok)
         if not self.policy.channel_allowed(pending.channel):
-            await self.audit.record("refused", user=user, id=pending.id, why="channel no longer allowed")
+            await self.audit.record(
+                "refused", user=user, id=pending.id, why="channel no longer allowed", seats=_seats(pending)
+            )
             return Notice("Seats can no longer be revoked from this channel.", kind="refused", replace=True)
-        await self.audit.record("confirmed", user=user, id=pending.id, requester=pending.requester)
+        await self.audit.record(
+            "confirmed", user=user, id=pending.id, requester=pending.requester, seats=_seats(pending)
+        )
         if progress is not None:
             try:
                 await progress(pending)
@@ -319,6 +343,7 @@ class SeatFlow:
                 id=pending.id,
                 user=confirmer,
                 requester=pending.requester,
+                seats=_seats(pending),
                 error=error.describe(),
                 status=error.status,
                 cf_ray=error.cf_ray,

@@ -72,6 +72,11 @@ class AccessUser(BaseModel):
     updated_at: str | None = None
     cf_ray: str | None = None
 
+    @property
+    def has_no_seat(self) -> bool:
+        """Both flags already false: there is no seat to remove (unknown flags do not count)."""
+        return self.access_seat is False and self.gateway_seat is False
+
 
 FORMAT_VERSION = 1  # of a stored Pending; a record with another version is refused as outdated
 _ID_CHARS = frozenset("0123456789abcdef")

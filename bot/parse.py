@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -27,6 +28,7 @@ USAGE = (
 _TOKEN = re.compile(r"<[^<>\s][^<>]*>|\S+")
 _MENTION = re.compile(r"^<@([UW][A-Z0-9]{2,20})(?:\|[^<>]*)?>$")
 _MAILTO = re.compile(r"^<mailto:([^|<>]+)(?:\|[^<>]*)?>$")
+_TYPED_HANDLE = re.compile(r"^@[\w.\-]+$")
 _EMAIL = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+$"
 )
@@ -67,7 +69,17 @@ def clean(text: str) -> str:
 def _target(token: str) -> Target:
     if m := _MENTION.match(token):
         return Target("mention", m.group(1))
+    if "@" in token and re.search(r"[,;]", token):
+        raise ParseError(
+            f"`{_short(_plain(token))}`: separate targets with spaces, not commas: "
+            "`a@example.com b@example.com`."
+        )
     token = m.group(1) if (m := _MAILTO.match(token)) else unescape(token)
+    if _TYPED_HANDLE.match(token):
+        raise ParseError(
+            f"`{_short(token)}` is plain text, not a Slack mention: pick the person from Slack's @ menu "
+            "(so it turns into a mention), or use their email."
+        )
     if "@" in token:
         email = token.strip()
         if len(email) > 254 or not _EMAIL.match(email):
@@ -78,9 +90,118 @@ def _target(token: str) -> Target:
     raise ParseError(f"`{_short(token)}` is not an email, a Slack mention or a seat UID.")
 
 
+def _plain(token: str) -> str:
+    """A raw token as the person typed it: Slack's mailto entities back to their address."""
+    return unescape(re.sub(r"<mailto:[^|<>]+\|([^<>]*)>", r"\1", token))
+
+
+def _names_a_person(token: str) -> bool:
+    """An email or a mention: in free text (a reason) these are most likely meant as targets."""
+    if _MENTION.match(token) or _MAILTO.match(token):
+        return True
+    return bool(_EMAIL.match(unescape(token)))
+
+
 def _short(text: str, limit: int = 60) -> str:
     text = clean(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _reason(text: str) -> str:
+    reason = clean(unescape(text))
+    if not reason:
+        raise ParseError("`--reason` needs some text after it.")
+    if len(reason) > MAX_REASON:
+        raise ParseError(f"The reason is {len(reason)} characters; keep it under {MAX_REASON}.")
+    return reason
+
+
+@dataclass(frozen=True)
+class Option:
+    """A `--name <text>` option: which verbs take it and how its text becomes a Command field."""
+
+    field: str
+    verbs: tuple[str, ...]
+    convert: Callable[[str], object]
+
+
+# One row per option; the grammar below handles position, quoting and errors for all of them.
+OPTIONS: dict[str, Option] = {
+    "--reason": Option("reason", ("revoke",), _reason),
+}
+_OPTION = re.compile(r"^--([A-Za-z][A-Za-z-]*)(=.*)?$")
+_QUOTES = {'"': '"', "“": "”", "„": "“"}
+
+
+def _option_at(token: str) -> str | None:
+    m = _OPTION.match(token)
+    return "--" + m.group(1).lower() if m else None
+
+
+def _option_value(rest: str, start: int, *, targets_before: bool) -> tuple[str, int, str | None]:
+    """An option's text from `start`: (text, where parsing goes on, a note for the card or None).
+
+    Quoted ("…") text ends at its closing quote. Unquoted text runs to the next option or the end;
+    when no target came before it, it also stops at the first email or mention, which are then the
+    targets (`--reason left bob@example.com`). With targets before, an email inside the text stays
+    text, and a note on the card says so.
+    """
+    body = rest[start:]
+    offset = start + len(body) - len(body.lstrip())
+    opener = rest[offset : offset + 1]
+    if opener in _QUOTES:
+        close = rest.find(_QUOTES[opener], offset + 1)
+        if close < 0:
+            raise ParseError('The quoted text after the option is never closed: add the closing `"`.')
+        return rest[offset + 1 : close], close + 1, None
+    stop, people = len(rest), []
+    for m in _TOKEN.finditer(rest, offset):
+        name = _option_at(unescape(m.group(0)))
+        if name in OPTIONS:
+            stop = m.start()
+            break
+        if _names_a_person(m.group(0)):
+            if not targets_before:
+                stop = m.start()
+                break
+            people.append(_plain(m.group(0)))
+    note = None
+    if people:
+        note = (
+            f"The reason mentions {', '.join(people)}; that was not taken as a target. To revoke "
+            "it too, put it before `--reason`."
+        )
+    return rest[offset:stop], stop, note
+
+
+def _split(verb: str, rest: str) -> tuple[list[str], dict[str, object], list[str]]:
+    """Target tokens, option values by Command field, and notes: options may come anywhere."""
+    tokens: list[str] = []
+    values: dict[str, object] = {}
+    notes: list[str] = []
+    pos = 0
+    while m := _TOKEN.search(rest, pos):
+        token = m.group(0)
+        name = _option_at(unescape(token))
+        if name is None:
+            tokens.append(token)
+            pos = m.end()
+            continue
+        spec = OPTIONS.get(name)
+        if spec is None:
+            known = ", ".join(f"`{o}`" for o in OPTIONS)
+            raise ParseError(f"Unknown option `{_short(unescape(token), 30)}` (known: {known}).")
+        if verb not in spec.verbs:
+            raise ParseError(f"`{name}` only goes with {' or '.join(f'`{v}`' for v in spec.verbs)}.")
+        if spec.field in values:
+            raise ParseError(f"`{name}` is given twice.")
+        equals = unescape(token).find("=")
+        start = m.start() + len(token) if equals < 0 else m.start() + len(token.split("=", 1)[0]) + 1
+        text, pos, note = _option_value(rest, start, targets_before=bool(tokens))
+        values[spec.field] = spec.convert(text)
+        if note:
+            notes.append(note)
+    return tokens, values, notes
 
 
 def parse(text: str) -> Command:
@@ -101,23 +222,15 @@ def parse(text: str) -> Command:
     if verb not in ("revoke", "status"):
         raise ParseError(f"Unknown command `{_short(unescape(verb), 30)}`.")
 
-    reason: str | None = None
-    found = re.search(r"(?:^|\s)--reason(?:\s+|=|$)", rest)
-    if found:
-        if verb == "status":
-            raise ParseError("`--reason` only goes with `revoke`.")
-        reason = clean(unescape(rest[found.end() :]))
-        rest = rest[: found.start()]
-        if not reason:
-            raise ParseError("`--reason` needs some text after it.")
-        if len(reason) > MAX_REASON:
-            raise ParseError(f"The reason is {len(reason)} characters; keep it under {MAX_REASON}.")
-    tokens = _TOKEN.findall(rest)
+    tokens, values, notes = _split(verb, rest)
     if not tokens:
-        raise ParseError(f"`/seat {verb}` needs at least one email, @person or seat UID.")
-    for token in tokens:
-        if token.startswith("--"):
-            raise ParseError(f"Unknown option `{_short(unescape(token), 30)}`.")
+        hint = ""
+        if "reason" in values:
+            hint = (
+                " `--reason` takes the rest of the line as its text: put the targets before it, or quote "
+                'the reason: `/seat revoke bob@example.com --reason "left"`.'
+            )
+        raise ParseError(f"`/seat {verb}` needs at least one email, @person or seat UID.{hint}")
     if len(tokens) > MAX_TARGETS * 2:
         raise ParseError(f"Too many targets: at most {MAX_TARGETS} at a time.")
     targets: dict[tuple[str, str], Target] = {}
@@ -126,7 +239,6 @@ def parse(text: str) -> Command:
         targets.setdefault(target.key, target)
     if len(targets) > MAX_TARGETS:
         raise ParseError(f"{len(targets)} targets: at most {MAX_TARGETS} at a time.")
-    notes: tuple[str, ...] = ()
     if len(targets) < len(tokens):
-        notes = (f"{len(tokens) - len(targets)} duplicate target(s) ignored.",)
-    return Command(verb, tuple(targets.values()), reason, notes=notes)  # type: ignore[arg-type]
+        notes.insert(0, f"{len(tokens) - len(targets)} duplicate target(s) ignored.")
+    return Command(verb, tuple(targets.values()), notes=tuple(notes), **values)  # type: ignore[arg-type]

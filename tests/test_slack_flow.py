@@ -300,7 +300,9 @@ async def test_seat_missing_from_result_is_not_confirmed(bot: SlackClient, sandb
     posts = await bot.slack.wait_responses(key, 3)
     text = all_text(posts[1])
     assert "Revoke partly confirmed: 1 of 2" in posts[1]["text"]
-    assert f"*{ALICE}* — *not confirmed*" in text and "bob@example.com* — access ✗ / gateway ✗" in text
+    bob = next(u for u in sandbox.users.values() if u["email"] == "bob@example.com")
+    assert f"*{ALICE}* — seat `{alice['seat_uid']}` — *not confirmed*" in text
+    assert f"bob@example.com* — seat `{bob['seat_uid']}` — access ✗ / gateway ✗" in text
 
 
 async def test_failed_uid_lookup_keeps_the_other_targets(bot: SlackClient, sandbox: Sandbox) -> None:

@@ -182,14 +182,15 @@ def progress(p: Pending) -> Message:
 
 
 def _seat_line(t: PendingTarget, seat: Seat | None) -> str:
-    person = esc(t.email) if t.email else f"seat `{esc(t.seat_uid)}`"
+    """One seat of an outcome: the whole seat UID (to match the ticket) and what Cloudflare returned."""
+    person = f"*{esc(t.email)}* — seat `{esc(t.seat_uid)}`" if t.email else f"seat `{esc(t.seat_uid)}`"
     if seat is None:
-        return f"• :warning: *{person}* — *not confirmed*: Cloudflare's answer did not include this seat"
+        return f"• :warning: {person} — *not confirmed*: Cloudflare's answer did not include this seat"
     state = flags(seat.access_seat, seat.gateway_seat)
-    updated = f", updated {esc(seat.updated_at)}" if seat.updated_at else ""
+    updated = f" — updated_at {esc(seat.updated_at)}" if seat.updated_at else " — no updated_at returned"
     if not seat.removed:
-        return f"• :warning: *{person}* — *not confirmed*: Cloudflare returned {state}{updated}"
-    return f"• :white_check_mark: *{person}* — {state}{updated}"
+        return f"• :warning: {person} — *not confirmed*: Cloudflare returned {state}{updated}"
+    return f"• :white_check_mark: {person} — {state}{updated}"
 
 
 def outcome(o: Outcome) -> Message:
@@ -259,12 +260,31 @@ def status_report(r: StatusReport) -> Message:
     return _message(title, blocks)
 
 
-def _event_line(e: dict[str, Any]) -> str:
+_SHOWN_SEATS = 3
+
+
+def _seat_list(seats: list[Any]) -> str:
+    """Seat UIDs in full, the first few only when there are many."""
+    shown = ", ".join(f"`{esc(uid)}`" for uid in seats[:_SHOWN_SEATS])
+    more = len(seats) - _SHOWN_SEATS
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
+def _event_line(e: dict[str, Any], seats_by_id: dict[str, list[Any]]) -> str:
     at = e.get("at")
     stamp = when(float(at)) if isinstance(at, int | float) else "?"
     actor = who(str(e["user"])) if e.get("user") else "?"
     bits = [f"{stamp} *{esc(e.get('event', '?'))}* by {actor}"]
-    for key in ("seat_uid", "email", "why", "error", "cf_ray", "reason"):
+    seats = e.get("seats") if isinstance(e.get("seats"), list) else seats_by_id.get(str(e.get("id")))
+    if e.get("seat_uid"):
+        bits.append(f"seat `{esc(e['seat_uid'])}`")
+    elif seats:
+        bits.append(f"{'seat' if len(seats) == 1 else f'{len(seats)} seats'} {_seat_list(seats)}")
+    elif isinstance(e.get("targets"), list) and e["targets"]:
+        bits.append(f"targets {_seat_list(e['targets'])}")
+    elif e.get("id"):
+        bits.append(f"seats not in this window (card {esc(str(e['id'])[:8])}…)")
+    for key in ("email", "why", "error", "cf_ray", "reason"):
         if e.get(key):
             bits.append(f"{key}: {esc(e[key])}")
     return " · ".join(bits)
@@ -274,4 +294,10 @@ def audit_report(r: AuditReport) -> Message:
     title = f"Last {len(r.events)} audit events"
     if not r.events:
         return _message("No audit events yet.", [_section("No audit events yet.")])
-    return _message(title, [_header(title), *_lines([_event_line(e) for e in r.events], max_sections=45)])
+    # Older events (and clicks refused before their card was read) name their seats through the
+    # `requested` event of the same card.
+    seats_by_id = {
+        str(e["id"]): e["seats"] for e in r.events if e.get("id") and isinstance(e.get("seats"), list)
+    }
+    lines = [_event_line(e, seats_by_id) for e in r.events]
+    return _message(title, [_header(title), *_lines(lines, max_sections=45)])
