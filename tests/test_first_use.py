@@ -6,6 +6,8 @@ Slack and the sandbox Cloudflare; the grammar is also checked on its own.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from bot.cloudflare.sandbox import Sandbox
@@ -17,11 +19,11 @@ BOB = "bob@example.com"
 MALLORY = "malice@example.com"
 
 
-def _user(sandbox: Sandbox, email: str) -> dict[str, object]:
+def _user(sandbox: Sandbox, email: str) -> dict[str, Any]:
     return next(u for u in sandbox.users.values() if u["email"] == email)
 
 
-async def _confirm(bot: SlackClient, card: dict[str, object]) -> dict[str, object]:
+async def _confirm(bot: SlackClient, card: dict[str, Any]) -> dict[str, Any]:
     """Click the card's Revoke button; return the in-channel outcome."""
     _, key = await bot.click("seat_confirm", button(card, "seat_confirm")["value"])
     posts = await bot.slack.wait_responses(key, 3)
