@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import sys
 from collections.abc import AsyncIterator
 
@@ -20,8 +19,6 @@ from bot.errors import ConfigError
 from bot.logs import setup_logging
 from bot.slack.wiring import build_slack
 from bot.state.redis import redis_status
-
-log = logging.getLogger("seatbot.web")
 
 
 def build_app(settings: Settings, *, seats_transport: httpx.AsyncBaseTransport | None = None) -> Starlette:
