@@ -1,0 +1,99 @@
+"""The architecture, enforced: which parts of `bot` may import which.
+
+An ast walk over bot/ (every import statement, also inside functions) rather than import-linter: the
+three rules fit in this file, need no extra dependency or config format, and a failure names the
+module and the import that broke them. What the shell really loads is checked by importing it.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+import bot
+
+PACKAGE = Path(bot.__file__).parent
+EDGES = ("slack", "cloudflare", "state")  # the folders; everything else in bot/ is the core
+
+
+def module_name(path: Path) -> str:
+    parts = ["bot", *path.relative_to(PACKAGE).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+
+
+def imported(path: Path) -> set[str]:
+    """Every bot module `path` imports (`from bot.slack import blocks` counts as bot.slack.blocks)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return {name for name in found if name in MODULES}
+
+
+GRAPH = {name: imported(path) for name, path in MODULES.items()}
+
+
+def group(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in EDGES else "core"
+
+
+def reachable(start: str) -> dict[str, str]:
+    """Every bot module `start` imports directly or indirectly, each with the module importing it."""
+    seen: dict[str, str] = {}
+    todo = [start]
+    while todo:
+        current = todo.pop()
+        for dep in GRAPH[current]:
+            if dep not in seen and dep != start:
+                seen[dep] = current
+                todo.append(dep)
+    return seen
+
+
+def arrows(groups: Iterable[str]) -> dict[tuple[str, str], list[str]]:
+    """Imports from one of `groups` into another, as `importer -> imported` lines."""
+    wanted = set(groups)
+    found: dict[tuple[str, str], list[str]] = {}
+    for module, deps in GRAPH.items():
+        for dep in deps:
+            edge = (group(module), group(dep))
+            if edge[0] != edge[1] and set(edge) <= wanted:
+                found.setdefault(edge, []).append(f"{module} -> {dep}")
+    return found
+
+
+def test_no_arrow_between_the_folders_runs_both_ways() -> None:
+    """slack, cloudflare and state may depend on one another in one direction only."""
+    found = arrows(EDGES)
+    assert ("slack", "state") in found  # one-way arrows exist: the walk sees imports at all
+    both_ways = [found[(a, b)] + found[(b, a)] for (a, b) in found if a < b and (b, a) in found]
+    assert both_ways == []
+
+
+def test_the_flow_knows_nothing_of_slack() -> None:
+    """bot.flow reaches no bot.slack module, directly or through another module."""
+    via = reachable("bot.flow")
+    assert {"bot.models", "bot.parse"} <= via.keys()
+    slack = {module: via[module] for module in via if group(module) == "slack"}
+    assert slack == {}, f"bot.flow reaches Slack code (module: imported by): {slack}"
+
+
+def test_the_shell_loads_neither_bolt_nor_aiohttp() -> None:
+    """Importing bot.shell (the terminal front end) loads no Slack transport or HTTP server code."""
+    probe = (
+        "import json, sys, bot.shell; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('slack_bolt', 'aiohttp'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
