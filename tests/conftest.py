@@ -11,10 +11,11 @@ import pytest
 import redis.asyncio as aredis
 
 from bot.cloudflare.client import CloudflareClient
-from bot.cloudflare.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, Sandbox
+from bot.cloudflare.sandbox import Sandbox
 from tests.support.fake_slack import FakeSlack
+from tests.support.flow import sandbox_client
 from tests.support.harness import SlackClient, build
-from tests.support.servers import CF_SPEC, RedisServer, clean_env, no_sleep
+from tests.support.servers import CF_SPEC, RedisServer, clean_env
 
 
 @pytest.fixture
@@ -72,13 +73,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture
 async def cf(sandbox: Sandbox) -> AsyncIterator[CloudflareClient]:
-    async with CloudflareClient(
-        account_id=DEMO_ACCOUNT_ID,
-        auth_headers={"Authorization": f"Bearer {DEMO_TOKEN}"},
-        base_url=sandbox.base_url,
-        transport=sandbox.transport(),
-        sleep=no_sleep,
-    ) as client:
+    async with sandbox_client(sandbox) as client:
         yield client
 
 

@@ -31,9 +31,9 @@ from bot.errors import (
 )
 from bot.models import AccessUser, SeatUpdate
 from tests.support.contract import RecordingTransport
+from tests.support.flow import TOKEN_AUTH, sandbox_client
 from tests.support.servers import no_sleep
 
-TOKEN_AUTH = {"Authorization": f"Bearer {DEMO_TOKEN}"}
 ADMIN_EMAIL = "ops@example.com"
 SEATS_PATH = f"/client/v4/accounts/{DEMO_ACCOUNT_ID}/access/seats"
 USERS_PATH = f"/client/v4/accounts/{DEMO_ACCOUNT_ID}/access/users"
@@ -47,24 +47,6 @@ class Sleeps:
 
     async def __call__(self, seconds: float) -> None:
         self.calls.append(seconds)
-
-
-def make_client(
-    sandbox: Sandbox,
-    *,
-    auth: Mapping[str, str] = TOKEN_AUTH,
-    transport: httpx.AsyncBaseTransport | None = None,
-    sleep: Callable[[float], Any] = no_sleep,
-    **options: Any,
-) -> CloudflareClient:
-    return CloudflareClient(
-        account_id=options.pop("account_id", DEMO_ACCOUNT_ID),
-        auth_headers=auth,
-        base_url=sandbox.base_url,
-        transport=transport or sandbox.transport(),
-        sleep=sleep,
-        **options,
-    )
 
 
 def add_users(sandbox: Sandbox, count: int) -> list[dict[str, Any]]:
@@ -125,7 +107,7 @@ async def test_ping_is_one_cheap_read(cf: CloudflareClient, sandbox: Sandbox) ->
 
 async def test_ping_raises_on_bad_credentials(sandbox: Sandbox) -> None:
     """ping() proves credentials: a wrong token fails it."""
-    async with make_client(sandbox, auth={"Authorization": "Bearer nope"}) as client:
+    async with sandbox_client(sandbox, auth={"Authorization": "Bearer nope"}) as client:
         with pytest.raises(AuthenticationFailed):
             await client.ping()
 
@@ -136,7 +118,7 @@ async def test_ping_raises_on_bad_credentials(sandbox: Sandbox) -> None:
 async def test_updates_are_chunked_and_merged_in_order(sandbox: Sandbox) -> None:
     """120 seats with chunk_size 50 go out as PATCHes of 50, 50 and 20; results keep request order."""
     uids = [u["seat_uid"] for u in add_users(sandbox, 120)][::-1]  # not the sandbox's own order
-    async with make_client(sandbox, chunk_size=50) as client:
+    async with sandbox_client(sandbox, chunk_size=50) as client:
         seats = await client.update_seats([SeatUpdate(seat_uid=uid) for uid in uids])
     bodies = [p.body for p in sandbox.patches]
     assert [len(b) for b in bodies] == [50, 50, 20]
@@ -149,14 +131,14 @@ async def test_updates_are_chunked_and_merged_in_order(sandbox: Sandbox) -> None
 async def test_chunk_size_must_be_positive(sandbox: Sandbox) -> None:
     """A zero chunk size is a programming error (ValueError), refused before looping or sending."""
     with pytest.raises(ValueError, match="chunk_size"):
-        make_client(sandbox, chunk_size=0)
+        sandbox_client(sandbox, chunk_size=0)
 
 
 async def test_lookup_by_seat_uid_follows_pages() -> None:
     """A user on the last of three pages is found, fetching pages 1, 2, 3 at 100 per page."""
     sandbox = empty_sandbox()
     users = add_users(sandbox, 250)
-    async with make_client(sandbox) as client:
+    async with sandbox_client(sandbox) as client:
         found = (await client.find_users_by_seat_uids([users[-1]["seat_uid"]])).get(users[-1]["seat_uid"])
     assert isinstance(found, AccessUser) and found.email == users[-1]["email"]
     assert [(r.query["page"], r.query["per_page"]) for r in sandbox.requests] == [
@@ -170,7 +152,7 @@ async def test_lookup_by_seat_uid_stops_at_the_page_holding_it() -> None:
     """A user on page 1 costs one request, not a walk through every page."""
     sandbox = empty_sandbox()
     users = add_users(sandbox, 250)
-    async with make_client(sandbox) as client:
+    async with sandbox_client(sandbox) as client:
         found = (await client.find_users_by_seat_uids([users[5]["seat_uid"]])).get(users[5]["seat_uid"])
     assert found is not None and found.seat_uid == users[5]["seat_uid"]
     assert len(sandbox.requests) == 1
@@ -180,7 +162,7 @@ async def test_lookup_of_unknown_seat_stops_at_the_last_page() -> None:
     """An unknown seat_uid reads each page once (total_pages) and returns None."""
     sandbox = empty_sandbox()
     add_users(sandbox, 250)
-    async with make_client(sandbox, max_pages=50) as client:
+    async with sandbox_client(sandbox, max_pages=50) as client:
         assert (await client.find_users_by_seat_uids(["no-such-seat"])).get("no-such-seat") is None
     assert [r.query["page"] for r in sandbox.requests] == ["1", "2", "3"]
 
@@ -190,7 +172,7 @@ async def test_lookup_is_bounded_by_max_pages(caplog: pytest.LogCaptureFixture) 
     sandbox = empty_sandbox()
     users = add_users(sandbox, 250)
     caplog.set_level(logging.WARNING, logger="seatbot.cloudflare")
-    async with make_client(sandbox, max_pages=1) as client:
+    async with sandbox_client(sandbox, max_pages=1) as client:
         assert (await client.find_users_by_seat_uids([users[-1]["seat_uid"]])).get(
             users[-1]["seat_uid"]
         ) is None
@@ -203,7 +185,7 @@ async def test_lookup_of_several_seats_is_one_pass() -> None:
     sandbox = empty_sandbox()
     users = add_users(sandbox, 250)
     wanted = [users[3]["seat_uid"], users[150]["seat_uid"]]
-    async with make_client(sandbox) as client:
+    async with sandbox_client(sandbox) as client:
         found = await client.find_users_by_seat_uids(wanted)
     assert {uid: u.email for uid, u in found.items()} == {
         users[3]["seat_uid"]: users[3]["email"],
@@ -216,7 +198,7 @@ async def test_lookup_of_several_seats_leaves_unknown_ones_out() -> None:
     """Unknown seat UIDs are absent from the result after every page was read once."""
     sandbox = empty_sandbox()
     users = add_users(sandbox, 250)
-    async with make_client(sandbox) as client:
+    async with sandbox_client(sandbox) as client:
         found = await client.find_users_by_seat_uids([users[249]["seat_uid"], "no-such-seat"])
     assert list(found) == [users[249]["seat_uid"]]
     assert [r.query["page"] for r in sandbox.requests] == ["1", "2", "3"]
@@ -228,7 +210,7 @@ async def test_find_users_follows_pages_too() -> None:
     for i in range(150):  # n000a@... all contain "a@example.com": loose matches, not exact ones
         sandbox.add_user(demo_user(f"n{i:03d}a@example.com", f"Near {i}"))
     target = sandbox.add_user(demo_user("a@example.com", "Exact"))  # listed last: page 2
-    async with make_client(sandbox) as client:
+    async with sandbox_client(sandbox) as client:
         found = await client.find_users(email="a@example.com")
     assert [u.seat_uid for u in found] == [target["seat_uid"]]
     assert [r.query["page"] for r in sandbox.requests] == ["1", "2"]
@@ -314,7 +296,7 @@ async def test_bad_email_is_refused_before_sending(
 async def test_bad_account_id_is_refused_before_sending(sandbox: Sandbox, account_id: str) -> None:
     """An account id over 32 characters (or not alphanumeric) is refused when the client is built."""
     with pytest.raises(ValueError, match="account_id"):
-        make_client(sandbox, account_id=account_id)
+        sandbox_client(sandbox, account_id=account_id)
     assert sandbox.requests == []
 
 
@@ -324,7 +306,7 @@ async def test_bad_account_id_is_refused_before_sending(sandbox: Sandbox, accoun
 async def test_wrong_token_is_authentication_failed(sandbox: Sandbox) -> None:
     """HTTP 401 becomes AuthenticationFailed with Cloudflare's code, after one request."""
     sleeps = Sleeps()
-    async with make_client(sandbox, auth={"Authorization": "Bearer wrong"}, sleep=sleeps) as client:
+    async with sandbox_client(sandbox, auth={"Authorization": "Bearer wrong"}, sleep=sleeps) as client:
         with pytest.raises(AuthenticationFailed) as caught:
             await client.find_users(email="alice@example.com")
     assert caught.value.status == 401
@@ -337,7 +319,7 @@ async def test_wrong_api_key_is_permission_denied() -> None:
     sandbox = Sandbox(token=None, email=ADMIN_EMAIL, api_key="right-key")
     sleeps = Sleeps()
     auth = {"X-Auth-Email": ADMIN_EMAIL, "X-Auth-Key": "wrong-key"}
-    async with make_client(sandbox, auth=auth, sleep=sleeps) as client:
+    async with sandbox_client(sandbox, auth=auth, sleep=sleeps) as client:
         with pytest.raises(PermissionDenied) as caught:
             await client.update_seats([SeatUpdate(seat_uid="abc")])
     assert caught.value.status == 403 and caught.value.errors[0].code == 9103
@@ -347,7 +329,9 @@ async def test_wrong_api_key_is_permission_denied() -> None:
 async def test_email_and_key_scheme_works() -> None:
     """The right email + key pair is accepted end to end."""
     sandbox = Sandbox(token=None, email=ADMIN_EMAIL, api_key="right-key")
-    async with make_client(sandbox, auth={"X-Auth-Email": ADMIN_EMAIL, "X-Auth-Key": "right-key"}) as client:
+    async with sandbox_client(
+        sandbox, auth={"X-Auth-Email": ADMIN_EMAIL, "X-Auth-Key": "right-key"}
+    ) as client:
         (alice,) = await client.find_users(email="alice@example.com")
         (seat,) = await client.update_seats([SeatUpdate(seat_uid=alice.seat_uid)])
     assert seat.removed
@@ -366,7 +350,7 @@ async def test_injected_403_is_permission_denied_and_not_retried(
 
 async def test_wrong_account_is_not_found(sandbox: Sandbox) -> None:
     """HTTP 404 (an unknown 32-character account id) becomes NotFound."""
-    async with make_client(sandbox, account_id="f" * 32) as client:
+    async with sandbox_client(sandbox, account_id="f" * 32) as client:
         with pytest.raises(NotFound) as caught:
             await client.find_users(email="alice@example.com")
     assert caught.value.status == 404 and caught.value.errors[0].code == 7003
@@ -387,7 +371,7 @@ async def test_bad_request_carries_cloudflare_errors(cf: CloudflareClient, sandb
 async def test_two_auth_schemes_are_a_real_400(sandbox: Sandbox) -> None:
     """The sandbox's own 400 (both schemes sent) is InvalidRequest with code 6003."""
     auth = {**TOKEN_AUTH, "X-Auth-Email": ADMIN_EMAIL, "X-Auth-Key": "k"}
-    async with make_client(sandbox, auth=auth) as client:
+    async with sandbox_client(sandbox, auth=auth) as client:
         with pytest.raises(InvalidRequest) as caught:
             await client.ping()
     assert caught.value.errors[0].code == 6003
@@ -402,7 +386,9 @@ async def test_rate_limited_until_the_deadline(sandbox: Sandbox) -> None:
         clock.now += seconds
 
     sandbox.inject(status=429, times=100, retry_after="3", code=10429, message="Rate limited")
-    client = make_client(sandbox, sleep=sleep, clock=lambda: clock.now, retry_deadline=10, max_attempts=100)
+    client = sandbox_client(
+        sandbox, sleep=sleep, clock=lambda: clock.now, retry_deadline=10, max_attempts=100
+    )
     async with client:
         with pytest.raises(RateLimited) as caught:
             await client.ping()
@@ -415,7 +401,7 @@ async def test_rate_limited_gives_up_when_told_to_wait_past_the_deadline(sandbox
     """A Retry-After beyond the whole deadline fails at once instead of sleeping for nothing."""
     sleeps = Sleeps()
     sandbox.inject(status=429, times=5, retry_after="300")
-    async with make_client(sandbox, sleep=sleeps, retry_deadline=30) as client:
+    async with sandbox_client(sandbox, sleep=sleeps, retry_deadline=30) as client:
         with pytest.raises(RateLimited):
             await client.ping()
     assert sleeps.calls == [] and len(sandbox.requests) == 1
@@ -425,7 +411,7 @@ async def test_persistent_503_is_unavailable_after_n_attempts(sandbox: Sandbox) 
     """A 503 that never clears becomes Unavailable saying how many attempts were made."""
     sandbox.inject(status=503, times=10, code=10503, message="Service unavailable")
     sleeps = Sleeps()
-    async with make_client(sandbox, sleep=sleeps, max_attempts=3) as client:
+    async with sandbox_client(sandbox, sleep=sleeps, max_attempts=3) as client:
         with pytest.raises(Unavailable, match="unavailable after 3 attempts") as caught:
             await client.update_seats([SeatUpdate(seat_uid="abc")])
     assert caught.value.attempts == 3 == len(sandbox.requests)
@@ -455,7 +441,7 @@ async def test_network_failures_are_unavailable(sandbox: Sandbox, failure: Excep
 
     sleeps = Sleeps()
     transport = httpx.MockTransport(fail)
-    async with make_client(sandbox, transport=transport, sleep=sleeps, max_attempts=4) as client:
+    async with sandbox_client(sandbox, transport=transport, sleep=sleeps, max_attempts=4) as client:
         with pytest.raises(Unavailable, match="unavailable after 4 attempts") as caught:
             await client.update_seats([SeatUpdate(seat_uid="abc")])
     assert message in str(caught.value)
@@ -474,7 +460,7 @@ async def test_network_failure_then_success(sandbox: Sandbox) -> None:
                 raise failures.pop()
             return await inner.handle_async_request(request)
 
-    async with make_client(sandbox, transport=Flaky()) as client:
+    async with sandbox_client(sandbox, transport=Flaky()) as client:
         assert len(await client.find_users(email="bob@example.com")) == 1
 
 
@@ -505,7 +491,7 @@ async def test_empty_errors_list_names_the_http_status(cf: CloudflareClient, san
 async def test_empty_errors_on_5xx_names_the_http_status(sandbox: Sandbox) -> None:
     """A 503 with an empty errors list ends in Unavailable mentioning HTTP 503."""
     sandbox.inject(status=503, times=2, empty_errors=True)
-    async with make_client(sandbox, max_attempts=2) as client:
+    async with sandbox_client(sandbox, max_attempts=2) as client:
         with pytest.raises(Unavailable, match="HTTP 503"):
             await client.ping()
 
@@ -519,7 +505,7 @@ async def test_html_error_page_names_the_http_status(
     """An HTML page instead of JSON gives a clear error with the HTTP status, keeping the cf-ray."""
     sandbox.inject(status=status, times=2, html=True)
     recorder = RecordingTransport(sandbox.transport())
-    async with make_client(sandbox, transport=recorder, max_attempts=2) as client:
+    async with sandbox_client(sandbox, transport=recorder, max_attempts=2) as client:
         with pytest.raises(error, match=f"HTTP {status}.*not JSON") as caught:
             await client.ping()
     assert caught.value.status == status
@@ -542,7 +528,7 @@ async def test_errors_keep_the_cf_ray_of_the_last_answer(
     """The raised error carries the cf-ray of the (last) response, for support tickets."""
     sandbox.inject(**inject)
     recorder = RecordingTransport(sandbox.transport())
-    async with make_client(sandbox, transport=recorder, max_attempts=3) as client:
+    async with sandbox_client(sandbox, transport=recorder, max_attempts=3) as client:
         with pytest.raises(error) as caught:
             await client.ping()
     assert caught.value.cf_ray is not None
@@ -552,7 +538,7 @@ async def test_errors_keep_the_cf_ray_of_the_last_answer(
 async def test_real_401_keeps_the_cf_ray(sandbox: Sandbox) -> None:
     """The sandbox's own 401 answer's cf-ray ends up on AuthenticationFailed."""
     recorder = RecordingTransport(sandbox.transport())
-    async with make_client(sandbox, transport=recorder, auth={"Authorization": "Bearer x"}) as client:
+    async with sandbox_client(sandbox, transport=recorder, auth={"Authorization": "Bearer x"}) as client:
         with pytest.raises(AuthenticationFailed) as caught:
             await client.ping()
     (exchange,) = recorder.exchanges
@@ -562,7 +548,7 @@ async def test_real_401_keeps_the_cf_ray(sandbox: Sandbox) -> None:
 async def test_unreadable_user_record_is_a_clear_error(sandbox: Sandbox) -> None:
     """A wanted record of the wrong shape raises SeatsError; an unrelated odd record is skipped."""
     weird = sandbox.add_user({**demo_user("weird@example.com", "Weird"), "email": ["not", "a", "string"]})
-    async with make_client(sandbox) as client:
+    async with sandbox_client(sandbox) as client:
         assert (await client.find_users_by_seat_uids(["no-such-seat"])).get("no-such-seat") is None
         with pytest.raises(SeatsError, match="AccessUser") as caught:
             (await client.find_users_by_seat_uids([weird["seat_uid"]])).get(weird["seat_uid"])
@@ -588,7 +574,7 @@ async def test_retry_after_is_honoured(sandbox: Sandbox, headers: dict[str, Any]
     """A 429 with Retry-After / retry-after-ms waits what Cloudflare asked (at most 60 s), then succeeds."""
     sandbox.inject(status=429, **headers)
     sleeps = Sleeps()
-    async with make_client(sandbox, sleep=sleeps, retry_deadline=600) as client:
+    async with sandbox_client(sandbox, sleep=sleeps, retry_deadline=600) as client:
         (alice,) = await client.find_users(email="alice@example.com")
     assert alice.email == "alice@example.com"
     assert sleeps.calls == [expected]
@@ -600,7 +586,7 @@ async def test_retry_after_http_date_is_honoured(sandbox: Sandbox) -> None:
     when = datetime.now(UTC) + timedelta(seconds=30)
     sandbox.inject(status=429, retry_after=email.utils.format_datetime(when, usegmt=True))
     sleeps = Sleeps()
-    async with make_client(sandbox, sleep=sleeps) as client:
+    async with sandbox_client(sandbox, sleep=sleeps) as client:
         await client.ping()
     (waited,) = sleeps.calls
     assert 27.0 <= waited <= 30.0
@@ -636,7 +622,7 @@ async def test_exponential_backoff_without_retry_after(sandbox: Sandbox) -> None
     """Without Retry-After waits grow 0.5, 1, 2, 4 ... (+ up to 0.5 s jitter), capped at 8 s."""
     sandbox.inject(status=503, times=7)
     sleeps = Sleeps()
-    async with make_client(sandbox, sleep=sleeps, max_attempts=8) as client:
+    async with sandbox_client(sandbox, sleep=sleeps, max_attempts=8) as client:
         await client.ping()
     assert len(sleeps.calls) == 7 and len(sandbox.requests) == 8
     for n, waited in enumerate(sleeps.calls):
@@ -649,7 +635,7 @@ async def test_client_errors_are_not_retried(sandbox: Sandbox, status: int) -> N
     """4xx other than 429 fail after exactly one request and no wait."""
     sandbox.inject(status=status, times=3)
     sleeps = Sleeps()
-    async with make_client(sandbox, sleep=sleeps) as client:
+    async with sandbox_client(sandbox, sleep=sleeps) as client:
         with pytest.raises(SeatsError) as caught:
             await client.update_seats([SeatUpdate(seat_uid="abc")])
     assert caught.value.status == status and caught.value.attempts == 1
@@ -661,7 +647,7 @@ async def test_5xx_then_success(sandbox: Sandbox, status: int) -> None:
     """Two 5xx answers to a PATCH followed by success return the updated seat."""
     bob = user_by_email(sandbox, "bob@example.com")
     sandbox.inject(status=status, times=2, methods=("PATCH",))
-    async with make_client(sandbox) as client:
+    async with sandbox_client(sandbox) as client:
         (seat,) = await client.update_seats([SeatUpdate(seat_uid=bob["seat_uid"])])
     assert seat.removed and len(sandbox.patches) == 3
 
@@ -679,19 +665,19 @@ async def run_flow(
     """Every operation with a retry, then failing calls with wrong credentials; returns the errors."""
     errors: list[BaseException] = []
     sandbox.inject(status=503, times=1, methods=("PATCH",))
-    async with make_client(sandbox, auth=auth) as client:
+    async with sandbox_client(sandbox, auth=auth) as client:
         await client.ping()
         (alice,) = await client.find_users(email="alice@example.com")
         uid = str(alice.seat_uid)
         await client.update_seats([SeatUpdate(seat_uid=uid)])
         assert (await client.find_users_by_seat_uids([uid])).get(uid) is not None
-    async with make_client(sandbox, auth=wrong) as client:
+    async with sandbox_client(sandbox, auth=wrong) as client:
         for call in (client.ping(), client.update_seats([SeatUpdate(seat_uid="abc")])):
             with pytest.raises(SeatsError) as caught:
                 await call
             errors.append(caught.value)
     sandbox.inject(status=503, times=10)
-    async with make_client(sandbox, auth=auth, max_attempts=2) as client:
+    async with sandbox_client(sandbox, auth=auth, max_attempts=2) as client:
         with pytest.raises(Unavailable) as caught:
             await client.ping()
         errors.append(caught.value)
@@ -751,7 +737,7 @@ async def test_each_attempt_is_logged_with_its_details(
     bob = user_by_email(sandbox, "bob@example.com")
     sandbox.inject(status=503, times=1, methods=("PATCH",))
     recorder = RecordingTransport(sandbox.transport())
-    async with make_client(sandbox, transport=recorder) as client:
+    async with sandbox_client(sandbox, transport=recorder) as client:
         (seat,) = await client.update_seats([SeatUpdate(seat_uid=bob["seat_uid"])])
     records = [r for r in caplog.records if r.name == "seatbot.cloudflare"]
     assert [r.levelno for r in records] == [logging.INFO, logging.INFO]
@@ -774,7 +760,7 @@ async def test_network_failure_is_logged_without_status(
     def fail(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused")
 
-    async with make_client(sandbox, transport=httpx.MockTransport(fail), max_attempts=2) as client:
+    async with sandbox_client(sandbox, transport=httpx.MockTransport(fail), max_attempts=2) as client:
         with pytest.raises(Unavailable):
             await client.ping()
     records = [r for r in caplog.records if r.name == "seatbot.cloudflare"]

@@ -27,7 +27,7 @@ from tests.support.harness import (
     settings_for,
     sign,
 )
-from tests.support.servers import clean_env, free_port, wait_http
+from tests.support.servers import clean_env, free_port, run_bot, wait_http
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -132,15 +132,7 @@ def test_bad_settings_stop_startup_with_one_line(tmp_path: Path, env: dict[str, 
         "PORT": str(free_port()),
     }
     base.update(env)
-    result = subprocess.run(
-        [sys.executable, "-m", "bot", "serve"],
-        cwd=tmp_path,
-        env=clean_env(**base),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = run_bot("serve", cwd=tmp_path, timeout=30, env=base)
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and needle in lines[0] and "Traceback" not in result.stderr
@@ -163,15 +155,7 @@ async def test_check_command_reports_each_part(
     }
 
     def run(**extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "bot", "check"],
-            cwd=tmp_path,
-            env=clean_env(**{**env, **extra}),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return run_bot("check", cwd=tmp_path, env={**env, **extra})
 
     good = await asyncio.to_thread(run)
     assert good.returncode == 0, good.stdout + good.stderr

@@ -15,7 +15,17 @@ from bot.models import Pending, PendingTarget, new_id
 from bot.state.pending import PREFIX, PendingStore
 from tests.support.fake_slack import FakeSlack
 from tests.support.flow import audit_events
-from tests.support.harness import ALICE, SlackClient, all_text, build, button, card_for, running
+from tests.support.harness import (
+    ALICE,
+    SlackClient,
+    all_text,
+    build,
+    button,
+    card_for,
+    card_from_a_stopped_instance,
+    confirm,
+    running,
+)
 from tests.support.servers import RedisServer
 
 
@@ -50,8 +60,7 @@ async def test_cloudflare_5xx_and_429_are_retried_then_succeed(bot: SlackClient,
     card = await card_for(bot, f"revoke {ALICE}")
     sandbox.inject(status=503, methods=("PATCH",))
     sandbox.inject(status=429, retry_after="0", methods=("PATCH",))
-    _, key = await bot.click("seat_confirm", button(card, "seat_confirm")["value"])
-    posts = await bot.slack.wait_responses(key, 3, timeout=15)
+    posts = await confirm(bot, card, 3, timeout=15)
     assert "access ✗ / gateway ✗" in all_text(posts[1])
     assert len(sandbox.patches) == 3
 
@@ -63,8 +72,7 @@ async def test_cloudflare_down_says_unavailable_and_claims_nothing(
     async with running(slack, sandbox, redis_url, cloudflare_retry_deadline_seconds=0.5) as bot:
         card = await card_for(bot, f"revoke {ALICE}")
         sandbox.inject(status=502, html=True, times=50, methods=("PATCH",))
-        _, key = await bot.click("seat_confirm", button(card, "seat_confirm")["value"])
-        posts = await slack.wait_responses(key, 2, timeout=15)
+        posts = await confirm(bot, card, 2, timeout=15)
         text = all_text(posts[1])
         assert "Cloudflare unavailable after" in text and "attempts" in text
         assert button(posts[1], "seat_confirm")  # a fresh try
@@ -94,8 +102,7 @@ async def test_redis_outage_answers_fast_and_recovers(
     private_redis.start()  # same port, empty: the old card is gone, a new one works
     assert (await outage_bot.http.get("/healthz")).status_code == 200
     card = await card_for(outage_bot, f"revoke {ALICE}")
-    _, key = await outage_bot.click("seat_confirm", button(card, "seat_confirm")["value"])
-    posts = await outage_bot.slack.wait_responses(key, 3)
+    posts = await confirm(outage_bot, card, 3)
     assert "access ✗ / gateway ✗" in all_text(posts[1])
 
 
@@ -103,12 +110,9 @@ async def test_restart_between_command_and_click(
     slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: aredis.Redis
 ) -> None:
     """The process that showed the card is gone; a new one handles the click from Redis."""
-    first = build(slack, sandbox, redis_url)
-    card = await card_for(first, f"revoke {ALICE}")
-    await first.aclose()
+    card = await card_from_a_stopped_instance(slack, sandbox, redis_url, f"revoke {ALICE}")
     async with running(slack, sandbox, redis_url) as second:
-        _, key = await second.click("seat_confirm", button(card, "seat_confirm")["value"])
-        posts = await slack.wait_responses(key, 3)
+        posts = await confirm(second, card, 3)
         assert "access ✗ / gateway ✗" in all_text(posts[1]) and len(sandbox.patches) == 1
 
 
@@ -141,8 +145,7 @@ async def test_failure_after_an_earlier_chunk_reports_what_was_removed(
     async with running(slack, sandbox, redis_url, cloudflare_chunk_size=1) as bot:
         card = await card_for(bot, f"revoke {ALICE} bob@example.com")
         sandbox.inject(status=400, code=10001, message="seat locked", methods=("PATCH",), skip=1)
-        _, key = await bot.click("seat_confirm", button(card, "seat_confirm")["value"])
-        posts = await slack.wait_responses(key, 2)
+        posts = await confirm(bot, card, 2)
         failed = all_text(posts[1])
         assert "Removed before the failure" in failed and ALICE in failed and "seat locked" in failed
         assert "Revoke 1 seat" in failed  # the fresh try covers bob only
@@ -160,8 +163,7 @@ async def test_unreadable_later_chunk_still_reports_earlier_removals(
         bob = next(u for u in sandbox.users.values() if u["email"] == "bob@example.com")
         sandbox.garble.add(bob["seat_uid"])
         card = await card_for(bot, f"revoke {ALICE} bob@example.com")
-        _, key = await bot.click("seat_confirm", button(card, "seat_confirm")["value"])
-        posts = await slack.wait_responses(key, 2)
+        posts = await confirm(bot, card, 2)
         text = all_text(posts[1])
         assert "Removed before the failure" in text and ALICE in text.split("Removed before the failure")[1]
         assert "cannot read" in text
@@ -176,8 +178,7 @@ async def test_channel_post_failure_keeps_the_outcome_on_the_card(
     """If the in-channel post is refused, the card shows the outcome instead of claiming it was posted."""
     slack.reject_in_channel = True
     card = await card_for(bot, f"revoke {ALICE}")
-    _, key = await bot.click("seat_confirm", button(card, "seat_confirm")["value"])
-    posts = await slack.wait_responses(key, 2)
+    posts = await confirm(bot, card, 2)
     assert "Zero Trust seats revoked: 1 of 1" in posts[-1]["text"] and posts[-1]["replace_original"] is True
     assert not any("posted in the channel" in p["text"] for p in posts)
 
@@ -199,10 +200,7 @@ async def test_turning_on_two_person_applies_to_existing_cards(
     slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: aredis.Redis
 ) -> None:
     """A card made before SEATBOT_TWO_PERSON was switched on cannot be self-confirmed afterwards."""
-    before = build(slack, sandbox, redis_url)
-    card = await card_for(before, f"revoke {ALICE}")
-    await before.aclose()
+    card = await card_from_a_stopped_instance(slack, sandbox, redis_url, f"revoke {ALICE}")
     async with running(slack, sandbox, redis_url, seatbot_two_person=True) as after:
-        _, key = await after.click("seat_confirm", button(card, "seat_confirm")["value"])
-        (reply,) = await slack.wait_responses(key, 1)
+        (reply,) = await confirm(after, card, 1)
         assert "another admin" in reply["text"] and sandbox.patches == []

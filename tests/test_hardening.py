@@ -33,6 +33,7 @@ from tests.support.harness import (
     all_text,
     button,
     card_for,
+    confirm,
     sign,
 )
 
@@ -224,8 +225,7 @@ async def test_secrets_never_reach_logs_or_slack(bot: SlackClient, sandbox: Sand
     try:
         card = await card_for(bot, f"revoke {ALICE} --reason {BOT_TOKEN} {DEMO_TOKEN}")
         sandbox.inject(status=401, code=10000, message=f"bad token {DEMO_TOKEN}", methods=("PATCH",))
-        _, key = await bot.click("seat_confirm", button(card, "seat_confirm")["value"])
-        await bot.slack.wait_responses(key, 2)
+        await confirm(bot, card, 2)
         await bot.post("x=1", sign("x=1", secret="wrong"))
     finally:
         logging.getLogger().handlers = [

@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
-from tests.support.servers import clean_env
+from tests.support.servers import run_bot
 
 
 def shell(stdin: str, *args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        input=stdin,
-        cwd=cwd,
-        env=clean_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_bot(*args, cwd=cwd, stdin=stdin, env=env)
 
 
 def test_piped_status_runs_on_the_sandbox(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from tests.support.harness import (
     build,
     button,
     card_for,
+    confirm,
     running,
 )
 
@@ -163,8 +164,7 @@ async def test_other_admin_cannot_confirm_requesters_card(bot: SlackClient, sand
 async def test_injection_text_never_pings(bot: SlackClient) -> None:
     """`<!channel>`, `<!here>` and entities in the reason are shown escaped, never live."""
     card = await card_for(bot, f"revoke {ALICE} --reason <!channel> &lt;!here&gt; &amp; <!subteam^S1>")
-    _, key = await bot.click("seat_confirm", button(card, "seat_confirm")["value"])
-    posts = await bot.slack.wait_responses(key, 3)
+    posts = await confirm(bot, card, 3)
     for message in (card, *posts):
         text = all_text(message)
         assert "<!channel>" not in text and "<!here>" not in text and "<!subteam" not in text
@@ -189,8 +189,7 @@ async def test_mention_and_email_targets(bot: SlackClient, slack: FakeSlack, san
     text = all_text(card)
     assert "bob@example.com" in text and ALICE in text and "Revoke 2 seats" in text
     assert ("users.info", {"user": "U0BOB"}) in [(m, {"user": a.get("user")}) for m, a in slack.calls]
-    _, key = await bot.click("seat_confirm", button(card, "seat_confirm")["value"])
-    await slack.wait_responses(key, 3)
+    await confirm(bot, card, 3)
     assert {s["seat_uid"] for s in sandbox.patches[0].body} == {
         u["seat_uid"] for u in sandbox.users.values() if u["email"] in ("bob@example.com", ALICE)
     }
@@ -213,8 +212,7 @@ async def test_lookalike_email_is_never_matched(bot: SlackClient, sandbox: Sandb
     alice, malice = by_email[ALICE], by_email["malice@example.com"]
     card = await card_for(bot, f"revoke {ALICE}")  # a card with a button: one holder, not two
     assert "malice@example.com" not in all_text(card)
-    _, key = await bot.click("seat_confirm", button(card, "seat_confirm")["value"])
-    await bot.slack.wait_responses(key, 2)
+    await confirm(bot, card, 2)
     (patch,) = sandbox.patches
     assert [seat["seat_uid"] for seat in patch.body] == [alice["seat_uid"]]
     assert alice["access_seat"] is False and malice["access_seat"] is True
@@ -278,8 +276,7 @@ async def test_cloudflare_failure_offers_fresh_try(bot: SlackClient, sandbox: Sa
     sandbox.inject(
         status=403, code=10000, message="Authentication error: seats write missing", methods=("PATCH",)
     )
-    _, key = await bot.click("seat_confirm", button(card, "seat_confirm")["value"])
-    posts = await bot.slack.wait_responses(key, 2)
+    posts = await confirm(bot, card, 2)
     failed = posts[1]
     assert "10000" in failed["text"] or "10000" in all_text(failed)
     assert "seats write missing" in all_text(failed)
@@ -296,8 +293,7 @@ async def test_seat_missing_from_result_is_not_confirmed(bot: SlackClient, sandb
     alice = next(u for u in sandbox.users.values() if u["email"] == ALICE)
     sandbox.omit.add(alice["seat_uid"])
     card = await card_for(bot, f"revoke {alice['seat_uid']} bob@example.com")
-    _, key = await bot.click("seat_confirm", button(card, "seat_confirm")["value"])
-    posts = await bot.slack.wait_responses(key, 3)
+    posts = await confirm(bot, card, 3)
     text = all_text(posts[1])
     assert "Revoke partly confirmed: 1 of 2" in posts[1]["text"]
     bob = next(u for u in sandbox.users.values() if u["email"] == "bob@example.com")

@@ -23,6 +23,7 @@ from tests.support.harness import (
     build,
     button,
     card_for,
+    confirm,
     running,
 )
 
@@ -136,8 +137,7 @@ async def test_failed_revoke_is_audited_with_cloudflare_error(
     """A Cloudflare failure is recorded with its message, status and cf-ray."""
     card = await card_for(bot, f"revoke {ALICE}")
     sandbox.inject(status=400, code=12345, message="seat locked", methods=("PATCH",))
-    _, key = await bot.click("seat_confirm", button(card, "seat_confirm")["value"])
-    await bot.slack.wait_responses(key, 2)
+    await confirm(bot, card, 2)
     failed = [e for e in await audit_events(redis_client) if e["event"] == "failed"]
     assert failed and "12345: seat locked" in failed[0]["error"] and failed[0]["status"] == 400
     assert failed[0]["cf_ray"]
@@ -164,8 +164,7 @@ async def test_failed_audit_write_is_never_silent(
     card = await card_for(bot, f"revoke {ALICE}")
     assert "audit trail could not be written" in all_text(card)
     assert any(r.levelname == "ERROR" and "audit write" in r.getMessage() for r in caplog.records)
-    _, key = await bot.click("seat_confirm", button(card, "seat_confirm")["value"])
-    posts = await bot.slack.wait_responses(key, 3)
+    posts = await confirm(bot, card, 3)
     assert "audit trail write failed" in all_text(posts[1])
 
 
@@ -195,8 +194,7 @@ async def test_audit_channel_not_in_channel_tells_operator(
     slack.post_error = "not_in_channel"
     async with running(slack, sandbox, redis_url, seatbot_audit_channel="C0AUDIT") as bot:
         card = await card_for(bot, f"revoke {ALICE}")
-        _, key = await bot.click("seat_confirm", button(card, "seat_confirm")["value"])
-        await slack.wait_responses(key, 3)
+        await confirm(bot, card, 3)
         await slack.wait_for(lambda: "chat.postMessage" in slack.methods())
         for _ in range(50):
             if any("invite" in r.getMessage() for r in caplog.records):

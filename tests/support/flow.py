@@ -1,14 +1,15 @@
-"""The flow on its real seams without Slack or HTTP servers: the sandbox through httpx's ASGI
-transport, the real PendingStore and Audit on whatever Redis client the test passes."""
+"""Cloudflare and the flow on their real seams without Slack or HTTP servers: the sandbox through
+httpx's ASGI transport, the real PendingStore and Audit on whatever Redis client the test passes."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, cast
 
+import httpx
 import redis.asyncio as aredis
 
 from bot.cloudflare.client import CloudflareClient
@@ -22,6 +23,26 @@ from tests.support.harness import ADMIN, ADMIN2
 from tests.support.servers import no_sleep
 
 ADMINS = Policy(admins=frozenset({ADMIN, ADMIN2}))
+TOKEN_AUTH = {"Authorization": f"Bearer {DEMO_TOKEN}"}
+
+
+def sandbox_client(
+    sandbox: Sandbox,
+    *,
+    auth: Mapping[str, str] = TOKEN_AUTH,
+    transport: httpx.AsyncBaseTransport | None = None,
+    sleep: Callable[[float], Any] = no_sleep,
+    **options: Any,
+) -> CloudflareClient:
+    """A CloudflareClient on the sandbox (or on `transport`) whose retries never really wait."""
+    return CloudflareClient(
+        account_id=options.pop("account_id", DEMO_ACCOUNT_ID),
+        auth_headers=auth,
+        base_url=sandbox.base_url,
+        transport=transport or sandbox.transport(),
+        sleep=sleep,
+        **options,
+    )
 
 
 @contextlib.asynccontextmanager
@@ -35,14 +56,7 @@ async def seat_flow(
 ) -> AsyncIterator[SeatFlow]:
     """A SeatFlow as production wires it (directory: the shell's demo people), closed afterwards."""
     directory = ShellDirectory()
-    async with CloudflareClient(
-        account_id=DEMO_ACCOUNT_ID,
-        auth_headers={"Authorization": f"Bearer {DEMO_TOKEN}"},
-        base_url=sandbox.base_url,
-        transport=sandbox.transport(),
-        chunk_size=chunk_size,
-        sleep=no_sleep,
-    ) as seats:
+    async with sandbox_client(sandbox, chunk_size=chunk_size) as seats:
         yield SeatFlow(
             seats=seats,
             store=PendingStore(redis),

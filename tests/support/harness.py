@@ -183,3 +183,20 @@ async def card_for(bot: SlackClient, text: str, **kw: str) -> dict[str, Any]:
     assert response.status_code == 200
     (message,) = await bot.slack.wait_responses(key, 1)
     return message
+
+
+async def card_from_a_stopped_instance(
+    slack: FakeSlack, sandbox: Sandbox, redis_url: str, text: str
+) -> dict[str, Any]:
+    """A card shown by an app instance that has stopped since (a restart, a deploy)."""
+    async with running(slack, sandbox, redis_url) as gone:
+        return await card_for(gone, text)
+
+
+async def confirm(
+    bot: SlackClient, card: dict[str, Any], count: int, *, user: str = ADMIN, timeout: float = 5.0
+) -> list[dict[str, Any]]:
+    """Click the card's Confirm button; the first `count` messages sent to that click's response_url."""
+    response, key = await bot.click("seat_confirm", button(card, "seat_confirm")["value"], user=user)
+    assert response.status_code == 200
+    return await bot.slack.wait_responses(key, count, timeout=timeout)

@@ -6,8 +6,10 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
@@ -87,6 +89,22 @@ def clean_env(**values: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith(SETTING_PREFIXES) and k != "PORT"}
     env.update(values)
     return env
+
+
+def run_bot(
+    *args: str, cwd: Path, env: Mapping[str, str] | None = None, stdin: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`python -m bot <args>` as a deployer runs it: only `env` on top of a clean environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        input=stdin,
+        cwd=cwd,
+        env=clean_env(**(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def wait_http(
