@@ -53,7 +53,7 @@ def build_app(settings: Settings, *, seats_transport: httpx.AsyncBaseTransport |
 
 
 def create_app() -> Starlette:
-    """uvicorn factory (`uvicorn --factory bot.web:create_app`): settings from the environment."""
+    """uvicorn factory (`uvicorn --factory bot.slack.web:create_app`): settings from the environment."""
     try:
         settings = load_settings()
         setup_logging(settings.seatbot_log_level, secrets_=settings.secrets())

@@ -10,7 +10,7 @@ Reusable from any test module::
     for exchange in recorder.exchanges:
         validate_exchange(exchange)       # raises ContractViolation (an AssertionError) with the details
 
-`validate_request` takes a request as the sandbox recorded it (`bot.sandbox.RecordedRequest`) or an
+`validate_request` takes a request as the sandbox recorded it (`bot.cloudflare.sandbox.RecordedRequest`) or an
 `httpx.Request`, whose path must be the full one on the wire (`/client/v4/accounts/...`);
 `validate_response(method, path, status, body)` checks one answer to `method path`, where the path may
 also be relative to the spec's server (`/accounts/...`). The validator is
