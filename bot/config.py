@@ -64,6 +64,16 @@ class Settings(BaseSettings):
     port: int = Field(default=3000, ge=1, le=65535)
     web_concurrency: int = Field(default=1, ge=1, le=64)
     host: str = "0.0.0.0"  # noqa: S104 - a web process must listen on the platform's interface
+    # HTTP edge: the largest Slack request is a block_actions payload carrying its message (≤ 50
+    # blocks), well under 1 MiB; time to receive one request (headers and body); open connections
+    # per worker (kept below the process's open-file limit at start-up).
+    seatbot_max_body_bytes: int = Field(default=1_048_576, ge=16_384, le=16_777_216)
+    seatbot_read_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    seatbot_max_connections: int = Field(default=1000, ge=2, le=100_000)
+    # Work after the ack: Cloudflare-bound commands share this many places and each must finish
+    # within the deadline (it says so when it does not); help, refusals, cancel and audit never queue.
+    seatbot_cloudflare_lane: int = Field(default=4, ge=1, le=64)
+    seatbot_command_deadline_seconds: float = Field(default=30.0, gt=0, le=600)
 
     # Policy
     seatbot_admins: CommaList = ()

@@ -7,7 +7,6 @@ import sys
 from collections.abc import AsyncIterator
 
 import httpx
-from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -17,6 +16,7 @@ from bot import __version__
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError
 from bot.logs import setup_logging
+from bot.slack.edge import EdgeLimits, SlackEdge
 from bot.slack.wiring import build_slack
 from bot.state.redis import redis_status
 
@@ -24,11 +24,16 @@ from bot.state.redis import redis_status
 def build_app(settings: Settings, *, seats_transport: httpx.AsyncBaseTransport | None = None) -> Starlette:
     """The Starlette app for these settings (tests pass a transport to reach the sandbox)."""
     settings.require("SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN")
-    runtime, bolt = build_slack(settings, seats_transport=seats_transport)
-    handler = AsyncSlackRequestHandler(bolt)
-
-    async def events(request: Request) -> Response:
-        return await handler.handle(request)
+    # the edge checks signatures on the raw bytes, so Bolt does not check them again
+    runtime, bolt = build_slack(settings, verify_signatures=False, seats_transport=seats_transport)
+    edge = SlackEdge(
+        bolt,
+        signing_secret=settings.signing_secret(),
+        limits=EdgeLimits(
+            max_body_bytes=settings.seatbot_max_body_bytes,
+            read_timeout=settings.seatbot_read_timeout_seconds,
+        ),
+    )
 
     async def healthz(request: Request) -> Response:
         store = "in-process" if runtime.in_process_store else await redis_status(runtime.redis)
@@ -43,7 +48,7 @@ def build_app(settings: Settings, *, seats_transport: httpx.AsyncBaseTransport |
 
     app = Starlette(
         routes=[
-            Route("/slack/events", events, methods=["POST"]),
+            Route("/slack/events", edge.handle, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
         ],
         lifespan=lifespan,

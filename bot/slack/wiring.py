@@ -28,7 +28,7 @@ def build_slack(
     verify_signatures: bool = True,
     seats_transport: httpx.AsyncBaseTransport | None = None,
 ) -> tuple[Runtime, AsyncApp]:
-    """The runtime and the Bolt app; `verify_signatures=False` only for Socket Mode."""
+    """The runtime and the Bolt app; `verify_signatures=False` for Socket Mode and behind `edge`."""
     redact.add(settings.secrets())
     client = slack_client(token=settings.bot_token(), base_url=settings.slack_api_url)
     runtime = build_runtime(settings, directory=SlackDirectory(client), seats_transport=seats_transport)

@@ -91,8 +91,8 @@ class SlackClient:
         return await self.post(body), key
 
 
-def command_body(text: str, *, user: str, channel: str, response_url: str) -> str:
-    """A slash command as Slack posts it (form-encoded)."""
+def command_body(text: str, *, user: str, channel: str, response_url: str, **fields: str) -> str:
+    """A slash command as Slack posts it (form-encoded); `fields` override any other field."""
     return urlencode(
         {
             "token": "legacy-verification-token",
@@ -109,6 +109,7 @@ def command_body(text: str, *, user: str, channel: str, response_url: str) -> st
             "response_url": response_url,
             "trigger_id": "1.2.3",
         }
+        | fields
     )
 
 

@@ -1,0 +1,191 @@
+"""POST /slack/events, checked before Bolt sees it: size, signature, then shape.
+
+Order matters. The body is read with a byte counter (413 past the bound, without reading the rest)
+and a deadline; the signature is checked on those raw bytes (401); only a signed body is parsed,
+by Slack's documented shapes (400 when it has none of them). Bolt then gets the parsed body as JSON,
+because its own form parser treats any body containing the text "payload" as an interaction and
+drops slash commands that merely mention the word (a channel `payload-oncall`, an email
+`payload.eng@…`). Request bodies are never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+from slack_bolt.async_app import AsyncApp, AsyncBoltRequest
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+
+log = logging.getLogger("seatbot.edge")
+
+# Slack signs `v0:<timestamp>:<body>` and rejects requests older than five minutes; so do we.
+MAX_SKEW_SECONDS = 300
+
+
+class Rejected(Exception):
+    """A request answered before Bolt: HTTP status and a short reason (never the body)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class EdgeLimits:
+    max_body_bytes: int = 1_048_576
+    read_timeout: float = 10.0
+
+
+async def read_body(request: Request, limits: EdgeLimits) -> bytes:
+    """The whole body, or Rejected(413) as soon as it passes the bound, or Rejected(408) when slow."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise Rejected(400, "bad content-length")
+        if int(declared) > limits.max_body_bytes:
+            raise Rejected(413, "body over the bound (declared)")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(limits.read_timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limits.max_body_bytes:
+                    raise Rejected(413, "body over the bound")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise Rejected(408, "body not received in time") from None
+    except ClientDisconnect:
+        raise Rejected(400, "client went away") from None
+    return b"".join(chunks)
+
+
+def signature_ok(
+    secret: bytes, body: bytes, timestamp: str | None, signature: str | None, *, now: float
+) -> bool:
+    """Slack's v0 signature over the raw bytes (no decoding first: any byte string can be checked)."""
+    if not timestamp or not signature or not timestamp.isdigit() or len(timestamp) > 12:
+        return False
+    if abs(now - int(timestamp)) > MAX_SKEW_SECONDS:
+        return False
+    base = b"v0:" + timestamp.encode() + b":" + body
+    expected = "v0=" + hmac.new(secret, base, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))
+
+
+def parse_signed(body: bytes, content_type: str) -> dict[str, Any]:
+    """A signed body → the dict Bolt expects, by Slack's documented shapes; Rejected(400) otherwise."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Rejected(400, "body is not UTF-8") from None
+    if content_type.split(";")[0].strip().lower() == "application/json":
+        return _json_object(text, "JSON body")  # Events API shapes (url_verification, …)
+    try:
+        form = dict(parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text)))
+    except ValueError:
+        raise Rejected(400, "body is not a form") from None
+    if "command" in form:  # a slash command: its fields are plain form fields, whatever their values
+        _require_strings(form, "command", "user_id", "channel_id", "response_url")
+        return form
+    if "payload" in form:  # an interaction: one `payload` field holding JSON
+        payload = _json_object(form["payload"], "payload")
+        _check_interaction(payload)
+        return payload
+    if form.get("ssl_check") == "1":
+        return form
+    raise Rejected(400, "not a slash command or an interaction")
+
+
+def _json_object(text: str, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise Rejected(400, f"{what} is not JSON") from None
+    if not isinstance(value, dict):
+        raise Rejected(400, f"{what} is not a JSON object")
+    return value
+
+
+def _require_strings(form: dict[str, Any], *names: str) -> None:
+    missing = [n for n in names if not isinstance(form.get(n), str) or not form[n]]
+    if missing:
+        raise Rejected(400, f"missing {', '.join(missing)}")
+
+
+def _check_interaction(payload: dict[str, Any]) -> None:
+    if not isinstance(payload.get("type"), str):
+        raise Rejected(400, "interaction without a type")
+    if payload["type"] != "block_actions":
+        return  # other interaction types reach Bolt as they are (we handle none of them)
+    user = payload.get("user")
+    if not isinstance(user, dict) or not isinstance(user.get("id"), str):
+        raise Rejected(400, "block_actions without a user id")
+    actions = payload.get("actions")
+    if not isinstance(actions, list) or not actions or not all(isinstance(a, dict) for a in actions):
+        raise Rejected(400, "block_actions without a list of actions")
+    if not all(isinstance(a.get("action_id"), str) for a in actions):
+        raise Rejected(400, "an action without an action_id")
+    if "response_url" in payload and not isinstance(payload["response_url"], str):
+        raise Rejected(400, "response_url is not a string")
+
+
+def rejection(status: int, reason: str) -> Response:
+    # `connection: close` so an unread body is not drained or parsed as a next request
+    return JSONResponse({"error": reason}, status_code=status, headers={"connection": "close"})
+
+
+class SlackEdge:
+    """The endpoint: bounded read → signature → shape → Bolt (which only routes and acks)."""
+
+    def __init__(
+        self,
+        bolt: AsyncApp,
+        *,
+        signing_secret: str,
+        limits: EdgeLimits,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._bolt = bolt
+        self._secret = signing_secret.encode()
+        self._limits = limits
+        self._clock = clock
+
+    async def handle(self, request: Request) -> Response:
+        client = request.client.host if request.client else "-"
+        try:
+            body = await read_body(request, self._limits)
+            headers = request.headers
+            if not signature_ok(
+                self._secret,
+                body,
+                headers.get("x-slack-request-timestamp"),
+                headers.get("x-slack-signature"),
+                now=self._clock(),
+            ):
+                raise Rejected(401, "invalid signature")
+            parsed = parse_signed(body, headers.get("content-type", ""))
+        except Rejected as exc:
+            log.warning("rejected a request: %s", exc.reason, extra={"status": exc.status, "client": client})
+            return rejection(exc.status, exc.reason)
+        forwarded: dict[str, str | Sequence[str]] = {
+            k: v for k, v in request.headers.items() if k.startswith("x-slack-") or k == "user-agent"
+        }
+        forwarded["content-type"] = "application/json"
+        bolt_request = AsyncBoltRequest(body=json.dumps(parsed), headers=forwarded)
+        answer = await self._bolt.async_dispatch(bolt_request)
+        return Response(
+            status_code=answer.status,
+            content=answer.body,
+            headers=answer.first_headers_without_set_cookie(),
+        )

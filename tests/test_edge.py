@@ -1,0 +1,198 @@
+"""The HTTP edge: every well-formed Slack request reaches its handler; anything else gets 4xx, never 500."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from urllib.parse import urlencode
+
+import pytest
+
+from bot.cloudflare.sandbox import Sandbox
+from tests.support.fake_slack import FakeSlack
+from tests.support.harness import (
+    ADMIN,
+    ALICE,
+    CHANNEL,
+    SIGNING_SECRET,
+    SlackClient,
+    action_body,
+    command_body,
+    running,
+    sign,
+)
+
+# Each field value from the report, in the field Slack would carry it in.
+PAYLOAD_WORDS = [
+    ("channel_name", "payload-oncall", "status " + ALICE),
+    ("text", "", "revoke " + ALICE + " --reason payload team offboarding"),
+    ("user_name", "payloadbot", "status " + ALICE),
+    ("team_domain", "payloads-inc", "status " + ALICE),
+    ("text", "", "status payload.eng@example.com"),
+    ("channel_name", "payload", "help"),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "text"), PAYLOAD_WORDS)
+async def test_commands_mentioning_payload_reach_the_handler(
+    bot: SlackClient, slack: FakeSlack, field: str, value: str, text: str
+) -> None:
+    """A slash command whose fields contain the word "payload" is answered like any other."""
+    extra = {field: value} if field != "text" else {}
+    body = command_body(text, user=ADMIN, channel=CHANNEL, response_url=slack.response_url("pl"), **extra)
+    response = await bot.post(body)
+    assert response.status_code == 200, response.text
+    (reply,) = await slack.wait_responses("pl", 1)
+    assert reply["text"]  # an answer of some kind: a card, a status report, usage
+
+
+async def test_click_with_payload_in_its_values_reaches_the_handler(
+    bot: SlackClient, slack: FakeSlack
+) -> None:
+    """An interaction is still recognised by its `payload` field (the other shape)."""
+    body = action_body(
+        "seat_cancel", "0" * 32, user=ADMIN, channel=CHANNEL, response_url=slack.response_url("c")
+    )
+    response = await bot.post(body)
+    assert response.status_code == 200
+    (reply,) = await slack.wait_responses("c", 1)
+    assert "expired" in reply["text"]
+
+
+# -- unsigned, badly signed, oversized, malformed --------------------------------------------
+
+
+@pytest.fixture
+async def small(slack: FakeSlack, sandbox: Sandbox, redis_url: str) -> AsyncIterator[SlackClient]:
+    async with running(slack, sandbox, redis_url, seatbot_max_body_bytes=16_384) as client:
+        yield client
+
+
+UNSIGNED = [
+    (b"a=\xff", {}),
+    (b"payload=not-json", {}),
+    (b"payload=%5B%5D", {}),
+    (b"command=%2Fseat&text=help", {"X-Slack-Request-Timestamp": "abc", "X-Slack-Signature": "v0=00"}),
+    (b"command=%2Fseat&text=help", {"X-Slack-Request-Timestamp": "1e9", "X-Slack-Signature": "v0=00"}),
+    (b"\xff\xfe\x00", {"X-Slack-Request-Timestamp": "1700000000", "X-Slack-Signature": b"\xff"}),
+]
+
+
+@pytest.mark.parametrize(("body", "headers"), UNSIGNED)
+async def test_unsigned_or_badly_signed_gets_401_and_body_is_never_logged(
+    bot: SlackClient,
+    slack: FakeSlack,
+    caplog: pytest.LogCaptureFixture,
+    body: bytes,
+    headers: dict[str, str | bytes],
+) -> None:
+    """401, not 500: the signature is checked on the raw bytes before anything parses them."""
+    caplog.set_level(logging.DEBUG)
+    response = await bot.http.post(
+        "/slack/events",
+        content=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded", **headers},
+    )
+    assert response.status_code == 401
+    assert "Traceback" not in caplog.text
+    assert slack.calls == [] and not slack.responses
+
+
+async def test_real_request_failing_the_check_leaks_nothing_to_the_log(
+    slack: FakeSlack, sandbox: Sandbox, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A real-looking request signed with the wrong secret: its response_url and user never reach a log."""
+    caplog.set_level(logging.DEBUG)  # before the app exists: its loggers take their level from the root
+    async with running(slack, sandbox, redis_url) as bot:
+        url = slack.response_url("x")
+        body = command_body("status " + ALICE, user="USECRETUSER", channel=CHANNEL, response_url=url)
+        response = await bot.post(body, headers=sign(body, secret="not-the-secret-000000"))
+    assert response.status_code == 401
+    assert "rejected a request: invalid signature" in caplog.text
+    assert "USECRETUSER" not in caplog.text and "/response/x" not in caplog.text
+    assert ALICE not in caplog.text
+
+
+async def test_oversized_body_gets_413_without_reading_the_rest(small: SlackClient) -> None:
+    """The body is read with a counter: past the bound, 413 and the remaining chunks are never pulled."""
+    pulled = 0
+
+    async def stream() -> AsyncIterator[bytes]:
+        nonlocal pulled
+        for _ in range(1000):
+            pulled += 1
+            yield b"a" * 4096
+
+    response = await small.http.post("/slack/events", content=stream(), headers=sign("x"))
+    assert response.status_code == 413
+    assert pulled <= 6  # 16 KiB bound / 4 KiB chunks, not the 4 MB offered
+    declared = await small.http.post(
+        "/slack/events", content=b"a=1", headers={**sign("a=1"), "Content-Length": str(100 * 2**20)}
+    )
+    assert declared.status_code == 413
+
+
+def _signed_payload(payload: object) -> str:
+    return urlencode({"payload": payload if isinstance(payload, str) else json.dumps(payload)})
+
+
+def _click(**changes: object) -> dict[str, object]:
+    payload: dict[str, object] = {
+        "type": "block_actions",
+        "user": {"id": ADMIN},
+        "actions": [{"action_id": "seat_confirm", "value": "0" * 32}],
+        "response_url": "https://hooks.slack.com/actions/T1/1/x",
+    }
+    return payload | changes
+
+
+MALFORMED = [
+    _signed_payload("not-json"),
+    _signed_payload([]),
+    _signed_payload({"no": "type"}),
+    _signed_payload(_click(actions="seat_confirm")),
+    _signed_payload(_click(actions=[])),
+    _signed_payload(_click(actions=["seat_confirm"])),
+    _signed_payload(_click(user="UADMIN1")),
+    _signed_payload(_click(response_url=7)),
+    urlencode(
+        {"command": "/seat", "text": "help", "user_id": ADMIN, "channel_id": CHANNEL}
+    ),  # no response_url
+    urlencode({"hello": "world"}),
+    "a=%ZZ&&&b",
+]
+
+
+@pytest.mark.parametrize("body", MALFORMED)
+async def test_signed_but_malformed_gets_400_never_500(
+    bot: SlackClient, slack: FakeSlack, sandbox: Sandbox, caplog: pytest.LogCaptureFixture, body: str
+) -> None:
+    """Signed bodies without one of Slack's shapes are refused at once with 400 and call nothing."""
+    response = await bot.post(body)
+    assert response.status_code == 400, response.text
+    assert "Traceback" not in caplog.text
+    assert sandbox.requests == [] and not slack.responses
+
+
+async def test_signed_non_utf8_gets_400(bot: SlackClient) -> None:
+    """Bytes that are not UTF-8 but correctly signed: a clear 400."""
+    body = b"command=%2Fseat&text=\xff"
+    ts = str(int(time.time()))
+    sig = (
+        "v0="
+        + hmac.new(SIGNING_SECRET.encode(), b"v0:" + ts.encode() + b":" + body, hashlib.sha256).hexdigest()
+    )
+    response = await bot.http.post(
+        "/slack/events",
+        content=body,
+        headers={
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": sig,
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+    )
+    assert response.status_code == 400
