@@ -7,9 +7,11 @@ click:   authorise → claim (atomic, once) → call Cloudflare → record → o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, Protocol
 
 from bot.errors import ParseError, SeatsError, StoreUnavailable
@@ -49,6 +51,7 @@ OUTDATED = (
 )
 NO_SEAT = "has no Zero Trust seat (access ✗ / gateway ✗ already); nothing to revoke."
 Progress = Callable[[Pending], Awaitable[None]]
+Lane = Callable[[], AbstractAsyncContextManager[None]]
 
 
 def _seats(pending: Pending) -> list[str]:
@@ -115,7 +118,8 @@ class SeatFlow:
 
     # -- commands --------------------------------------------------------------------------
 
-    async def command(self, *, user: str, channel: str, text: str) -> CommandReply:
+    async def command(self, *, user: str, channel: str, text: str, lane: Lane | None = None) -> CommandReply:
+        """`lane` is entered only for the Cloudflare-bound part, after help, audit and refusals."""
         try:
             cmd = parse(text)
         except ParseError as exc:
@@ -128,9 +132,10 @@ class SeatFlow:
                 return refusal
             if cmd.action == "audit":
                 return AuditReport(tuple(await self.audit.recent(cmd.count)))
-            if cmd.action == "status":
-                return await self._status(cmd)
-            return await self._revoke(user, channel, cmd)
+            async with lane() if lane is not None else contextlib.nullcontext():
+                if cmd.action == "status":
+                    return await self._status(cmd)
+                return await self._revoke(user, channel, cmd)
         except StoreUnavailable:
             log.error("Redis unavailable while handling a command")
             return Notice(UNAVAILABLE, kind="unavailable")

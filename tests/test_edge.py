@@ -159,9 +159,7 @@ MALFORMED = [
     _signed_payload(_click(actions=["seat_confirm"])),
     _signed_payload(_click(user="UADMIN1")),
     _signed_payload(_click(response_url=7)),
-    urlencode(
-        {"command": "/seat", "text": "help", "user_id": ADMIN, "channel_id": CHANNEL}
-    ),  # no response_url
+    urlencode({"command": "/seat", "text": "help", "channel_id": CHANNEL}),  # no user_id
     urlencode({"hello": "world"}),
     "a=%ZZ&&&b",
 ]

@@ -96,7 +96,7 @@ def parse_signed(body: bytes, content_type: str) -> dict[str, Any]:
     except ValueError:
         raise Rejected(400, "body is not a form") from None
     if "command" in form:  # a slash command: its fields are plain form fields, whatever their values
-        _require_strings(form, "command", "user_id", "channel_id", "response_url")
+        _require_strings(form, "command", "user_id", "channel_id")  # no response_url: Web API replies
         return form
     if "payload" in form:  # an interaction: one `payload` field holding JSON
         payload = _json_object(form["payload"], "payload")

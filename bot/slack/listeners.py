@@ -13,12 +13,17 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.flow import SeatFlow
 from bot.logs import request_scope
 from bot.models import Pending
-from bot.outcomes import Notice
+from bot.outcomes import Failure, Notice, Outcome
 from bot.slack import blocks, replies
 from bot.slack.delivery import Responder, deliver, send
+from bot.slack.lanes import DeadlineExceeded, Lane
 
 log = logging.getLogger("seatbot.listeners")
 OOPS = "Something went wrong on the bot's side; nothing was reported done. Request id: {rid}"
+DEADLINE = (
+    "Cloudflare did not answer in time: this command was stopped after {s:g} seconds and nothing "
+    "was changed. Try again in a minute."
+)
 
 
 def build_bolt_app(
@@ -28,11 +33,12 @@ def build_bolt_app(
     signing_secret: str | None,
     responder: Responder,
     audit_channel: str | None = None,
-    background_limit: int = 4,
+    lane: Lane | None = None,
 ) -> AsyncApp:
-    """Bolt app; `signing_secret=None` only for Socket Mode, where Slack's socket replaces signatures."""
-    # Work after the ack waits its turn, so a burst of commands cannot starve the acks of the next.
-    work = asyncio.Semaphore(background_limit)
+    """Bolt app; `signing_secret=None` when requests were verified before (edge) or by Slack's socket."""
+    # Cloudflare-bound commands wait their turn (so a burst cannot starve the next acks) within a
+    # deadline; everything else runs at once.
+    lane = lane or Lane(places=4, deadline=30.0)
     app = AsyncApp(
         client=client,
         signing_secret=signing_secret or "",
@@ -62,35 +68,50 @@ def build_bolt_app(
     @app.command("/seat")
     async def seat_command(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()  # before anything slow: Slack gives up after 3 seconds
-        respond = responder.to(str(body.get("response_url", "")))
-        async with work:
-            with request_scope() as rid:
-                try:
-                    reply = await flow.command(
-                        user=str(body.get("user_id", "")),
-                        channel=str(body.get("channel_id", "")),
-                        text=str(body.get("text", "")),
-                    )
-                    await deliver(respond, replies.for_command(reply), first=True)
-                except Exception:
-                    log.exception("command failed")
-                    await send(respond, blocks.notice(Notice(OOPS.format(rid=rid), kind="error")))
+        user, channel = str(body.get("user_id", "")), str(body.get("channel_id", ""))
+        respond = responder.to(str(body.get("response_url", "")), channel=channel, user=user)
+        with request_scope() as rid:
+            try:
+                reply = await flow.command(
+                    user=user, channel=channel, text=str(body.get("text", "")), lane=lane.enter
+                )
+                await deliver(respond, replies.for_command(reply), first=True)
+            except DeadlineExceeded as exc:
+                log.warning("command stopped at its deadline (%s)", exc)
+                await send(respond, blocks.notice(Notice(DEADLINE.format(s=exc.seconds), kind="unavailable")))
+            except Exception:
+                log.exception("command failed")
+                await send(respond, blocks.notice(Notice(OOPS.format(rid=rid), kind="error")))
 
     async def on_click(action_name: Literal["confirm", "cancel"], body: dict[str, Any]) -> None:
-        respond = responder.to(str(body.get("response_url", "")))
         actions = body.get("actions") or [{}]
         pending_id = str(actions[0].get("value", ""))[:64]
         user = str((body.get("user") or {}).get("id", ""))
+        channel = str(
+            (body.get("channel") or {}).get("id", "") or (body.get("container") or {}).get("channel_id", "")
+        )
+        respond = responder.to(str(body.get("response_url", "")), channel=channel, user=user)
+        shown: list[asyncio.Task[bool]] = []
         with request_scope() as rid:
             try:
 
                 async def progress(pending: Pending) -> None:
-                    await send(respond, blocks.progress(pending), replace_original=True)
+                    # a courtesy: sent alongside the PATCH, never before it
+                    note = send(respond, blocks.progress(pending), replace_original=True)
+                    shown.append(asyncio.create_task(note))
 
                 reply = await flow.click(
                     action=action_name, pending_id=pending_id, user=user, progress=progress
                 )
-                await deliver(respond, replies.for_click(reply))
+                if shown:  # the result replaces the progress note, so it must land after it
+                    await asyncio.gather(*shown, return_exceptions=True)
+                outcome = replies.for_click(reply)
+                if not await deliver(respond, outcome) and isinstance(reply, Outcome | Failure):
+                    log.warning(
+                        "the outcome could not be delivered through response_url; "
+                        "posting it with chat.postMessage in the card's channel"
+                    )
+                    await responder.post_in_channel(reply.pending.channel, outcome.message)
                 copy = replies.for_audit_channel(reply)
                 if copy is not None:
                     await to_audit_channel(copy)

@@ -11,6 +11,7 @@ from bot.config import Settings
 from bot.logs import redact
 from bot.runtime import Runtime, build_runtime
 from bot.slack.delivery import Responder
+from bot.slack.lanes import Lane
 from bot.slack.listeners import build_bolt_app
 from bot.slack.people import SlackDirectory
 
@@ -32,7 +33,7 @@ def build_slack(
     redact.add(settings.secrets())
     client = slack_client(token=settings.bot_token(), base_url=settings.slack_api_url)
     runtime = build_runtime(settings, directory=SlackDirectory(client), seats_transport=seats_transport)
-    responder = Responder()
+    responder = Responder(client, api_url=settings.slack_api_url)
     runtime.closers.append(responder.aclose)
     bolt = build_bolt_app(
         flow=runtime.flow,
@@ -40,5 +41,8 @@ def build_slack(
         responder=responder,
         signing_secret=settings.signing_secret() if verify_signatures else None,
         audit_channel=settings.seatbot_audit_channel,
+        lane=Lane(
+            places=settings.seatbot_cloudflare_lane, deadline=settings.seatbot_command_deadline_seconds
+        ),
     )
     return runtime, bolt

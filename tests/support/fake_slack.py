@@ -23,6 +23,9 @@ class FakeSlack:
         self.rate_limit_posts = 0  # answer this many chat.postMessage calls with 429
         self.retry_after = "1"
         self.reject_in_channel = False  # answer in_channel response_url posts with 404 (an expired URL)
+        self.reject_responses = False  # answer every response_url post with 404
+        self.latency = 0.0  # seconds added before every answer (Slack 100 ms away)
+        self.ephemerals: list[dict[str, Any]] = []
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -31,6 +34,7 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/response/{key}", self._response)
+        app.router.add_post("/redirect/{key}", self._redirect)
         app.router.add_get("/_responses/{key}", self._recorded)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -65,6 +69,8 @@ class FakeSlack:
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         args = await self._args(request)
+        if self.latency:
+            await asyncio.sleep(self.latency)
         async with self._changed:
             self.calls.append((method, args))
             self._changed.notify_all()
@@ -104,16 +110,29 @@ class FakeSlack:
                 self.posts.append(args)
                 self._changed.notify_all()
             return web.json_response({"ok": True, "channel": args.get("channel"), "ts": "1.0"})
+        if method == "chat.postEphemeral":
+            async with self._changed:
+                self.ephemerals.append(args)
+                self._changed.notify_all()
+            return web.json_response({"ok": True, "message_ts": "1.0"})
         return web.json_response({"ok": False, "error": "unknown_method"})
 
     async def _response(self, request: web.Request) -> web.Response:
         body = json.loads(await request.text())
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        if self.reject_responses:
+            return web.Response(status=404, text="expired_url")
         if self.reject_in_channel and body.get("response_type") == "in_channel":
             return web.Response(status=404, text="expired_url")
         async with self._changed:
             self.responses[request.match_info["key"]].append(body)
             self._changed.notify_all()
         return web.Response(text="ok")
+
+    async def _redirect(self, request: web.Request) -> web.Response:
+        """A response_url that redirects elsewhere: a bot that follows it would post to /response/."""
+        raise web.HTTPTemporaryRedirect(f"/response/{request.match_info['key']}")
 
     async def _recorded(self, request: web.Request) -> web.Response:
         """For a fake Slack in another process (the benchmark): what a response_url received."""
@@ -128,8 +147,9 @@ class FakeSlack:
         return self.responses[key]
 
 
-async def _serve(port: int) -> None:
+async def _serve(port: int, latency: float = 0.0) -> None:
     fake = FakeSlack()
+    fake.latency = latency
     await fake.start(port)
     await asyncio.Event().wait()
 
@@ -137,4 +157,4 @@ async def _serve(port: int) -> None:
 if __name__ == "__main__":
     import sys
 
-    asyncio.run(_serve(int(sys.argv[1])))
+    asyncio.run(_serve(int(sys.argv[1]), float(sys.argv[2]) if len(sys.argv) > 2 else 0.0))
