@@ -95,7 +95,8 @@ async def test_unsigned_or_badly_signed_gets_401_and_body_is_never_logged(
     response = await bot.http.post(
         "/slack/events",
         content=body,
-        headers={"Content-Type": "application/x-www-form-urlencoded", **headers},
+        headers=[(b"content-type", b"application/x-www-form-urlencoded")]
+        + [(k.encode(), v if isinstance(v, bytes) else v.encode()) for k, v in headers.items()],
     )
     assert response.status_code == 401
     assert "Traceback" not in caplog.text
