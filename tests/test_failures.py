@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 import redis.asyncio as aredis
 
@@ -47,9 +48,11 @@ async def outage_bot(
     await bot.aclose()
 
 
-async def timed_reply(bot: SlackClient, coro: object, count: int = 1) -> tuple[list[dict[str, Any]], float]:
+async def timed_reply(
+    bot: SlackClient, coro: Awaitable[tuple[httpx.Response, str]], count: int = 1
+) -> tuple[list[dict[str, Any]], float]:
     started = time.perf_counter()
-    response, key = await coro  # type: ignore[misc]
+    response, key = await coro
     assert response.status_code == 200
     replies = await bot.slack.wait_responses(key, count, timeout=5)
     return replies, time.perf_counter() - started
