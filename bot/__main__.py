@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError
@@ -57,7 +58,15 @@ def run_shell(settings: Settings, args: argparse.Namespace) -> int:
 
     if "seatbot_log_level" not in settings.model_fields_set:  # JSON log lines would drown the talk
         setup_logging("WARNING", secrets_=settings.secrets())
-    code: int = asyncio.run(shell(settings, user=args.user, go_live_hint=args.hint))
+    code: int = asyncio.run(
+        shell(
+            settings,
+            user=args.user,
+            go_live_hint=args.hint,
+            idle_users=args.idle_users,
+            files=Path(args.files),
+        )
+    )
     return code
 
 
@@ -92,6 +101,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("check", help="check settings, Slack, Cloudflare and Redis; one line each")
     sh = sub.add_parser("shell", help="talk to the bot in this terminal")
     sh.add_argument("--user", default="U0SHELL", help="the Slack user ID you act as (default: an admin)")
+    sh.add_argument("--idle-users", type=int, default=120, help="idle demo users in the sandbox (/seat idle)")
+    sh.add_argument("--files", default=".", help="where CSV files (Slack uploads) are written")
     sb = sub.add_parser("sandbox", help="run the Cloudflare stand-in on a port")
     sb.add_argument("--host", default="127.0.0.1")
     sb.add_argument("--port", type=int, default=8787)
@@ -119,6 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 command = "serve"
             else:
                 command, args.user, args.hint = "shell", "U0SHELL", True
+                args.idle_users, args.files = 120, "."
         return COMMANDS[command](settings, args)
     except ConfigError as exc:
         print(f"seatbot: configuration error: {exc}", file=sys.stderr)

@@ -87,7 +87,13 @@ class Settings(BaseSettings):
     seatbot_audit_maxlen: int = Field(default=10_000, ge=100, le=10_000_000)
     seatbot_log_level: str = "INFO"
 
-    @field_validator("seatbot_admins", "seatbot_admin_groups", "seatbot_channels", mode="before")
+    # Idle seats: `/seat idle`, the sweep and the App Home
+    seatbot_idle_days: int = Field(default=30, ge=1, le=3650)
+    seatbot_idle_exclude: CommaList = ()  # emails and @domains never listed as idle
+
+    @field_validator(
+        "seatbot_admins", "seatbot_admin_groups", "seatbot_channels", "seatbot_idle_exclude", mode="before"
+    )
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -105,6 +111,14 @@ class Settings(BaseSettings):
             key: None if key.lower() in optional and isinstance(v, str) and not v.strip() else v
             for key, v in values.items()
         }
+
+    @field_validator("seatbot_idle_exclude")
+    @classmethod
+    def _exclusions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            if "@" not in item or any(ch.isspace() for ch in item):
+                raise ValueError(f"`{item}` is neither an email nor an @domain")
+        return value
 
     @field_validator("cloudflare_account_id")
     @classmethod

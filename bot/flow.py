@@ -41,6 +41,7 @@ from bot.outcomes import (
 )
 from bot.parse import USAGE, Command, Target, parse
 from bot.policy import Authorizer, Directory
+from bot.sweep import IdleFlow
 
 log = logging.getLogger("seatbot.flow")
 
@@ -50,7 +51,7 @@ OUTDATED = (
     "This card was made by an earlier version of the bot and can no longer be used. Run the command again."
 )
 NO_SEAT = "has no Zero Trust seat (access ✗ / gateway ✗ already); nothing to revoke."
-Progress = Callable[[Pending], Awaitable[None]]
+Progress = Callable[[Any], Awaitable[None]]  # a Pending (revoke) or a SweepProgress (idle sweep)
 Lane = Callable[[], AbstractAsyncContextManager[None]]
 
 
@@ -106,6 +107,7 @@ class SeatFlow:
         authorizer: Authorizer,
         lookup_concurrency: int = 8,
         clock: Callable[[], float] = time.time,
+        idle: IdleFlow | None = None,
     ) -> None:
         self.seats = seats
         self.store = store
@@ -115,6 +117,7 @@ class SeatFlow:
         self.policy = authorizer.policy
         self._lookups = lookup_concurrency
         self._clock = clock
+        self.idle = idle
 
     # -- commands --------------------------------------------------------------------------
 
@@ -135,6 +138,10 @@ class SeatFlow:
             async with lane() if lane is not None else contextlib.nullcontext():
                 if cmd.action == "status":
                     return await self._status(cmd)
+                if cmd.action == "idle":
+                    if self.idle is None:
+                        return Notice("Idle seats are not available in this process.", kind="error")
+                    return await self.idle.report(user=user, channel=channel, cmd=cmd)
                 return await self._revoke(user, channel, cmd)
         except StoreUnavailable:
             log.error("Redis unavailable while handling a command")
@@ -320,6 +327,8 @@ class SeatFlow:
         await self.audit.record(
             "confirmed", user=user, id=pending.id, requester=pending.requester, seats=_seats(pending)
         )
+        if pending.sweep and self.idle is not None:
+            return await self.idle.execute(pending, user, progress)
         if progress is not None:
             try:
                 await progress(pending)

@@ -107,6 +107,7 @@ class Pending:
     expires_at: float
     two_person: bool = False
     attempt: int = 1  # 2+ when a failed revoke offered a fresh try
+    sweep: int = 0  # an idle sweep of this many seats (the list is kept beside it: bot.state.sweeps)
     v: int = FORMAT_VERSION
 
     def dumps(self) -> str:
@@ -139,5 +140,13 @@ def valid_id(value: str) -> bool:
 
 
 AuditEvent = Literal[
-    "requested", "confirmed", "cancelled", "expired_click", "refused", "succeeded", "failed", "outdated"
+    "requested",
+    "confirmed",
+    "cancelled",
+    "expired_click",
+    "refused",
+    "succeeded",
+    "failed",
+    "outdated",
+    "skipped",
 ]

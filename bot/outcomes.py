@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from bot.idle import IdleReport, SweepOutcome
 from bot.models import AccessUser, Pending, PendingTarget, Seat
 
 NoticeKind = Literal["info", "error", "refused", "unavailable", "expired"]
@@ -85,5 +86,5 @@ class Cancelled:
     audit_ok: bool = True
 
 
-CommandReply = Notice | Card | StatusReport | AuditReport
-ClickReply = Notice | Outcome | Failure | Cancelled
+CommandReply = Notice | Card | StatusReport | AuditReport | IdleReport
+ClickReply = Notice | Outcome | Failure | Cancelled | SweepOutcome

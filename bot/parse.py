@@ -20,9 +20,11 @@ from bot.models import SEAT_UID_RE
 MAX_TARGETS = 50
 MAX_REASON = 500
 MAX_AUDIT = 50
+MAX_IDLE_DAYS = 3650
 USAGE = (
     "Usage: `/seat revoke <email|@person|seat-uid> [more …] [--reason <text>]`, "
-    "`/seat status <email|@person|seat-uid> …`, `/seat audit [n]`, `/seat help`"
+    "`/seat status <email|@person|seat-uid> …`, `/seat idle [days] [--reason <text>]`, "
+    "`/seat audit [n]`, `/seat help`"
 )
 
 _TOKEN = re.compile(r"<[^<>\s][^<>]*>|\S+")
@@ -48,11 +50,12 @@ class Target:
 
 @dataclass(frozen=True)
 class Command:
-    action: Literal["help", "revoke", "status", "audit"]
+    action: Literal["help", "revoke", "status", "audit", "idle"]
     targets: tuple[Target, ...] = ()
     reason: str | None = None
     count: int = 10
     notes: tuple[str, ...] = field(default=())
+    days: int | None = None  # `idle [days]`; None = SEATBOT_IDLE_DAYS
 
 
 def unescape(text: str) -> str:
@@ -127,7 +130,7 @@ class Option:
 
 # One row per option; the grammar below handles position, quoting and errors for all of them.
 OPTIONS: dict[str, Option] = {
-    "--reason": Option("reason", ("revoke",), _reason),
+    "--reason": Option("reason", ("revoke", "idle"), _reason),
 }
 _OPTION = re.compile(r"^--([A-Za-z][A-Za-z-]*)(=.*)?$")
 _QUOTES = {'"': '"', "“": "”", "„": "“"}
@@ -204,6 +207,17 @@ def _split(verb: str, rest: str) -> tuple[list[str], dict[str, object], list[str
     return tokens, values, notes
 
 
+def _idle(rest: str) -> Command:
+    """`idle [days] [--reason <text>]`: days is a whole number from 1 to MAX_IDLE_DAYS."""
+    tokens, values, notes = _split("idle", rest)
+    arg = clean(unescape(" ".join(tokens)))
+    if not arg:
+        return Command("idle", notes=tuple(notes), **values)  # type: ignore[arg-type]
+    if not re.fullmatch(r"[0-9]{1,4}d?", arg) or not 1 <= int(arg.rstrip("d")) <= MAX_IDLE_DAYS:
+        raise ParseError(f"`/seat idle` takes a number of days from 1 to {MAX_IDLE_DAYS}.")
+    return Command("idle", notes=tuple(notes), days=int(arg.rstrip("d")), **values)  # type: ignore[arg-type]
+
+
 def parse(text: str) -> Command:
     """Parse the raw text Slack sent after `/seat`."""
     words = text.strip().split(None, 1)
@@ -219,6 +233,8 @@ def parse(text: str) -> Command:
         if not re.fullmatch(r"[0-9]{1,3}", arg) or not 1 <= int(arg) <= MAX_AUDIT:
             raise ParseError(f"`/seat audit` takes a number from 1 to {MAX_AUDIT}.")
         return Command("audit", count=int(arg))
+    if verb == "idle":
+        return _idle(rest)
     if verb not in ("revoke", "status"):
         raise ParseError(f"Unknown command `{_short(unescape(verb), 30)}`.")
 

@@ -13,10 +13,14 @@ from bot.cloudflare.client import CloudflareClient
 from bot.cloudflare.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, Sandbox
 from bot.config import Settings
 from bot.flow import SeatFlow
+from bot.home import Home
+from bot.idle import Exclusions
 from bot.policy import Authorizer, Directory, Policy
 from bot.state.audit import Audit
 from bot.state.pending import PendingStore
 from bot.state.redis import connect_redis
+from bot.state.sweeps import SweepStore
+from bot.sweep import IdleFlow, ScanSource
 
 
 @dataclass
@@ -26,6 +30,7 @@ class Runtime:
     seats: CloudflareClient
     flow: SeatFlow
     sandbox: Sandbox | None = None
+    home: Home | None = None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     @property
@@ -68,12 +73,26 @@ def build_runtime(
             budget_wait=settings.cloudflare_budget_wait_seconds,
         )
     policy = Policy.from_settings(settings)
+    store, audit = PendingStore(redis), Audit(redis, maxlen=settings.seatbot_audit_maxlen)
+    authorizer = Authorizer(policy, directory, cache_seconds=settings.seatbot_group_cache_seconds)
+    idle = IdleFlow(
+        source=ScanSource(seats),
+        seats=seats,
+        pendings=store,
+        sweeps=SweepStore(redis),
+        audit=audit,
+        policy=policy,
+        days=settings.seatbot_idle_days,
+        exclude=Exclusions.parse(settings.seatbot_idle_exclude),
+    )
     flow = SeatFlow(
         seats=seats,
-        store=PendingStore(redis),
-        audit=Audit(redis, maxlen=settings.seatbot_audit_maxlen),
+        store=store,
+        audit=audit,
         directory=directory,
-        authorizer=Authorizer(policy, directory, cache_seconds=settings.seatbot_group_cache_seconds),
+        authorizer=authorizer,
         lookup_concurrency=settings.cloudflare_lookup_concurrency,
+        idle=idle,
     )
-    return Runtime(settings, redis, seats, flow, sandbox)
+    home = Home(idle=idle, audit=audit, authorizer=authorizer)
+    return Runtime(settings, redis, seats, flow, sandbox, home=home)

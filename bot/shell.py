@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import re
 import sys
+from pathlib import Path
 from typing import Any, Literal, TextIO
 
+from bot.cloudflare import demo_idle
 from bot.cloudflare.sandbox import DEMO_USERS
 from bot.config import Settings
-from bot.models import Pending
 from bot.parse import unescape
 from bot.runtime import Runtime, build_runtime
 from bot.slack import blocks, replies
@@ -85,8 +86,9 @@ def render(message: blocks.Message) -> tuple[str, list[dict[str, Any]]]:
 
 
 class Shell:
-    def __init__(self, runtime: Runtime, *, user: str, out: TextIO) -> None:
+    def __init__(self, runtime: Runtime, *, user: str, out: TextIO, files: Path = Path()) -> None:
         self.runtime = runtime
+        self.files = files
         self.user = user
         self.out = out
         self.buttons: list[dict[str, Any]] = []
@@ -136,8 +138,8 @@ class Shell:
             "confirm" if button["action_id"] == "seat_confirm" else "cancel"
         )
 
-        async def progress(pending: Pending) -> None:
-            self.show(blocks.progress(pending), where="card")
+        async def progress(status: Any) -> None:
+            self.show(replies.for_progress(status), where="card")
 
         reply = await self.runtime.flow.click(
             action=action, pending_id=button["value"], user=self.user, progress=progress
@@ -146,6 +148,11 @@ class Shell:
 
     def deliver(self, reply: replies.Reply) -> None:
         self.show(reply.message, where=_WHERE[reply.placement])
+        if reply.upload is not None:  # Slack gets the file in the channel; the shell writes it here
+            path = self.files / reply.upload.filename
+            path.write_bytes(reply.upload.content)
+            rows = reply.upload.content.count(b"\n") - 1
+            self.say(f"--- file ---\n{reply.upload.title}: {rows} rows written to {path}")
 
 
 def banner(runtime: Runtime, user: str, hint: bool) -> str:
@@ -153,6 +160,9 @@ def banner(runtime: Runtime, user: str, hint: bool) -> str:
     if runtime.sandbox is not None:
         people = ", ".join(email for email, _ in DEMO_USERS)
         lines.append(f"Cloudflare: SANDBOX (no credentials set); demo users: {people}")
+        idle = len(runtime.sandbox.users) - len(DEMO_USERS)
+        if idle > 0:
+            lines.append(f"Plus {idle} idle demo users (idle0001@example.com, …): try `/seat idle`.")
         lines.append("Mentions: <@U0ALICE> is alice@example.com (and so on for the demo users).")
     else:
         lines.append(f"Cloudflare: LIVE account {runtime.settings.cloudflare_account_id}: revokes are real")
@@ -173,13 +183,18 @@ async def run_shell(
     go_live_hint: bool = False,
     stdin: TextIO | None = None,
     stdout: TextIO | None = None,
+    idle_users: int = 0,
+    files: Path = Path(),
 ) -> int:
     stdin = stdin or sys.stdin
     out = stdout or sys.stdout
     if user == SHELL_USER:  # the default shell user is an admin; any other acts as configured
         settings = settings.model_copy(update={"seatbot_admins": (*settings.seatbot_admins, SHELL_USER)})
     runtime = build_runtime(settings, directory=ShellDirectory(), allow_sandbox=True)
-    shell = Shell(runtime, user=user, out=out)
+    if runtime.sandbox is not None:
+        for record in demo_idle.idle_users(idle_users):
+            runtime.sandbox.add_user(record)
+    shell = Shell(runtime, user=user, out=out, files=files)
     shell.say(banner(runtime, user, go_live_hint))
     interactive = stdin.isatty()
 

@@ -291,6 +291,20 @@ class CloudflareClient:
         total = info.get("total_pages") if isinstance(info, Mapping) else None
         return UserPage(holders, len(raw), int(total) if isinstance(total, int | float) else None)
 
+    async def each_user_page(self, each: Callable[[list[AccessUser]], None]) -> bool:
+        """Every user, one page at a time into `each`; False when CLOUDFLARE_MAX_PAGES cut it short."""
+        for page in range(1, self.max_pages + 1):
+            params = {"page": page, "per_page": PER_PAGE}
+            data, ray = await self._call("GET", self._path("users"), params=params)
+            raw = data.get("result")
+            raw = [i for i in raw if isinstance(i, Mapping)] if isinstance(raw, list) else []
+            each(self._parse(AccessUser, raw, ray))
+            total_pages = (data.get("result_info") or {}).get("total_pages")
+            last = page >= total_pages if isinstance(total_pages, int | float) else len(raw) < PER_PAGE
+            if last:
+                return True
+        return False
+
     async def ping(self) -> None:
         """One cheap read-only call (first page, one user) to prove credentials and reachability."""
         await self._call("GET", self._path("users"), params={"page": 1, "per_page": 1})

@@ -11,11 +11,13 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.flow import SeatFlow
+from bot.home import Home
+from bot.idle import SweepOutcome
 from bot.logs import request_scope
-from bot.models import Pending
 from bot.outcomes import Failure, Notice, Outcome
-from bot.slack import blocks, replies
-from bot.slack.delivery import Responder, deliver, send
+from bot.slack import blocks, files, replies
+from bot.slack.delivery import Respond, Responder, deliver, send
+from bot.slack.home import home_view
 from bot.slack.lanes import DeadlineExceeded, Lane
 
 log = logging.getLogger("seatbot.listeners")
@@ -34,6 +36,7 @@ def build_bolt_app(
     responder: Responder,
     audit_channel: str | None = None,
     lane: Lane | None = None,
+    home: Home | None = None,
 ) -> AsyncApp:
     """Bolt app; `signing_secret=None` when requests were verified before (edge) or by Slack's socket."""
     # Cloudflare-bound commands wait their turn (so a burst cannot starve the next acks) within a
@@ -65,6 +68,15 @@ def build_bolt_app(
         except Exception:
             log.exception("posting to SEATBOT_AUDIT_CHANNEL failed")
 
+    async def attach(respond: Respond, reply: replies.Reply) -> None:
+        """The reply's CSV into the conversation; if Slack refuses it, tell the person why."""
+        if reply.upload is None:
+            return
+        problem = await files.upload(client, reply.upload)
+        if problem is not None:
+            note = blocks.notice(Notice(problem, kind="error"))
+            await send(respond, note, response_type="ephemeral", replace_original=False)
+
     @app.command("/seat")
     async def seat_command(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()  # before anything slow: Slack gives up after 3 seconds
@@ -75,7 +87,9 @@ def build_bolt_app(
                 reply = await flow.command(
                     user=user, channel=channel, text=str(body.get("text", "")), lane=lane.enter
                 )
-                await deliver(respond, replies.for_command(reply), first=True)
+                answer = replies.for_command(reply)
+                await deliver(respond, answer, first=True)
+                await attach(respond, answer)
             except DeadlineExceeded as exc:
                 log.warning("command stopped at its deadline (%s)", exc)
                 await send(respond, blocks.notice(Notice(DEADLINE.format(s=exc.seconds), kind="unavailable")))
@@ -95,9 +109,9 @@ def build_bolt_app(
         with request_scope() as rid:
             try:
 
-                async def progress(pending: Pending) -> None:
+                async def progress(status: Any) -> None:
                     # a courtesy: sent alongside the PATCH, never before it
-                    note = send(respond, blocks.progress(pending), replace_original=True)
+                    note = send(respond, replies.for_progress(status), replace_original=True)
                     shown.append(asyncio.create_task(note))
 
                 reply = await flow.click(
@@ -106,12 +120,13 @@ def build_bolt_app(
                 if shown:  # the result replaces the progress note, so it must land after it
                     await asyncio.gather(*shown, return_exceptions=True)
                 outcome = replies.for_click(reply)
-                if not await deliver(respond, outcome) and isinstance(reply, Outcome | Failure):
+                if not await deliver(respond, outcome) and isinstance(reply, Outcome | Failure | SweepOutcome):
                     log.warning(
                         "the outcome could not be delivered through response_url; "
                         "posting it with chat.postMessage in the card's channel"
                     )
                     await responder.post_in_channel(reply.pending.channel, outcome.message)
+                await attach(respond, outcome)
                 copy = replies.for_audit_channel(reply)
                 if copy is not None:
                     await to_audit_channel(copy)
@@ -133,5 +148,19 @@ def build_bolt_app(
     async def seat_cancel(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         await on_click("cancel", body)
+
+    @app.event("app_home_opened")
+    async def home_opened(event: dict[str, Any]) -> None:
+        if home is None or event.get("tab") != "home":
+            return
+        user = str(event.get("user", ""))
+        with request_scope():
+            try:
+                view = home_view(await home.overview(user))
+                await client.views_publish(user_id=user, view=view)
+            except SlackApiError as exc:
+                log.warning("views.publish failed: %s", exc.response.get("error"))
+            except Exception:
+                log.exception("App Home failed")
 
     return app

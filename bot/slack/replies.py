@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
+from bot.idle import IdleReport, SweepOutcome, SweepProgress, idle_csv
+from bot.models import Pending
 from bot.outcomes import (
     AuditReport,
     Cancelled,
@@ -21,11 +23,21 @@ from bot.outcomes import (
     Outcome,
     StatusReport,
 )
-from bot.slack import blocks
+from bot.slack import blocks, idle_blocks
 
 # ephemeral: only the person who typed or clicked; in_channel: everyone in the channel;
 # replace: the card the click came from; replace_in_channel: the card, made visible to everyone.
 Placement = Literal["ephemeral", "in_channel", "replace", "replace_in_channel"]
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file for the conversation (files upload v2 in Slack; written to disk by the shell)."""
+
+    channel: str
+    filename: str
+    title: str
+    content: bytes
 
 
 @dataclass(frozen=True)
@@ -34,6 +46,7 @@ class Reply:
     placement: Placement
     # After `message` is delivered, the card becomes this; if delivery failed, the card shows `message`.
     then: blocks.Message | None = None
+    upload: Upload | None = None
 
 
 def for_command(reply: CommandReply) -> Reply:
@@ -44,6 +57,14 @@ def for_command(reply: CommandReply) -> Reply:
         return Reply(blocks.status_report(reply), "ephemeral")
     if isinstance(reply, AuditReport):
         return Reply(blocks.audit_report(reply), "ephemeral")
+    if isinstance(reply, IdleReport):
+        upload = None
+        if reply.idle:
+            name = idle_blocks.report_filename(reply)
+            title = f"{len(reply.idle):,} idle seats ({reply.days}+ days)"
+            upload = Upload(reply.channel, name, title, idle_csv(reply.idle, now=reply.now))
+        shared = reply.pending is not None and reply.pending.two_person
+        return Reply(idle_blocks.idle_report(reply), "in_channel" if shared else "ephemeral", upload=upload)
     return Reply(blocks.notice(reply), "ephemeral")
 
 
@@ -54,10 +75,31 @@ def for_click(reply: ClickReply) -> Reply:
         return Reply(blocks.cancelled(reply), "replace")
     if isinstance(reply, Failure):
         return Reply(blocks.failure(reply), "replace")
+    if isinstance(reply, SweepOutcome):
+        return _sweep(reply)
     if reply.pending.two_person:  # the card is already in the channel: it becomes the outcome
         return Reply(blocks.outcome(reply), "replace_in_channel")
     # "posted in the channel" only when it was; otherwise the card itself shows the outcome
     return Reply(blocks.outcome(reply), "in_channel", then=blocks.done_note())
+
+
+def _sweep(reply: SweepOutcome) -> Reply:
+    message = idle_blocks.sweep_outcome(reply)
+    upload = None
+    if reply.freed:
+        content = idle_csv(reply.freed, now=reply.now, extra=reply.updated_at)
+        title = f"{len(reply.freed):,} seats freed"
+        upload = Upload(reply.pending.channel, idle_blocks.outcome_filename(reply), title, content)
+    if reply.pending.two_person:
+        return Reply(message, "replace_in_channel", upload=upload)
+    return Reply(message, "in_channel", then=blocks.done_note(), upload=upload)
+
+
+def for_progress(status: Pending | SweepProgress) -> blocks.Message:
+    """The card while a confirmed revoke or sweep runs."""
+    if isinstance(status, SweepProgress):
+        return idle_blocks.sweep_progress(status)
+    return blocks.progress(status)
 
 
 def for_audit_channel(reply: ClickReply) -> blocks.Message | None:
@@ -68,4 +110,6 @@ def for_audit_channel(reply: ClickReply) -> blocks.Message | None:
         return blocks.failure(dataclasses.replace(reply, retry=None))  # no live button there
     if isinstance(reply, Cancelled):
         return blocks.cancelled(reply)
+    if isinstance(reply, SweepOutcome):
+        return idle_blocks.sweep_outcome(reply)
     return None

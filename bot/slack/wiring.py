@@ -44,5 +44,6 @@ def build_slack(
         lane=Lane(
             places=settings.seatbot_cloudflare_lane, deadline=settings.seatbot_command_deadline_seconds
         ),
+        home=runtime.home,
     )
     return runtime, bolt

@@ -1,0 +1,34 @@
+"""CSV files into a conversation through slack_sdk's files upload v2 (needs the `files:write` scope)."""
+
+from __future__ import annotations
+
+import logging
+
+from slack_sdk.errors import SlackApiError, SlackRequestError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.slack.replies import Upload
+
+log = logging.getLogger("seatbot.files")
+
+_WHY = {
+    "not_in_channel": "the bot is not in this channel: invite it with `/invite @seatbot`",
+    "channel_not_found": "the bot cannot see this channel: invite it with `/invite @seatbot`",
+    "missing_scope": "the Slack app lacks the `files:write` scope: reinstall it from manifest.yml",
+}
+
+
+async def upload(client: AsyncWebClient, file: Upload) -> str | None:
+    """Upload `file`; None when Slack took it, else a sentence for the person who asked."""
+    try:
+        await client.files_upload_v2(
+            channel=file.channel, filename=file.filename, title=file.title, content=file.content
+        )
+    except SlackApiError as exc:
+        error = str(exc.response.get("error"))
+        log.warning("CSV upload failed: %s", error)
+        return f"The CSV file could not be uploaded: {_WHY.get(error, error)}."
+    except (SlackRequestError, OSError) as exc:
+        log.warning("CSV upload failed: %s", type(exc).__name__)
+        return "The CSV file could not be uploaded (Slack's upload failed); try again later."
+    return None

@@ -1,0 +1,95 @@
+"""The App Home tab as Block Kit: a pure function from `HomeOverview` to a `views.publish` view.
+
+A Home view holds at most 100 blocks and the same 3000-character texts as messages; the overview shows
+counts rather than lists, so it stays the same size at 10 users and at 100,000.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.home import HomeOverview, ScheduledItem
+from bot.slack.blocks import _context, _event_line, _header, _lines, _section, esc, when, who
+from bot.slack.idle_blocks import source_line
+
+MAX_VIEW_BLOCKS = 100
+MAX_SCHEDULED = 15
+
+View = dict[str, Any]
+
+ABOUT = (
+    "Seat Bot takes a person's Cloudflare Zero Trust seat away from Slack, with a confirmation step: "
+    "`/seat revoke <email|@person|seat-uid>` shows the seat's state, one click by an admin removes it, "
+    "and every step is recorded. `/seat idle` lists seats nobody has used for weeks and frees them in "
+    "one reviewed click."
+)
+
+
+def _admins(o: HomeOverview) -> str:
+    people = [who(a) for a in o.admins]
+    groups = [f"<!subteam^{esc(g)}>" for g in o.admin_groups if g.isalnum()]
+    listed = ", ".join([*people, *groups]) or "_nobody yet (SEATBOT_ADMINS is not set)_"
+    return f"*Admins:* {listed}"
+
+
+def _scheduled_block(item: ScheduledItem) -> dict[str, Any]:
+    reason = f" · reason: {esc(item.reason)}" if item.reason else ""
+    block = _section(f"*{esc(item.targets)}* at {when(item.at)} · by {who(item.by)}{reason}")
+    block["accessory"] = {
+        "type": "button",
+        "action_id": "seat_unschedule",
+        "text": {"type": "plain_text", "text": "Cancel"},
+        "value": item.id,
+        "confirm": {
+            "title": {"type": "plain_text", "text": "Cancel this removal?"},
+            "text": {"type": "plain_text", "text": "The seat will not be removed at the scheduled time."},
+            "confirm": {"type": "plain_text", "text": "Cancel it"},
+            "deny": {"type": "plain_text", "text": "Keep it"},
+        },
+    }
+    return block
+
+
+def home_view(o: HomeOverview) -> View:
+    blocks: list[dict[str, Any]] = [_header("Seat Bot"), _section(ABOUT), _context(_admins(o))]
+    if not o.is_admin:
+        blocks.append(_context("Only admins see the seat overview here. Ask one of them for help."))
+        return _view(blocks)
+    blocks.append({"type": "divider"})
+    blocks.append(_header("Seats"))
+    if o.counts is not None:
+        c = o.counts
+        blocks.append(
+            _section(
+                f"*{c.in_use:,}* seats in use of *{c.users:,}* users in the account\n"
+                f"*{c.idle:,}* idle seats (no sign-in for {c.days}+ days)"
+                + (f" · {c.excluded:,} more excluded" if c.excluded else "")
+                + " · `/seat idle` to review and free them"
+            )
+        )
+        blocks.append(_context(source_line(c.source, o.now)))
+    else:
+        blocks.append(_section(f":warning: {esc(o.counts_error or 'Seat counts are unavailable.')}"))
+    blocks.append(_header("Scheduled removals"))
+    if o.scheduled is None:
+        blocks.append(_context("Scheduled removals are not available in this deployment."))
+    elif not o.scheduled:
+        blocks.append(_context("None scheduled."))
+    else:
+        blocks += [_scheduled_block(item) for item in o.scheduled[:MAX_SCHEDULED]]
+        if len(o.scheduled) > MAX_SCHEDULED:
+            more = len(o.scheduled) - MAX_SCHEDULED
+            blocks.append(_context(f"…and {more:,} more: `/seat scheduled` lists them all."))
+    blocks.append(_header("Recent activity"))
+    if o.events_error:
+        blocks.append(_context(esc(o.events_error)))
+    elif not o.events:
+        blocks.append(_context("No audit events yet."))
+    else:
+        blocks += _lines([_event_line(e) for e in o.events], max_sections=10)
+    return _view(blocks)
+
+
+def _view(blocks: list[dict[str, Any]]) -> View:
+    assert len(blocks) <= MAX_VIEW_BLOCKS
+    return {"type": "home", "blocks": blocks}

@@ -1,0 +1,189 @@
+"""Block Kit for idle seats: the `/seat idle` report, a sweep's progress and its outcome. Pure functions.
+
+Same rules as `blocks`: every user- or API-supplied string is escaped, messages stay within 50 blocks
+and 3000 characters per text, and any number of seats is summarised (the full list goes in the CSV).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.idle import OLDEST_SHOWN, IdleReport, IdleSeat, SourceInfo, SweepOutcome, SweepProgress
+from bot.models import Pending
+from bot.slack.blocks import (
+    Message,
+    _clip,
+    _context,
+    _header,
+    _lines,
+    _message,
+    _section,
+    esc,
+    when,
+    who,
+)
+
+MAX_LISTED_FAILURES = 40
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def age(seconds: float) -> str:
+    """A short human age: 45 s, 12 min, 3 h, 2 d."""
+    seconds = max(0.0, seconds)
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit}"
+    return f"{int(seconds)} s"
+
+
+def source_line(info: SourceInfo, now: float) -> str:
+    if info.kind == "directory":
+        fresh = "seat directory"
+        if info.synced_at:
+            fresh += f", synced {age(now - info.synced_at)} ago"
+    else:
+        fresh = "a full listing from Cloudflare just now"
+    if not info.complete:
+        fresh += f" · :warning: incomplete: {esc(info.note or 'the listing stopped short')}"
+    return f"From {fresh}."
+
+
+def seat_line(s: IdleSeat, now: float) -> str:
+    login = f"last sign-in {esc(s.last_login[:10])}" if s.last_login else "never signed in"
+    return f"• *{esc(s.email or '?')}* — {login} ({s.idle_days(now)} days) — seat `{esc(s.seat_uid)}`"
+
+
+def _stamp(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y%m%d-%H%M")
+
+
+def report_filename(r: IdleReport) -> str:
+    return f"idle-seats-{r.days}d-{_stamp(r.now)}.csv"
+
+
+def outcome_filename(o: SweepOutcome) -> str:
+    return f"freed-seats-{_stamp(o.now)}.csv"
+
+
+def idle_report(r: IdleReport) -> Message:
+    count = len(r.idle)
+    title = f"{_n(count, 'idle seat')} of {r.in_use:,} in use (no sign-in for {r.days}+ days)"
+    blocks: list[dict[str, Any]] = [_header(title)]
+    summary = f"*{count:,}* idle · *{r.in_use:,}* seats in use · {r.users:,} users in the account" + (
+        f" · {r.excluded:,} idle but excluded (SEATBOT_IDLE_EXCLUDE)" if r.excluded else ""
+    )
+    blocks.append(_section(summary))
+    if count:
+        shown = min(count, OLDEST_SHOWN)
+        blocks.append(_context(f"The oldest {shown}:" if count > shown else "All of them, oldest first:"))
+        blocks += _lines([seat_line(s, r.now) for s in r.idle[:OLDEST_SHOWN]], max_sections=8)
+        if count > shown:
+            blocks.append(_context(f"…and {count - shown:,} more: the full list is in the CSV file."))
+    meta = [source_line(r.source, r.now), f"Asked by {who(r.requester)}"]
+    if r.pending is not None:
+        p = r.pending
+        meta += [
+            f"reason: {esc(p.reason) if p.reason else '_none given_'}",
+            f"expires {when(p.expires_at)}",
+        ]
+        if p.two_person:
+            meta.append(f"needs a second admin: {who(p.requester)} cannot confirm their own request")
+    blocks.append(_context(" · ".join(meta)))
+    notes = []
+    if r.no_button and count:
+        notes.append(esc(r.no_button))
+    if not r.audit_ok:
+        notes.append("The audit trail could not be written (see the bot's logs).")
+    if notes:
+        blocks.append(_context("\n".join(notes)))
+    if r.pending is not None:
+        blocks.append(sweep_buttons(r.pending))
+    return _message(title, blocks)
+
+
+def sweep_buttons(p: Pending) -> dict[str, Any]:
+    """The same confirmation as a revoke card: danger style, a dialog, one-time claim by id."""
+    seats = _n(p.sweep, "idle seat")
+    confirm = {
+        "type": "button",
+        "action_id": "seat_confirm",
+        "text": {"type": "plain_text", "text": _clip(f"Free {seats}", 75)},
+        "style": "danger",
+        "value": p.id,
+        "confirm": {
+            "title": {"type": "plain_text", "text": "Free idle seats?"},
+            "text": {
+                "type": "plain_text",
+                "text": _clip(
+                    f"{seats} will lose Access and Gateway. Each is checked again first: anyone who "
+                    "signed in since this report is skipped.",
+                    300,
+                ),
+            },
+            "confirm": {"type": "plain_text", "text": "Free them"},
+            "deny": {"type": "plain_text", "text": "Back"},
+            "style": "danger",
+        },
+    }
+    cancel = {
+        "type": "button",
+        "action_id": "seat_cancel",
+        "text": {"type": "plain_text", "text": "Cancel"},
+        "value": p.id,
+    }
+    return {"type": "actions", "block_id": "seat_actions", "elements": [confirm, cancel]}
+
+
+def sweep_progress(p: SweepProgress) -> Message:
+    if p.done == 0:
+        chunks = -(-p.total // 50)
+        text = f":hourglass_flowing_sand: Freeing {_n(p.total, 'idle seat')} ({_n(chunks, 'request')} of 50)…"
+    else:
+        eta = f", about {age(p.eta_seconds)} left" if p.eta_seconds is not None else ""
+        text = f":hourglass_flowing_sand: Freed {p.done:,} of {p.total:,} idle seats so far{eta}…"
+    return _message(text, [_section(text)])
+
+
+def sweep_outcome(o: SweepOutcome) -> Message:
+    p = o.pending
+    title = f"Idle sweep: {len(o.freed):,} freed, {len(o.skipped):,} skipped, {len(o.failed):,} failed"
+    if o.deferred:
+        title += f", {o.deferred:,} continuing"
+    blocks: list[dict[str, Any]] = [_header(title)]
+    if o.failed:
+        lines = [f"• :warning: *{esc(s.email or s.seat_uid)}* — {esc(why)}" for s, why in o.failed]
+        blocks.append(_section("*Failed* (nothing reported done for these):"))
+        blocks += _lines(lines[:MAX_LISTED_FAILURES], max_sections=10)
+        if len(lines) > MAX_LISTED_FAILURES:
+            blocks.append(_context(f"…and {len(lines) - MAX_LISTED_FAILURES:,} more failures."))
+    if o.skipped:
+        reasons = Counter(why for _, why in o.skipped)
+        text = "*Skipped* (checked again at confirm): " + "; ".join(
+            f"{esc(why)}: {n:,}" for why, n in reasons.most_common()
+        )
+        names = ", ".join(esc(s.email or s.seat_uid) for s, _ in o.skipped[:20])
+        more = f" and {len(o.skipped) - 20:,} more" if len(o.skipped) > 20 else ""
+        blocks.append(_section(_clip(f"{text}\n{names}{more}", 2900)))
+    if o.deferred:
+        blocks.append(
+            _section(
+                f":hourglass: {_n(o.deferred, 'seat')} wait for the Cloudflare rate budget; the sweep "
+                "continues on its own and posts its result here."
+            )
+        )
+    if o.freed:
+        blocks.append(_context("The seats freed, with Cloudflare's `updated_at`, are in the CSV file."))
+    parts = [
+        f"Requested by {who(p.requester)}",
+        f"confirmed by {who(o.confirmer)}",
+        f"reason: {esc(p.reason) if p.reason else '_none given_'}",
+    ]
+    if not o.audit_ok:
+        parts.append(":warning: audit trail write failed (see the bot's logs)")
+    blocks.append(_context(" · ".join(parts)))
+    return _message(title, blocks, response_type="in_channel")
