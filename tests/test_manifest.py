@@ -41,8 +41,11 @@ def test_manifest_declares_exactly_what_the_bot_uses() -> None:
     assert command["url"].endswith("/slack/events")
     assert m["settings"]["interactivity"]["request_url"].endswith("/slack/events")
     assert sorted(m["oauth_config"]["scopes"]["bot"]) == sorted(
-        ["commands", "chat:write", "users:read", "users:read.email", "usergroups:read"]
+        ["commands", "chat:write", "users:read", "users:read.email", "usergroups:read", "files:write"]
     )
+    assert m["features"]["app_home"]["home_tab_enabled"] is True
+    assert m["settings"]["event_subscriptions"]["bot_events"] == ["app_home_opened"]
+    assert m["settings"]["event_subscriptions"]["request_url"].endswith("/slack/events")
 
 
 def test_procfile_runs_web_and_socket_mode() -> None:

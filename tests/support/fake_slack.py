@@ -26,6 +26,9 @@ class FakeSlack:
         self.reject_responses = False  # answer every response_url post with 404
         self.latency = 0.0  # seconds added before every answer (Slack 100 ms away)
         self.ephemerals: list[dict[str, Any]] = []
+        self.files: dict[str, dict[str, Any]] = {}  # file id → filename, length, content, channel, title
+        self.file_error: str | None = None  # e.g. "not_in_channel" from files.completeUploadExternal
+        self.views: list[dict[str, Any]] = []  # views.publish calls: user_id and the parsed view
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -35,6 +38,7 @@ class FakeSlack:
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/response/{key}", self._response)
         app.router.add_post("/redirect/{key}", self._redirect)
+        app.router.add_post("/upload/{file_id}", self._upload)
         app.router.add_get("/_responses/{key}", self._recorded)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -115,7 +119,65 @@ class FakeSlack:
                 self.ephemerals.append(args)
                 self._changed.notify_all()
             return web.json_response({"ok": True, "message_ts": "1.0"})
+        if method.startswith("files.") or method == "views.publish":
+            return await self._files_and_views(method, args)
         return web.json_response({"ok": False, "error": "unknown_method"})
+
+    async def _files_and_views(self, method: str, args: dict[str, Any]) -> web.Response:
+        """Files upload v2 (get URL → POST the bytes → complete) and views.publish, as Slack checks them."""
+        if method == "files.getUploadURLExternal":
+            if not args.get("filename") or not str(args.get("length", "")).isdigit():
+                return web.json_response({"ok": False, "error": "invalid_arguments"})
+            file_id = f"F{len(self.files) + 1:08d}"
+            self.files[file_id] = {
+                "filename": args["filename"],
+                "length": int(args["length"]),
+                "content": None,
+            }
+            return web.json_response(
+                {"ok": True, "file_id": file_id, "upload_url": f"{self.url}/upload/{file_id}"}
+            )
+        if method == "files.completeUploadExternal":
+            if self.file_error:
+                return web.json_response({"ok": False, "error": self.file_error})
+            listed = json.loads(str(args.get("files", "[]")))
+            done = []
+            for item in listed:
+                record = self.files.get(str(item.get("id")))
+                if record is None or record["content"] is None:
+                    return web.json_response({"ok": False, "error": "file_not_found"})
+                async with self._changed:
+                    record.update(channel=args.get("channel_id"), title=item.get("title"), completed=True)
+                    self._changed.notify_all()
+                done.append({"id": item["id"], "title": item.get("title"), "name": record["filename"]})
+            return web.json_response({"ok": True, "files": done})
+        if method == "views.publish":
+            view = args.get("view")
+            view = json.loads(view) if isinstance(view, str) else view
+            if not args.get("user_id") or not isinstance(view, dict) or view.get("type") != "home":
+                return web.json_response({"ok": False, "error": "invalid_arguments"})
+            if len(view.get("blocks", [])) > 100:
+                return web.json_response({"ok": False, "error": "invalid_blocks"})
+            async with self._changed:
+                self.views.append({"user_id": args["user_id"], "view": view})
+                self._changed.notify_all()
+            return web.json_response({"ok": True, "view": {"id": "V1", **view}})
+        return web.json_response({"ok": False, "error": "unknown_method"})
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        """The upload URL: takes the bytes, which must be exactly the announced length."""
+        record = self.files.get(request.match_info["file_id"])
+        body = await request.read()
+        if record is None:
+            return web.Response(status=404, text="not found")
+        if len(body) != record["length"]:
+            return web.Response(status=400, text="length mismatch")
+        record["content"] = body
+        return web.Response(text="OK - " + str(len(body)))
+
+    def uploaded(self) -> list[dict[str, Any]]:
+        """Completed uploads, in order: filename, title, channel and content (bytes)."""
+        return [f for f in self.files.values() if f.get("completed")]
 
     async def _response(self, request: web.Request) -> web.Response:
         body = json.loads(await request.text())
