@@ -50,7 +50,8 @@ def csv_rows(content: bytes) -> list[dict[str, str]]:
 
 
 async def audit_events(redis_client: aredis.Redis) -> list[dict[str, Any]]:
-    return [json.loads(data[b"json"]) for _, data in await redis_client.xrange(STREAM)]
+    rows = await redis_client.xrange(STREAM)
+    return [json.loads((data or {})[b"json"]) for _, data in rows or []]
 
 
 async def confirm(bot: SlackClient, message: dict[str, Any], *, user: str = ADMIN) -> list[dict[str, Any]]:

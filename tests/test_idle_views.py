@@ -9,10 +9,11 @@ from typing import Any
 
 from bot.home import Home, HomeOverview, ScheduledItem
 from bot.idle import DAY, IdleReport, IdleSeat, SourceInfo, SweepOutcome, SweepProgress
-from bot.models import AccessUser, Pending
+from bot.models import AccessUser, Pending, Seat, SeatUpdate
 from bot.policy import Authorizer, Policy
 from bot.slack import idle_blocks
 from bot.slack.home import home_view
+from bot.state.sweeps import SweepList
 from bot.sweep import IdleFlow
 
 NOW = 1_795_000_000.0
@@ -156,6 +157,36 @@ class Events:
         ] * count
 
 
+class NoWrites:
+    """The Home only reads: any write would fail the test."""
+
+    async def update_seats(self, updates: Sequence[SeatUpdate]) -> list[Seat]:
+        raise AssertionError("the Home must not change seats")
+
+    async def put(self, pending: Pending, *, ttl: int) -> None:
+        raise AssertionError("the Home must not make cards")
+
+
+class NoSweeps:
+    async def put(self, pending_id: str, sweep: SweepList, *, ttl: int) -> None:
+        raise AssertionError("the Home must not make sweeps")
+
+    async def take(self, pending_id: str) -> SweepList | None:
+        raise AssertionError("the Home must not run sweeps")
+
+
+def read_only(source: ListSource, policy: Policy) -> IdleFlow:
+    return IdleFlow(
+        source=source,
+        seats=NoWrites(),
+        pendings=NoWrites(),
+        sweeps=NoSweeps(),
+        audit=Events(),
+        policy=policy,
+        clock=lambda: NOW,
+    )
+
+
 def account(count: int) -> list[AccessUser]:
     """`count` users, one in three idle for 90 days, one in ten without a seat."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(NOW - 90 * DAY))
@@ -177,15 +208,7 @@ async def test_app_home_for_10_and_100000_users_validates() -> None:
     policy = Policy(admins=frozenset({"UADMIN"}), admin_groups=("S0GROUP",))
     for count in (10, 100_000):
         source = ListSource(account(count))
-        idle = IdleFlow(
-            source=source,
-            seats=None,
-            pendings=None,
-            sweeps=None,
-            audit=Events(),
-            policy=policy,
-            clock=lambda: NOW,
-        )  # type: ignore[arg-type]
+        idle = read_only(source, policy)
         home = Home(idle=idle, audit=Events(), authorizer=Authorizer(policy, Nobody()), clock=lambda: NOW)
         overview = await home.overview("UADMIN")
         assert overview.counts is not None
@@ -210,7 +233,7 @@ async def test_app_home_for_a_non_admin_shows_what_the_bot_is_and_who_runs_it() 
     """A non-admin sees the bot's purpose and its admins, never the counts or the audit trail."""
     policy = Policy(admins=frozenset({"UADMIN"}))
     source = ListSource(account(10))
-    idle = IdleFlow(source=source, seats=None, pendings=None, sweeps=None, audit=Events(), policy=policy)  # type: ignore[arg-type]
+    idle = read_only(source, policy)
     home = Home(idle=idle, audit=Events(), authorizer=Authorizer(policy, Nobody()))
     view = home_view(await home.overview("USOMEONE"))
     text = json.dumps(view)

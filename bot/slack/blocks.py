@@ -282,6 +282,8 @@ def _event_line(e: dict[str, Any], seats_by_id: dict[str, list[Any]]) -> str:
         bits.append(f"{'seat' if len(seats) == 1 else f'{len(seats)} seats'} {_seat_list(seats)}")
     elif isinstance(e.get("targets"), list) and e["targets"]:
         bits.append(f"targets {_seat_list(e['targets'])}")
+    elif e.get("sweep"):
+        bits.append(f"idle sweep of {esc(e['sweep'])} seats" if e["sweep"] is not True else "idle sweep")
     elif e.get("id"):
         bits.append(f"seats not in this window (card {esc(str(e['id'])[:8])}…)")
     for key in ("email", "why", "error", "cf_ray", "reason"):

@@ -86,7 +86,10 @@ def home_view(o: HomeOverview) -> View:
     elif not o.events:
         blocks.append(_context("No audit events yet."))
     else:
-        blocks += _lines([_event_line(e) for e in o.events], max_sections=10)
+        seats_by_id = {
+            str(e["id"]): e["seats"] for e in o.events if e.get("id") and isinstance(e.get("seats"), list)
+        }
+        blocks += _lines([_event_line(e, seats_by_id) for e in o.events], max_sections=10)
     return _view(blocks)
 
 
