@@ -120,7 +120,8 @@ def build_bolt_app(
                 if shown:  # the result replaces the progress note, so it must land after it
                     await asyncio.gather(*shown, return_exceptions=True)
                 outcome = replies.for_click(reply)
-                if not await deliver(respond, outcome) and isinstance(reply, Outcome | Failure | SweepOutcome):
+                posted = await deliver(respond, outcome)
+                if not posted and isinstance(reply, Outcome | Failure | SweepOutcome):
                     log.warning(
                         "the outcome could not be delivered through response_url; "
                         "posting it with chat.postMessage in the card's channel"
