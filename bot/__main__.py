@@ -50,6 +50,7 @@ def run_socket(settings: Settings, args: argparse.Namespace) -> int:
 def run_check(settings: Settings, args: argparse.Namespace) -> int:
     from bot.checks import run_checks
 
+    setup_logging("CRITICAL", secrets_=settings.secrets())  # only check's own lines, no JSON in between
     return asyncio.run(run_checks(settings))
 
 

@@ -1,60 +1,195 @@
-"""`python -m bot check`: settings, Slack auth.test, one read-only Cloudflare call, Redis PING."""
+"""`python -m bot check`: settings, Slack auth.test, one read-only Cloudflare call, Redis PING.
+
+One line per part, each service tried once with a short timeout (no retries, no log lines in
+between), and every FAIL says what failed (Slack's error string, the host:port), and what to do.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import httpx
+import redis.asyncio as aredis
+from redis.exceptions import AuthenticationError, RedisError
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.cloudflare.client import CloudflareClient
 from bot.config import Settings
-from bot.errors import SeatbotError
-from bot.state.redis import connect_redis, redis_status
+from bot.errors import (
+    AuthenticationFailed,
+    NotFound,
+    PermissionDenied,
+    SeatbotError,
+    SeatsError,
+    Unavailable,
+)
+from bot.logs import redact
+from bot.netdiag import endpoint, why
+from bot.state.redis import connect_redis
+
+TIMEOUT_SECONDS = 5.0  # per service: `check` answers in seconds, not after a retry budget
+
+_SLACK_ADVICE = {
+    "invalid_auth": "SLACK_BOT_TOKEN is not a valid token: copy the Bot User OAuth Token (xoxb-…) "
+    "from the app's OAuth & Permissions page",
+    "not_authed": "SLACK_BOT_TOKEN is empty or was not sent",
+    "token_revoked": "the token was revoked: reinstall the app and copy the new xoxb- token",
+    "account_inactive": "the token's app or workspace is deactivated: reinstall the app",
+    "token_expired": "the token expired (token rotation is on): use a fresh xoxb- token",
+}
 
 
-async def run_checks(settings: Settings, *, out: Callable[[str], None] = print) -> int:
-    failures = 0
+@dataclass(frozen=True)
+class Skip(Exception):
+    """A part that cannot be tried because a setting it needs is missing (the config line says so)."""
 
-    async def one(name: str, probe: Callable[[], Awaitable[str]]) -> None:
-        nonlocal failures
-        try:
-            detail = await probe()
-            out(f"OK   {name}: {detail}")
-        except Exception as exc:
-            failures += 1
-            text = str(exc) if isinstance(exc, SeatbotError) else type(exc).__name__
-            out(f"FAIL {name}: {text}")
+    reason: str
+
+
+def missing_settings(settings: Settings) -> list[str]:
+    """Every setting the configured mode needs and lacks: Socket Mode needs no signing secret."""
+    socket = bool(settings.slack_app_token and settings.slack_app_token.get_secret_value())
+    gone = settings.missing("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN" if socket else "SLACK_SIGNING_SECRET")
+    gone += settings.missing("CLOUDFLARE_ACCOUNT_ID")
+    if not settings.has_cloudflare_credentials:
+        gone.append("CLOUDFLARE_API_TOKEN (or CLOUDFLARE_EMAIL + CLOUDFLARE_API_KEY)")
+    if not (settings.seatbot_admins or settings.seatbot_admin_groups):
+        gone.append("SEATBOT_ADMINS or SEATBOT_ADMIN_GROUPS (nobody may revoke)")
+    return gone
+
+
+async def run_checks(
+    settings: Settings, *, out: Callable[[str], None] = print, seconds: float = TIMEOUT_SECONDS
+) -> int:
+    """Print one line per part; 0 when every part is OK. `seconds` bounds each service's one try."""
+    timeout = seconds
+    socket = bool(settings.slack_app_token and settings.slack_app_token.get_secret_value())
 
     async def config() -> str:
-        settings.require("SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN")
-        settings.require_cloudflare()
-        admins = len(settings.seatbot_admins) + len(settings.seatbot_admin_groups)
-        if not admins:
-            raise SeatbotError("SEATBOT_ADMINS or SEATBOT_ADMIN_GROUPS: not set, nobody may revoke")
-        return "settings valid"
+        gone = missing_settings(settings)
+        if gone:
+            raise SeatbotError(f"not set: {', '.join(gone)}")
+        if not socket and settings.web_concurrency > 1 and settings.redis_url is None:
+            raise SeatbotError("REDIS_URL: required when WEB_CONCURRENCY is more than 1")
+        admins = (
+            f"{len(settings.seatbot_admins)} admin(s), {len(settings.seatbot_admin_groups)} admin group(s)"
+        )
+        return f"settings complete for {'Socket Mode' if socket else 'HTTP'}; {admins}"
 
     async def slack() -> str:
-        from slack_sdk.web.async_client import AsyncWebClient
-
-        client = AsyncWebClient(token=settings.bot_token(), base_url=settings.slack_api_url)
-        response = await client.auth_test()
-        return f"auth.test as {response.get('user')} in {response.get('team')}"
+        if not settings.slack_bot_token:
+            raise Skip("SLACK_BOT_TOKEN not set")
+        where = endpoint(settings.slack_api_url)
+        client = AsyncWebClient(
+            token=settings.bot_token(),
+            base_url=settings.slack_api_url,
+            timeout=int(timeout),
+            retry_handlers=[],
+        )
+        try:
+            response = await client.auth_test()
+            detail = f"auth.test as {response.get('user')} in {response.get('team')}"
+            if socket:
+                apps = AsyncWebClient(
+                    base_url=settings.slack_api_url, timeout=int(timeout), retry_handlers=[]
+                )
+                await apps.apps_connections_open(app_token=settings.app_token())
+                detail += "; SLACK_APP_TOKEN opens Socket Mode"
+            return detail
+        except SlackApiError as exc:
+            error = str(exc.response.get("error") or f"HTTP {exc.response.status_code}")
+            method = "apps.connections.open (SLACK_APP_TOKEN)" if "auth.test" not in str(exc) else "auth.test"
+            advice = _SLACK_ADVICE.get(error, f"see https://api.slack.com/methods/{method.split()[0]}")
+            if method.startswith("apps") and error in _SLACK_ADVICE:
+                advice = "SLACK_APP_TOKEN is wrong: create an App-Level Token with connections:write"
+            raise SeatbotError(f"Slack answered {error} to {method}: {advice}") from None
+        except (OSError, TimeoutError) as exc:
+            raise SeatbotError(
+                f"cannot reach {where}: {why(exc)}; check the network, a proxy, or SLACK_API_URL"
+            ) from None
+        except Exception as exc:  # aiohttp's client errors are not all OSErrors
+            raise SeatbotError(
+                f"cannot reach {where}: {why(exc)}; check the network or SLACK_API_URL"
+            ) from None
 
     async def cloudflare() -> str:
-        async with CloudflareClient.from_settings(settings) as cf:
-            await cf.ping()
-        return "users list readable"
+        if not settings.cloudflare_account_id or not settings.has_cloudflare_credentials:
+            raise Skip("CLOUDFLARE_ACCOUNT_ID or credentials not set")
+        client = CloudflareClient(
+            account_id=settings.account_id(),
+            auth_headers=settings.cloudflare_auth_headers(),
+            base_url=settings.cloudflare_base_url,
+            max_attempts=1,
+            retry_deadline=timeout,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)),
+        )
+        try:
+            await client.ping()
+        except SeatsError as exc:
+            raise SeatbotError(_cloudflare_advice(exc, settings)) from None
+        finally:
+            await client.aclose()
+        account, base = settings.cloudflare_account_id, settings.cloudflare_base_url
+        return f"users list of account {account} readable at {base}"
 
     async def redis() -> str:
         if settings.redis_url is None:
             return "REDIS_URL not set: in-process store (one process only)"
-        client = connect_redis(settings)
+        url = settings.redis_url.get_secret_value()
+        where = endpoint(url) if not url.startswith("unix:") else url.split("?")[0]
+        client: aredis.Redis = connect_redis(settings, retries=0)
         try:
-            status = await redis_status(client)
+            await client.ping()
+        except AuthenticationError:
+            raise SeatbotError(f"{where} refused the password or user in REDIS_URL") from None
+        except (RedisError, OSError) as exc:
+            raise SeatbotError(
+                f"cannot reach {where}: {why(exc)}; is Redis running there? check REDIS_URL "
+                "(rediss:// for TLS, REDIS_TLS_INSECURE for self-signed certificates)"
+            ) from None
         finally:
             await client.aclose()
-        if status != "ok":
-            raise SeatbotError("PING failed: Redis unreachable")
-        return "PING ok"
+        return f"PING ok at {where}"
 
-    for name, probe in (("config", config), ("slack", slack), ("cloudflare", cloudflare), ("redis", redis)):
-        await one(name, probe)
+    probes: list[tuple[str, Callable[[], Awaitable[str]]]] = [
+        ("config", config),
+        ("slack", slack),
+        ("cloudflare", cloudflare),
+        ("redis", redis),
+    ]
+    results = await asyncio.gather(*(_run(probe, timeout + 2) for _, probe in probes))
+    failures = 0
+    for (name, _), (status, text) in zip(probes, results, strict=True):
+        failures += status != "OK"
+        out(redact(f"{status:<4} {name}: {text}"))
     return 1 if failures else 0
+
+
+async def _run(probe: Callable[[], Awaitable[str]], limit: float) -> tuple[str, str]:
+    try:
+        async with asyncio.timeout(limit):
+            return "OK", await probe()
+    except Skip as skip:
+        return "SKIP", skip.reason
+    except SeatbotError as exc:
+        return "FAIL", str(exc)
+    except TimeoutError:
+        return "FAIL", f"no answer within {limit:.0f}s"
+    except Exception as exc:  # a surprise still gets its line, never a traceback
+        return "FAIL", f"unexpected {type(exc).__name__}: {why(exc)}"
+
+
+def _cloudflare_advice(exc: SeatsError, settings: Settings) -> str:
+    text = exc.describe()
+    if isinstance(exc, Unavailable):
+        return f"{text}; check the network, a proxy, or CLOUDFLARE_BASE_URL"
+    if isinstance(exc, AuthenticationFailed):
+        return f"{text}: CLOUDFLARE_API_TOKEN (or the email + key pair) is wrong or expired"
+    if isinstance(exc, PermissionDenied):
+        return f"{text}: the token needs Access: Audit Logs Read and Zero Trust: Seats Write on this account"
+    if isinstance(exc, NotFound):
+        return f"{text}: check CLOUDFLARE_ACCOUNT_ID ({settings.cloudflare_account_id})"
+    return text

@@ -19,6 +19,8 @@ from bot.errors import ConfigError
 log = logging.getLogger("seatbot.config")
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MAX_CONFIRM_TTL = 1800  # a Slack response_url lives 30 minutes
 
 
@@ -120,6 +122,33 @@ class Settings(BaseSettings):
                 raise ValueError(f"`{item}` is neither an email nor an @domain")
         return value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        """Checked here, not at the first connection: a wrong scheme stops start-up with one line."""
+        if value is not None:
+            scheme = urlsplit(value.get_secret_value()).scheme.lower()
+            if scheme not in REDIS_SCHEMES:
+                got = f"got {scheme}://" if scheme else "no scheme"
+                raise ValueError(f"must start with redis://, rediss:// (TLS) or unix:// ({got})")
+        return value
+
+    @field_validator("cloudflare_base_url", "slack_api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("seatbot_log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return level
+
     @field_validator("cloudflare_account_id")
     @classmethod
     def _account_id(cls, value: str | None) -> str | None:
@@ -218,12 +247,13 @@ def _optional_fields() -> frozenset[str]:
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Build Settings, turning validation errors into one ConfigError line per the first problem."""
+    """Build Settings; every invalid one becomes part of a single ConfigError line naming it."""
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "settings"
-        message = first["msg"].removeprefix("Value error, ")
-        name = where.upper() if first["loc"] else "settings"
-        raise ConfigError(f"{name}: {message}") from None
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"])
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"{where.upper() if where else 'settings'}: {message}")
+        raise ConfigError("; ".join(dict.fromkeys(problems))) from None

@@ -44,6 +44,7 @@ from bot.errors import (
     Unavailable,
 )
 from bot.models import SEAT_UID_RE, AccessUser, Seat, SeatUpdate
+from bot.netdiag import endpoint, why
 
 log = logging.getLogger("seatbot.cloudflare")
 
@@ -180,6 +181,7 @@ class CloudflareClient:
         self._clock = clock
         self.budget = budget
         self._budget_wait = budget_wait  # how long an interactive request may wait for a slot
+        self._endpoint = endpoint(base_url)  # host:port, named when it cannot be reached
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/",
             headers={"User-Agent": USER_AGENT, "Accept": "application/json", **auth_headers},
@@ -389,7 +391,7 @@ class CloudflareClient:
             error = exc.error
         assert error is not None
         message = error.message
-        if isinstance(error, Unavailable):
+        if isinstance(error, Unavailable) and attempt > 1:
             message = f"Cloudflare unavailable after {attempt} attempts ({error.message})"
         # Raised outside the except block: no __context__ chain leading back to request headers.
         raise error.but(message=message, attempts=attempt)
@@ -402,9 +404,9 @@ class CloudflareClient:
         try:
             response = await self._http.request(method, path, **kwargs)
         except httpx.TimeoutException:
-            failure = "timed out"
+            failure = f"timed out ({self._endpoint})"
         except httpx.TransportError as exc:
-            failure = f"connection failed: {type(exc).__name__}"
+            failure = f"connection failed: {type(exc).__name__} ({self._endpoint}: {why(exc)})"
         except httpx.HTTPError as exc:  # e.g. a body that cannot be decoded; seat updates are safe to repeat
             failure = f"unreadable answer: {type(exc).__name__}"
         if failure is not None:  # raised outside the except: the httpx error (with headers) is dropped

@@ -17,7 +17,7 @@ from bot.config import Settings
 log = logging.getLogger("seatbot.redis")
 
 
-def connect_redis(settings: Settings, *, warn_in_process: bool = True) -> aredis.Redis:
+def connect_redis(settings: Settings, *, warn_in_process: bool = True, retries: int = 1) -> aredis.Redis:
     """redis:// or rediss:// with short timeouts; the in-process store (same Lua) when REDIS_URL is unset."""
     url = settings.redis_url.get_secret_value() if settings.redis_url is not None else None
     if not url:
@@ -35,7 +35,7 @@ def connect_redis(settings: Settings, *, warn_in_process: bool = True) -> aredis
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         # One quick reconnect covers a pooled connection that died with a Redis restart.
-        retry=Retry(NoBackoff(), 1),
+        retry=Retry(NoBackoff(), retries),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         health_check_interval=30,
         **kwargs,

@@ -29,6 +29,7 @@ class FakeSlack:
         self.files: dict[str, dict[str, Any]] = {}  # file id → filename, length, content, channel, title
         self.file_error: str | None = None  # e.g. "not_in_channel" from files.completeUploadExternal
         self.views: list[dict[str, Any]] = []  # views.publish calls: user_id and the parsed view
+        self.token_error: str | None = None  # e.g. "invalid_auth" from auth.test, apps.connections.open
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -78,6 +79,10 @@ class FakeSlack:
         async with self._changed:
             self.calls.append((method, args))
             self._changed.notify_all()
+        if method in ("auth.test", "apps.connections.open") and self.token_error:
+            return web.json_response({"ok": False, "error": self.token_error})
+        if method == "apps.connections.open":
+            return web.json_response({"ok": True, "url": self.url.replace("http", "ws") + "/socket"})
         if method == "auth.test":
             return web.json_response(
                 {
