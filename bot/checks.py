@@ -7,6 +7,7 @@ between), and every FAIL says what failed (Slack's error string, the host:port),
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -184,7 +185,8 @@ async def _run(probe: Callable[[], Awaitable[str]], limit: float) -> tuple[str, 
 
 def _cloudflare_advice(exc: SeatsError, settings: Settings) -> str:
     text = exc.describe()
-    if isinstance(exc, Unavailable):
+    if isinstance(exc, Unavailable):  # one attempt only here: what went wrong is the part in brackets
+        text = re.sub(r"^Cloudflare unavailable after \d+ attempts \((.*)\)$", r"\1", text)
         return f"{text}; check the network, a proxy, or CLOUDFLARE_BASE_URL"
     if isinstance(exc, AuthenticationFailed):
         return f"{text}: CLOUDFLARE_API_TOKEN (or the email + key pair) is wrong or expired"

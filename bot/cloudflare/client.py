@@ -391,7 +391,7 @@ class CloudflareClient:
             error = exc.error
         assert error is not None
         message = error.message
-        if isinstance(error, Unavailable) and attempt > 1:
+        if isinstance(error, Unavailable):
             message = f"Cloudflare unavailable after {attempt} attempts ({error.message})"
         # Raised outside the except block: no __context__ chain leading back to request headers.
         raise error.but(message=message, attempts=attempt)
