@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.cloudflare.client import CloudflareClient
 from bot.config import Settings
+from bot.directory_sync import describe
 from bot.errors import (
     AuthenticationFailed,
     NotFound,
@@ -29,6 +31,7 @@ from bot.errors import (
 )
 from bot.logs import redact
 from bot.netdiag import endpoint, why
+from bot.state.directory import SeatDirectory
 from bot.state.redis import connect_redis
 
 TIMEOUT_SECONDS = 5.0  # per service: `check` answers in seconds, not after a retry budget
@@ -155,11 +158,26 @@ async def run_checks(
             await client.aclose()
         return f"PING ok at {where}"
 
+    async def directory() -> str:
+        if settings.seatbot_directory_refresh_seconds <= 0:
+            return "off (SEATBOT_DIRECTORY_REFRESH_SECONDS=0): seat UIDs are found by scanning"
+        if settings.redis_url is None:
+            return "in-process store: each process builds its own directory after it starts"
+        client: aredis.Redis = connect_redis(settings, retries=0)
+        try:
+            status = await SeatDirectory(client).status()
+        except SeatbotError:
+            raise SeatbotError("Redis unreachable: the directory's state is unknown") from None
+        finally:
+            await client.aclose()
+        return f"{status.state}: " + describe(status, now=time.time())
+
     probes: list[tuple[str, Callable[[], Awaitable[str]]]] = [
         ("config", config),
         ("slack", slack),
         ("cloudflare", cloudflare),
         ("redis", redis),
+        ("directory", directory),
     ]
     results = await asyncio.gather(*(_run(probe, timeout + 2) for _, probe in probes))
     failures = 0

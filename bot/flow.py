@@ -12,8 +12,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
+from bot.directory_sync import DirectorySync, sync_command
 from bot.errors import ParseError, SeatsError, StoreUnavailable
 from bot.models import (
     SEAT_UID_RE,
@@ -41,6 +42,7 @@ from bot.outcomes import (
 )
 from bot.parse import USAGE, Command, Target, parse
 from bot.policy import Authorizer, Directory
+from bot.seat_lookup import Cloudflare, SeatLookup, age_text
 from bot.sweep import IdleFlow
 
 log = logging.getLogger("seatbot.flow")
@@ -108,6 +110,8 @@ class SeatFlow:
         lookup_concurrency: int = 8,
         clock: Callable[[], float] = time.time,
         idle: IdleFlow | None = None,
+        seat_lookup: SeatLookup | None = None,
+        directory_sync: DirectorySync | None = None,
     ) -> None:
         self.seats = seats
         self.store = store
@@ -118,6 +122,9 @@ class SeatFlow:
         self._lookups = lookup_concurrency
         self._clock = clock
         self.idle = idle
+        # seat UID targets: through the seat directory when there is one (bot/seat_lookup.py)
+        self.uids = seat_lookup or SeatLookup(seats=cast(Cloudflare, seats), concurrency=lookup_concurrency)
+        self.directory_sync = directory_sync
 
     # -- commands --------------------------------------------------------------------------
 
@@ -138,6 +145,8 @@ class SeatFlow:
             async with lane() if lane is not None else contextlib.nullcontext():
                 if cmd.action == "status":
                     return await self._status(cmd)
+                if cmd.action == "sync":
+                    return await sync_command(self.directory_sync)
                 if cmd.action == "idle":
                     if self.idle is None:
                         return Notice("Idle seats are not available in this process.", kind="error")
@@ -170,11 +179,11 @@ class SeatFlow:
         return Notice(text, kind="refused")
 
     async def _status(self, cmd: Command) -> StatusReport:
-        found, problems = await self._resolve(cmd.targets)
-        return StatusReport(tuple(user for _, user in found), tuple(problems))
+        found, problems, source = await self._resolve(cmd.targets)
+        return StatusReport(tuple(user for _, user in found), tuple(problems), source=source)
 
     async def _revoke(self, user: str, channel: str, cmd: Command) -> CommandReply:
-        found, problems = await self._resolve(cmd.targets)
+        found, problems, _ = await self._resolve(cmd.targets)
         targets: dict[str, PendingTarget] = {}
         notes = list(cmd.notes)
         no_seat = 0
@@ -220,25 +229,26 @@ class SeatFlow:
         )
         return Card(pending, tuple(problems), tuple(notes), audit_ok=audit_ok)
 
-    async def _resolve(self, targets: Sequence[Target]) -> tuple[list[tuple[str, AccessUser]], list[str]]:
-        """Each target → (label, the user holding its seat); every other target gets a problem line."""
+    async def _resolve(
+        self, targets: Sequence[Target]
+    ) -> tuple[list[tuple[str, AccessUser]], list[str], str | None]:
+        """Each target → (label, the user holding its seat); every other target gets a problem line;
+        and, when the seat directory answered, a note saying how old it is."""
         limit = asyncio.Semaphore(self._lookups)
         uids = [t.value for t in targets if t.kind == "uid"]
-        by_uid: dict[str, AccessUser] = {}
-        uid_error: str | None = None
-        if uids:
-            try:
-                by_uid = await self.seats.find_users_by_seat_uids(uids)
-            except SeatsError as exc:
-                uid_error = exc.describe()
+        answers = await self.uids.by_uids(uids)
+        source = None
+        if answers.directory_age is not None:
+            source = (
+                f"Seat UIDs found in the seat directory (synced {age_text(answers.directory_age)} ago) "
+                "and confirmed with Cloudflare."
+            )
 
         async def one(target: Target) -> tuple[str, AccessUser] | str:
-            if target.kind == "uid":
-                if uid_error is not None:
-                    return f"{target.value}: Cloudflare look-up failed: {uid_error}"
-                if target.value not in by_uid:  # a typo far more often than a real seat: never send it
-                    return f"{target.value}: no Zero Trust user holds this seat UID."
-                return (target.value, by_uid[target.value])
+            if target.kind == "uid":  # an unknown UID is never sent: a typo far more often than a seat
+                if target.value in answers.found:
+                    return (target.value, answers.found[target.value])
+                return answers.problems[target.value]
             async with limit:
                 email, label = target.value, target.value
                 if target.kind == "mention":
@@ -251,6 +261,7 @@ class SeatFlow:
                     users = await self.seats.find_users(email=email)
                 except SeatsError as exc:
                     return f"{email}: Cloudflare look-up failed: {exc.describe()}"
+                await self.uids.remember(users)
             holders = [u for u in users if u.seat_uid and SEAT_UID_RE.fullmatch(u.seat_uid)]
             if not holders:
                 return f"{email}: no Zero Trust user with this email."
@@ -265,7 +276,7 @@ class SeatFlow:
                 problems.append(item)
             else:
                 found.append(item)
-        return found, problems
+        return found, problems, source
 
     # -- clicks ----------------------------------------------------------------------------
 

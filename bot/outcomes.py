@@ -36,6 +36,7 @@ class Card:
 class StatusReport:
     users: tuple[AccessUser, ...]
     problems: tuple[str, ...] = ()
+    source: str | None = None  # how the answer was found (the seat directory's age), if worth saying
 
 
 @dataclass(frozen=True)

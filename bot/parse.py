@@ -24,7 +24,7 @@ MAX_IDLE_DAYS = 3650
 USAGE = (
     "Usage: `/seat revoke <email|@person|seat-uid> [more …] [--reason <text>]`, "
     "`/seat status <email|@person|seat-uid> …`, `/seat idle [days] [--reason <text>]`, "
-    "`/seat audit [n]`, `/seat help`"
+    "`/seat audit [n]`, `/seat sync`, `/seat help`"
 )
 
 _TOKEN = re.compile(r"<[^<>\s][^<>]*>|\S+")
@@ -50,7 +50,7 @@ class Target:
 
 @dataclass(frozen=True)
 class Command:
-    action: Literal["help", "revoke", "status", "audit", "idle"]
+    action: Literal["help", "revoke", "status", "audit", "idle", "sync"]
     targets: tuple[Target, ...] = ()
     reason: str | None = None
     count: int = 10
@@ -235,6 +235,10 @@ def parse(text: str) -> Command:
         return Command("audit", count=int(arg))
     if verb == "idle":
         return _idle(rest)
+    if verb == "sync":
+        if clean(unescape(rest)):
+            raise ParseError("`/seat sync` takes no arguments.")
+        return Command("sync")
     if verb not in ("revoke", "status"):
         raise ParseError(f"Unknown command `{_short(unescape(verb), 30)}`.")
 

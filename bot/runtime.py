@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -12,11 +14,14 @@ from bot.cloudflare.budget import RateBudget
 from bot.cloudflare.client import CloudflareClient
 from bot.cloudflare.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, Sandbox
 from bot.config import Settings
+from bot.directory_sync import DirectorySync
 from bot.flow import SeatFlow
 from bot.home import Home
 from bot.idle import Exclusions
 from bot.policy import Authorizer, Directory, Policy
+from bot.seat_lookup import SeatLookup
 from bot.state.audit import Audit
+from bot.state.directory import SeatDirectory
 from bot.state.pending import PendingStore
 from bot.state.redis import connect_redis
 from bot.state.sweeps import SweepStore
@@ -29,15 +34,28 @@ class Runtime:
     redis: aredis.Redis
     seats: CloudflareClient
     flow: SeatFlow
+    directory_sync: DirectorySync
     sandbox: Sandbox | None = None
     home: Home | None = None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    background: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
     def in_process_store(self) -> bool:
         return self.settings.redis_url is None
 
+    def start_background(self) -> None:
+        """The seat directory's periodic refresh (the first sync starts at once if the directory is
+        empty; Slack is served meanwhile, UID look-ups scan until it is ready)."""
+        if self.directory_sync.enabled and not self.background:
+            self.background.append(asyncio.create_task(self.directory_sync.refresh_loop()))
+
     async def aclose(self) -> None:
+        for task in self.background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.directory_sync.aclose()
         for close in self.closers:
             await close()
         await self.seats.aclose()
@@ -73,6 +91,19 @@ def build_runtime(
             budget_wait=settings.cloudflare_budget_wait_seconds,
         )
     policy = Policy.from_settings(settings)
+    seat_directory = SeatDirectory(redis)
+    sync = DirectorySync(
+        directory=seat_directory,
+        seats=seats,
+        refresh_seconds=settings.seatbot_directory_refresh_seconds,
+        concurrency=settings.seatbot_directory_concurrency,
+        lease_seconds=settings.seatbot_directory_lease_seconds,
+    )
+    lookup = SeatLookup(
+        seats=seats,
+        directory=seat_directory if sync.enabled else None,
+        concurrency=settings.cloudflare_lookup_concurrency,
+    )
     store, audit = PendingStore(redis), Audit(redis, maxlen=settings.seatbot_audit_maxlen)
     authorizer = Authorizer(policy, directory, cache_seconds=settings.seatbot_group_cache_seconds)
     idle = IdleFlow(
@@ -93,6 +124,8 @@ def build_runtime(
         authorizer=authorizer,
         lookup_concurrency=settings.cloudflare_lookup_concurrency,
         idle=idle,
+        seat_lookup=lookup,
+        directory_sync=sync,
     )
     home = Home(idle=idle, audit=audit, authorizer=authorizer)
-    return Runtime(settings, redis, seats, flow, sandbox, home=home)
+    return Runtime(settings, redis, seats, flow, sync, sandbox, home=home)

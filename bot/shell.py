@@ -164,6 +164,11 @@ def banner(runtime: Runtime, user: str, hint: bool) -> str:
         if idle > 0:
             lines.append(f"Plus {idle} idle demo users (idle0001@example.com, …): try `/seat idle`.")
         lines.append("Mentions: <@U0ALICE> is alice@example.com (and so on for the demo users).")
+        if runtime.sandbox.synthetic.count:
+            lines.append(
+                f"Plus {runtime.sandbox.synthetic.count:,} synthetic users "
+                "(user000001@synthetic.example.com, seat 00000000-5eed-4000-8000-000000000001, …)."
+            )
     else:
         lines.append(f"Cloudflare: LIVE account {runtime.settings.cloudflare_account_id}: revokes are real")
     lines.append("Store: in-process" if runtime.in_process_store else "Store: Redis (REDIS_URL)")
@@ -196,6 +201,7 @@ async def run_shell(
             runtime.sandbox.add_user(record)
     shell = Shell(runtime, user=user, out=out, files=files)
     shell.say(banner(runtime, user, go_live_hint))
+    runtime.start_background()
     interactive = stdin.isatty()
 
     def read() -> str | None:

@@ -164,7 +164,10 @@ async def test_check_command_reports_each_part(
         "OK   slack",
         "OK   cloudflare",
         "OK   redis",
+        "OK   directory",
     ]
+    directory = good.stdout.splitlines()[-1]
+    assert directory.startswith(("OK   directory: empty: ", "OK   directory: ready: ")), directory
     bad = await asyncio.to_thread(
         run, CLOUDFLARE_API_TOKEN="wrong-token-123", REDIS_URL="redis://127.0.0.1:1/0"
     )

@@ -56,3 +56,15 @@ def test_no_subcommand_and_no_slack_settings_starts_the_shell(tmp_path: Path) ->
     result = shell("/seat help\n", cwd=tmp_path)
     assert "seatbot shell" in result.stdout and "To go live" in result.stdout
     assert "Usage:" in result.stdout
+
+
+def test_shell_seeds_a_large_account_and_syncs_on_the_in_process_store(tmp_path: Path) -> None:
+    """SEATBOT_SANDBOX_USERS=6000 without REDIS_URL: `/seat sync` builds the directory in-process and a
+    seat UID past the scan's reach is then found (confirmed with Cloudflare)."""
+    uid = "00000000-5eed-4000-8000-000000006000"
+    result = shell(f"/seat sync\n/seat status {uid}\n", "shell", cwd=tmp_path, SEATBOT_SANDBOX_USERS="6000")
+    out = result.stdout
+    assert result.returncode == 0, result.stderr
+    assert "Plus 6,000 synthetic users" in out and "Store: in-process" in out
+    assert "Directory synced: 6,005 users, 61 pages, 61 Cloudflare requests" in out
+    assert "user006000@synthetic.example.com" in out and "seat directory (synced" in out

@@ -257,6 +257,8 @@ def status_report(r: StatusReport) -> Message:
     blocks = [_header(title), *_lines([_user_line(u) for u in r.users], max_sections=40)]
     if r.problems:
         blocks.append(_context(_clip("\n".join(esc(p) for p in r.problems), MAX_TEXT)))
+    if r.source:
+        blocks.append(_context(esc(r.source)))
     return _message(title, blocks)
 
 

@@ -17,6 +17,7 @@ async def run_socket_mode(settings: Settings) -> None:
     runtime, app = build_slack(settings, verify_signatures=False)
     handler = AsyncSocketModeHandler(app, settings.app_token())
     log.info("connecting to Slack over Socket Mode")
+    runtime.start_background()
     try:
         await handler.start_async()  # type: ignore[no-untyped-call]
     finally:

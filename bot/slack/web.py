@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from bot import __version__
 from bot.config import Settings, load_settings
+from bot.directory_sync import directory_health
 from bot.errors import ConfigError
 from bot.logs import setup_logging
 from bot.slack.edge import EdgeLimits, SlackEdge
@@ -38,11 +39,17 @@ def build_app(settings: Settings, *, seats_transport: httpx.AsyncBaseTransport |
     async def healthz(request: Request) -> Response:
         store = "in-process" if runtime.in_process_store else await redis_status(runtime.redis)
         ok = store != "unreachable"
-        body = {"ok": ok, "redis": store, "version": __version__}
+        body = {
+            "ok": ok,
+            "redis": store,
+            "version": __version__,
+            "directory": await directory_health(runtime.directory_sync),
+        }
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        runtime.start_background()  # the seat directory's refresh; Slack is served meanwhile
         yield
         await runtime.aclose()
 
