@@ -27,4 +27,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py $(ONLY)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info

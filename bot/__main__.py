@@ -1,4 +1,4 @@
-"""`python -m bot [serve|socket|check|shell|sandbox]`.
+"""`python -m bot [serve|socket|start|check|shell|sandbox]`.
 
 With no subcommand: serve Slack when Slack credentials are configured (Socket Mode when
 SLACK_APP_TOKEN is set), otherwise start the local shell.
@@ -15,6 +15,7 @@ from pathlib import Path
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError
 from bot.logs import setup_logging
+from bot.startup import announce
 
 
 def run_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -25,6 +26,7 @@ def run_serve(settings: Settings, args: argparse.Namespace) -> int:
     if settings.web_concurrency > 1 and settings.redis_url is None:
         # each worker would keep its own confirmations: a click landing elsewhere would "expire"
         raise ConfigError("REDIS_URL: required when WEB_CONCURRENCY is more than 1")
+    announce(settings, mode="http")
     uvicorn.run(
         "bot.slack.web:create_app",
         factory=True,
@@ -43,8 +45,16 @@ def run_socket(settings: Settings, args: argparse.Namespace) -> int:
     settings.require_cloudflare()
     from bot.slack.socket_mode import run_socket_mode
 
+    announce(settings, mode="socket")
     asyncio.run(run_socket_mode(settings))
     return 0
+
+
+def run_start(settings: Settings, args: argparse.Namespace) -> int:
+    """The Procfile's one process: Socket Mode when SLACK_APP_TOKEN is set, HTTP otherwise."""
+    if settings.slack_app_token and settings.slack_app_token.get_secret_value():
+        return run_socket(settings, args)
+    return run_serve(settings, args)
 
 
 def run_check(settings: Settings, args: argparse.Namespace) -> int:
@@ -88,6 +98,7 @@ def run_sandbox(settings: Settings, args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "serve": run_serve,
     "socket": run_socket,
+    "start": run_start,
     "check": run_check,
     "shell": run_shell,
     "sandbox": run_sandbox,
@@ -99,6 +110,7 @@ def parser() -> argparse.ArgumentParser:
     sub = root.add_subparsers(dest="command")
     sub.add_parser("serve", help="serve Slack over HTTP (POST /slack/events, GET /healthz)")
     sub.add_parser("socket", help="serve Slack over Socket Mode (needs SLACK_APP_TOKEN)")
+    sub.add_parser("start", help="serve Slack: Socket Mode when SLACK_APP_TOKEN is set, else HTTP (Procfile)")
     sub.add_parser("check", help="check settings, Slack, Cloudflare and Redis; one line each")
     sh = sub.add_parser("shell", help="talk to the bot in this terminal")
     sh.add_argument("--user", default="U0SHELL", help="the Slack user ID you act as (default: an admin)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -69,6 +70,23 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "no_contract: the test sends off-contract requests on purpose")
+
+
+SHARED_SKIP = (
+    "checks against Cloudflare's OpenAPI and Slack's manifest schema: ../shared is absent "
+    "(run them with the shared folder beside the checkout, as CI does)"
+)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Skips said once per reason (pyproject's -r leaves them out): no line per test and file."""
+    reasons: Counter[str] = Counter()
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        reason = str(longrepr[2] if isinstance(longrepr, tuple) else longrepr).removeprefix("Skipped: ")
+        reasons[SHARED_SKIP if "../shared" in reason else reason] += 1
+    for reason, count in reasons.items():
+        terminalreporter.write_line(f"SKIPPED {count} test{'' if count == 1 else 's'}: {reason}")
 
 
 @pytest.fixture

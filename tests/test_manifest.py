@@ -48,8 +48,7 @@ def test_manifest_declares_exactly_what_the_bot_uses() -> None:
     assert m["settings"]["event_subscriptions"]["request_url"].endswith("/slack/events")
 
 
-def test_procfile_runs_web_and_socket_mode() -> None:
-    """The Procfile's web line serves HTTP and the worker line runs Socket Mode."""
+def test_procfile_has_one_process_type() -> None:
+    """One process type (`start` picks HTTP or Socket Mode), so a Procfile runner can start it whole."""
     lines = dict(line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
-    assert lines["web"].strip() == "python -m bot serve"
-    assert lines["worker"].strip() == "python -m bot socket"
+    assert {name: command.strip() for name, command in lines.items()} == {"web": "python -m bot start"}

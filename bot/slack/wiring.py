@@ -14,6 +14,7 @@ from bot.slack.delivery import Responder
 from bot.slack.lanes import Lane
 from bot.slack.listeners import build_bolt_app
 from bot.slack.people import SlackDirectory
+from bot.startup import quiet_bolt
 
 
 def slack_client(*, token: str, base_url: str) -> AsyncWebClient:
@@ -31,6 +32,7 @@ def build_slack(
 ) -> tuple[Runtime, AsyncApp]:
     """The runtime and the Bolt app; `verify_signatures=False` for Socket Mode and behind `edge`."""
     redact.add(settings.secrets())
+    quiet_bolt()
     client = slack_client(token=settings.bot_token(), base_url=settings.slack_api_url)
     runtime = build_runtime(settings, directory=SlackDirectory(client), seats_transport=seats_transport)
     responder = Responder(client, api_url=settings.slack_api_url)

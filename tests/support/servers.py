@@ -18,7 +18,11 @@ import redis
 
 
 def _shared() -> Path:
-    """`../shared` beside the checkout; a git worktree deeper down finds the same one further up."""
+    """`../shared` beside the checkout; a git worktree deeper down finds the same one further up.
+
+    SEATBOT_TEST_SHARED overrides it (the test of a plain clone points it at a missing folder)."""
+    if override := os.environ.get("SEATBOT_TEST_SHARED"):
+        return Path(override)
     checkout = Path(__file__).resolve().parents[2]
     for parent in checkout.parents:
         if (parent / "shared" / "cloudflare").is_dir():

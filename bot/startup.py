@@ -1,0 +1,81 @@
+"""What a process says when it starts serving Slack: one line a deployer can check at a glance.
+
+`announce` is called once per start (by `python -m bot serve|socket|start`), before the server
+runs, so it stays the same whichever ASGI server or listener serves the requests.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+from urllib.parse import urlsplit
+
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
+
+from bot import __version__
+from bot.config import Settings
+
+log = logging.getLogger("seatbot.startup")
+Mode = Literal["http", "socket"]
+
+
+def redis_label(settings: Settings) -> str:
+    """Where confirmations live, without the password."""
+    if settings.redis_url is None:
+        return "in-process store (one process only; set REDIS_URL for more)"
+    # Not the URL itself: it is held as a secret (it may embed a password) and would be redacted.
+    parts = urlsplit(settings.redis_url.get_secret_value())
+    if parts.scheme == "unix":
+        return f"unix socket {parts.path}"
+    db = parts.path.strip("/") or "0"
+    tls = " over TLS" if parts.scheme == "rediss" else ""
+    auth = ", password set" if parts.password else ""
+    return f"{parts.hostname}:{parts.port or 6379} db {db}{tls}{auth}"
+
+
+def admins_label(settings: Settings) -> str:
+    users, groups = len(settings.seatbot_admins), len(settings.seatbot_admin_groups)
+    return f"{users} admin{'' if users == 1 else 's'}, {groups} admin group{'' if groups == 1 else 's'}"
+
+
+def describe(settings: Settings, *, mode: Mode) -> str:
+    """The start-up line: mode and port, Redis, Cloudflare account and API, admins."""
+    if mode == "http":
+        workers = settings.web_concurrency
+        where = (
+            f"Slack over HTTP on {settings.host}:{settings.port} (POST /slack/events, GET /healthz; "
+            f"{workers} worker{'' if workers == 1 else 's'})"
+        )
+    else:
+        where = "Slack over Socket Mode (no HTTP port)"
+    return (
+        f"seatbot {__version__} serving {where} · Redis: {redis_label(settings)} · Cloudflare account "
+        f"{settings.cloudflare_account_id} at {settings.cloudflare_base_url} · {admins_label(settings)}"
+    )
+
+
+def announce(settings: Settings, *, mode: Mode) -> None:
+    """Log the start-up line, and a warning when nobody is allowed to use the bot."""
+    log.info(describe(settings, mode=mode), extra={"mode": mode, "port": settings.port})
+    if not (settings.seatbot_admins or settings.seatbot_admin_groups):
+        log.warning(
+            "no admins configured: every /seat command will be refused until SEATBOT_ADMINS "
+            "(Slack user IDs) or SEATBOT_ADMIN_GROUPS (user-group IDs) is set"
+        )
+
+
+class _DropTokenSkipped(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN from the environment itself and, as the bot hands it a ready client,
+    warns on every start that the token is unused. The client carries the same token: nothing to say."""
+
+    _text = warning_client_prioritized_and_token_skipped()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != self._text
+
+
+def quiet_bolt() -> None:
+    """Install the filter once on Bolt's app logger (idempotent)."""
+    logger = logging.getLogger("slack_bolt.AsyncApp")
+    if not any(isinstance(f, _DropTokenSkipped) for f in logger.filters):
+        logger.addFilter(_DropTokenSkipped())
