@@ -49,6 +49,11 @@ log = logging.getLogger("seatbot.flow")
 
 UNAVAILABLE = "The bot's store is temporarily unavailable, so nothing was changed. Try again in a minute."
 EXPIRED = "This confirmation has expired or was already handled."
+BUSY = (
+    "Your earlier click on this button is still being handled, or was cut off when the bot's store "
+    "stalled. Nothing new was done. If no result appears, click again in {s} seconds and the revoke "
+    "resumes (repeating it is safe)."
+)
 OUTDATED = (
     "This card was made by an earlier version of the bot and can no longer be used. Run the command again."
 )
@@ -86,6 +91,8 @@ class PendingStore(Protocol):
         clicker_is_admin: bool,
         two_person: bool,
     ) -> Claim: ...
+
+    async def finish(self, pending_id: str) -> None: ...
 
 
 class AuditTrail(Protocol):
@@ -308,6 +315,9 @@ class SeatFlow:
             clicker_is_admin=is_admin,
             two_person=self.policy.two_person,
         )
+        if claim.status == "busy":
+            await self.audit.record("refused", user=user, action=action, id=pending_id, why="busy")
+            return Notice(BUSY.format(s=claim.wait), kind="refused")
         if claim.status == "missing":
             await self.audit.record("expired_click", user=user, action=action, id=pending_id)
             return Notice(EXPIRED, kind="expired")
@@ -345,7 +355,12 @@ class SeatFlow:
                 await progress(pending)
             except Exception:  # a progress note is a courtesy; the revoke goes on
                 log.warning("could not show progress", exc_info=True)
-        return await self._execute(pending, user)
+        result = await self._execute(pending, user)
+        try:  # later clicks on this card hear it was handled instead of resuming it
+            await self.store.finish(pending.id)
+        except StoreUnavailable:
+            log.warning("could not mark the claim finished; a retry by the same admin would repeat the PATCH")
+        return result
 
     async def _execute(self, pending: Pending, confirmer: str) -> Outcome | Failure:
         try:

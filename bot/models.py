@@ -120,7 +120,7 @@ class Pending:
         return cls(**data)
 
 
-ClaimStatus = Literal["claimed", "missing", "outdated", "own_request", "not_requester"]
+ClaimStatus = Literal["claimed", "missing", "outdated", "own_request", "not_requester", "busy"]
 
 
 @dataclass(frozen=True)
@@ -129,6 +129,7 @@ class Claim:
 
     status: ClaimStatus
     pending: Pending | None = None
+    wait: int = 0  # `busy`: seconds until the clicker's earlier claim may be resumed
 
 
 def new_id() -> str:

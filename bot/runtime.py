@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -104,7 +105,10 @@ def build_runtime(
         directory=seat_directory if sync.enabled else None,
         concurrency=settings.cloudflare_lookup_concurrency,
     )
-    store, audit = PendingStore(redis), Audit(redis, maxlen=settings.seatbot_audit_maxlen)
+    # a revoke ends within Cloudflare's retry deadline plus one last attempt (≤ 15 s)
+    lease = math.ceil(settings.cloudflare_retry_deadline_seconds) + 30
+    store = PendingStore(redis, lease_seconds=lease)
+    audit = Audit(redis, maxlen=settings.seatbot_audit_maxlen)
     authorizer = Authorizer(policy, directory, cache_seconds=settings.seatbot_group_cache_seconds)
     idle = IdleFlow(
         source=ScanSource(seats),

@@ -187,7 +187,7 @@ async def test_channel_post_failure_keeps_the_outcome_on_the_card(
 
 
 async def test_claim_is_idempotent_for_a_resent_script(redis_client: aredis.Redis) -> None:
-    """A claim the client re-sends (same nonce) is claimed again; any other click finds it used."""
+    """A claim the client re-sends (same nonce) is claimed again; a new click of the same admin is busy."""
     store = PendingStore(redis_client)
     pending = Pending(new_id(), "U1", "C1", [PendingTarget("x", "seat-1")], None, 0.0, 60.0)
     await store.put(pending, ttl=60)
@@ -195,7 +195,7 @@ async def test_claim_is_idempotent_for_a_resent_script(redis_client: aredis.Redi
         store.claim, pending.id, clicker="U1", action="confirm", clicker_is_admin=True, two_person=False
     )
     first, again, other = [await claim(nonce=nonce) for nonce in ("n1", "n1", "n2")]
-    assert (first.status, again.status, other.status) == ("claimed", "claimed", "missing")
+    assert (first.status, again.status, other.status) == ("claimed", "claimed", "busy")
     assert again.pending == first.pending == pending
 
 

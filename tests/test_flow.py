@@ -64,18 +64,19 @@ async def test_a_claimed_record_is_gone_and_leaves_a_marker_with_a_ttl(
         assert await redis_client.exists(PREFIX + pending.id) == 1
         assert isinstance(await confirm(flow, pending), Outcome)
     assert await redis_client.exists(PREFIX + pending.id) == 0
-    assert 0 < await redis_client.ttl(CLAIMED + pending.id) <= 300
+    assert 0 < await redis_client.ttl(CLAIMED + pending.id) <= 90 + 300  # the lease, then 5 minutes
 
 
 async def test_concurrent_clicks_claim_once(sandbox: Sandbox, redis_client: aredis.Redis) -> None:
-    """Ten confirms at once: one outcome and one PATCH; every other click hears it was handled."""
+    """Ten confirms at once: one outcome and one PATCH; the others hear the first is being handled."""
     async with seat_flow(sandbox, redis_client) as flow:
         pending = await card(flow, f"revoke {ALICE}")
         replies = await asyncio.gather(*(confirm(flow, pending) for _ in range(10)))
         late = await confirm(flow, pending)
     (outcome,) = [r for r in replies if isinstance(r, Outcome)]
     assert outcome.all_confirmed
-    assert [r.text for r in replies if isinstance(r, Notice)] == [EXPIRED] * 9
+    others = [r.text for r in replies if isinstance(r, Notice)]  # before or after the first finished
+    assert len(others) == 9 and all("still being handled" in t or t == EXPIRED for t in others)
     assert isinstance(late, Notice) and late.text == EXPIRED
     assert len(sandbox.patches) == 1
     assert sandbox.users[seat_of(sandbox, ALICE)]["access_seat"] is False

@@ -19,15 +19,26 @@ PREFIX = "seatbot:pending:"
 CLAIMED = "seatbot:claimed:"
 
 # KEYS[1] the record, KEYS[2] its claim marker.
-# ARGV: clicker, action, clicker_is_admin, format version, two_person now ("1"/"0"), click nonce.
+# ARGV: clicker, action, clicker_is_admin, format version, two_person now ("1"/"0"), click nonce,
+# lease seconds.
 # The marker makes the claim idempotent: if the client re-sends the script (a read timeout, then a
-# retry) the same click gets "claimed" again instead of "missing"; any other click gets "missing".
+# retry) the same click gets "claimed" again. A later click by the same admin on the same button
+# finds the claim "busy" while the lease (the longest a revoke can take) runs, then resumes it:
+# a claim whose caller timed out (Redis stalled, the script ran later) never uses the card up
+# silently, and a double click never acts twice. Anyone else gets "missing".
 _CLAIM = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local owner = ARGV[1] .. ':' .. ARGV[2]
 local marker = redis.call('GET', KEYS[2])
 if marker then
   local m = cjson.decode(marker)
   if m.nonce == ARGV[6] then return {'claimed', m.raw} end
-  return {'missing', false}
+  if m.owner ~= owner then return {'missing', false} end
+  if now < m.lease then return {'busy', tostring(math.ceil((m.lease - now) / 1000))} end
+  m.nonce, m.lease = ARGV[6], now + 1000 * tonumber(ARGV[7])
+  redis.call('SET', KEYS[2], cjson.encode(m), 'KEEPTTL')
+  return {'claimed', m.raw}
 end
 local raw = redis.call('GET', KEYS[1])
 if not raw then return {'missing', false} end
@@ -54,19 +65,30 @@ else
   return {'not_requester', raw}
 end
 redis.call('DEL', KEYS[1])
-redis.call('SET', KEYS[2], cjson.encode({nonce = ARGV[6], raw = raw}), 'EX', 300)
+local lease = tonumber(ARGV[7])
+local m = {nonce = ARGV[6], raw = raw, owner = owner, lease = now + 1000 * lease}
+redis.call('SET', KEYS[2], cjson.encode(m), 'EX', lease + 300)
 return {'claimed', raw}
 """
 
 
 class PendingStore:
-    def __init__(self, redis: aredis.Redis) -> None:
+    def __init__(self, redis: aredis.Redis, *, lease_seconds: int = 90) -> None:
+        """`lease_seconds`: the longest one revoke can take (Cloudflare retries included)."""
         self._redis = redis
+        self._lease = lease_seconds
         self._claim = redis.register_script(_CLAIM)
 
     async def put(self, pending: Pending, *, ttl: int) -> None:
         try:
             await self._redis.set(PREFIX + pending.id, pending.dumps(), ex=ttl)
+        except RedisError as exc:
+            raise StoreUnavailable(f"Redis: {type(exc).__name__}") from None
+
+    async def finish(self, pending_id: str) -> None:
+        """The claimed revoke ran: from now on every click on this card is `missing`."""
+        try:
+            await self._redis.set(CLAIMED + pending_id, '{"done": true}', keepttl=True)
         except RedisError as exc:
             raise StoreUnavailable(f"Redis: {type(exc).__name__}") from None
 
@@ -87,11 +109,21 @@ class PendingStore:
         try:
             status, raw = await self._claim(
                 keys=[PREFIX + pending_id, CLAIMED + pending_id],
-                args=[clicker, action, int(clicker_is_admin), FORMAT_VERSION, int(two_person), nonce],
+                args=[
+                    clicker,
+                    action,
+                    int(clicker_is_admin),
+                    FORMAT_VERSION,
+                    int(two_person),
+                    nonce,
+                    self._lease,
+                ],
             )
         except RedisError as exc:
             raise StoreUnavailable(f"Redis: {type(exc).__name__}") from None
         status = status.decode() if isinstance(status, bytes) else str(status)
+        if status == "busy":
+            return Claim("busy", wait=int(raw))
         pending = None
         if raw and status != "outdated":
             pending = Pending.loads(raw)
