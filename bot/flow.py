@@ -336,6 +336,7 @@ class SeatFlow:
             )
             return Notice(text, kind="refused")
         if action == "cancel":
+            await self._finish(pending.id)
             ok = await self.audit.record(
                 "cancelled", user=user, id=pending.id, requester=pending.requester, seats=_seats(pending)
             )
@@ -349,18 +350,24 @@ class SeatFlow:
             "confirmed", user=user, id=pending.id, requester=pending.requester, seats=_seats(pending)
         )
         if pending.sweep and self.idle is not None:
-            return await self.idle.execute(pending, user, progress)
+            swept = await self.idle.execute(pending, user, progress)
+            await self._finish(pending.id)
+            return swept
         if progress is not None:
             try:
                 await progress(pending)
             except Exception:  # a progress note is a courtesy; the revoke goes on
                 log.warning("could not show progress", exc_info=True)
         result = await self._execute(pending, user)
-        try:  # later clicks on this card hear it was handled instead of resuming it
-            await self.store.finish(pending.id)
-        except StoreUnavailable:
-            log.warning("could not mark the claim finished; a retry by the same admin would repeat the PATCH")
+        await self._finish(pending.id)
         return result
+
+    async def _finish(self, pending_id: str) -> None:
+        """Later clicks on this card hear it was handled instead of resuming it."""
+        try:
+            await self.store.finish(pending_id)
+        except StoreUnavailable:
+            log.warning("could not mark the claim finished; a retry by the same admin would repeat it")
 
     async def _execute(self, pending: Pending, confirmer: str) -> Outcome | Failure:
         try:

@@ -66,6 +66,8 @@ else
 end
 redis.call('DEL', KEYS[1])
 local lease = tonumber(ARGV[7])
+-- an idle sweep may run far longer than one revoke: never resumed while it could still be running
+if type(rec.sweep) == 'number' and rec.sweep > 0 then lease = 3600 end
 local m = {nonce = ARGV[6], raw = raw, owner = owner, lease = now + 1000 * lease}
 redis.call('SET', KEYS[2], cjson.encode(m), 'EX', lease + 300)
 return {'claimed', raw}
