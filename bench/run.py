@@ -351,6 +351,7 @@ def write(rows: list[tuple[str, str, str]], notes: list[str]) -> None:
 # Each topic is one coroutine writing its own section of docs/benchmarks.md (bench/report.py).
 TOPICS: dict[str, Callable[[], Awaitable[None]]] = {
     "edge": main,
+    "idle": lambda: __import__("bench.idle", fromlist=["main"]).main(),
 }
 
 
