@@ -150,4 +150,5 @@ AuditEvent = Literal[
     "failed",
     "outdated",
     "skipped",
+    "deferred",
 ]

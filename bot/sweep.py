@@ -7,6 +7,7 @@ sweep:  (claimed by SeatFlow like any card) → take the list once → re-check 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -40,9 +41,13 @@ from bot.state.sweeps import SweepList
 log = logging.getLogger("seatbot.sweep")
 
 CHUNK = 50  # seats per PATCH: Cloudflare's documented batch, one request each
+MAX_ROUNDS = 12  # a sweep paused by the rate budget resumes at most this many times
+RESUME_JOB = "idle_sweep_resume"
+_PAUSE = "rate budget"  # _free's signal: no room in the rate budget, nothing of the chunk was sent
 PROGRESS_FROM = 10  # chunks: sweeps at least this long get a progress message half-way
 _FATAL = (AuthenticationFailed, PermissionDenied, NotFound, InvalidRequest)
 Report = Callable[[SweepProgress], Awaitable[None]]
+Announce = Callable[[SweepOutcome], Awaitable[None]]
 
 
 class UserSource(Protocol):
@@ -65,6 +70,16 @@ class Sweeps(Protocol):
     async def put(self, pending_id: str, sweep: SweepList, *, ttl: int) -> None: ...
 
     async def take(self, pending_id: str) -> SweepList | None: ...
+
+    async def put_rest(self, pending_id: str, sweep: SweepList) -> None: ...
+
+    async def take_rest(self, pending_id: str) -> SweepList | None: ...
+
+
+class Later(Protocol):
+    """The job runner (bot.jobs): run a named job at a time, once per key across processes."""
+
+    async def enqueue_at(self, name: str, *, key: str, at: float, **kwargs: Any) -> bool: ...
 
 
 class Pendings(Protocol):
@@ -114,6 +129,9 @@ class IdleFlow:
         days: int = 30,
         exclude: Exclusions | None = None,
         clock: Callable[[], float] = time.time,
+        later: Later | None = None,
+        announce: Announce | None = None,
+        retry_seconds: float = 60.0,
     ) -> None:
         self.source = source
         self.seats = seats
@@ -124,6 +142,9 @@ class IdleFlow:
         self.days = days
         self.exclude = exclude or Exclusions()
         self._clock = clock
+        self.later = later  # set when a job runner exists: budget-paused sweeps continue on it
+        self.announce = announce  # posts a continued sweep's outcome (set by the Slack wiring)
+        self.retry_seconds = retry_seconds
 
     def rule(self, days: int | None = None) -> IdleRule:
         return IdleRule(days or self.days, self._clock(), self.exclude)
@@ -200,18 +221,41 @@ class IdleFlow:
         if sweep is None:
             text = "This sweep's list has expired; run `/seat idle` again."
             return Notice(text, kind="expired", replace=True)
-        rule = IdleRule(sweep.days, self._clock(), self.exclude)
         try:
-            current = await self.source.current([s.seat_uid for s in sweep.seats])
+            return await self._run(pending, confirmer, sweep, progress)
         except SeatsError as exc:
             await self.audit.record("failed", id=pending.id, user=confirmer, error=exc.describe(), sweep=True)
             text = f"Could not re-check the seats, so nothing was changed: {exc.describe()}."
             return Notice(text, kind="error", replace=True)
+
+    async def resume(self, *, sweep_id: str) -> None:
+        """The job runner's continuation of a sweep the rate budget paused; reports when done."""
+        sweep = await self.sweeps.take_rest(sweep_id)
+        if sweep is None or sweep.pending is None or sweep.confirmer is None:
+            return  # another runner has it, or it was finished
+        pending = Pending.loads(sweep.pending)
+        try:
+            outcome = await self._run(pending, sweep.confirmer, sweep, None)
+        except SeatsError as exc:  # re-check failed: the seats were not sent, say so
+            why = f"not sent: could not re-check ({exc.describe()})"
+            failed = tuple((s, why) for s in sweep.seats)
+            ok = await self._record(pending, sweep.confirmer, {}, list(failed))
+            outcome = SweepOutcome(pending, sweep.confirmer, self._clock(), (), {}, (), failed, audit_ok=ok)
+        outcome = dataclasses.replace(outcome, finished_later=True)
+        if self.announce is not None:
+            await self.announce(outcome)
+
+    async def _run(
+        self, pending: Pending, confirmer: str, sweep: SweepList, progress: Report | None
+    ) -> SweepOutcome:
+        rule = IdleRule(sweep.days, self._clock(), self.exclude)
+        current = await self.source.current([s.seat_uid for s in sweep.seats])
         to_free, skipped = recheck(sweep.seats, current, rule)
         audit_ok = await self._record_skipped(pending, confirmer, skipped)
         freed: list[IdleSeat] = []
         updated: dict[str, str] = {}
         failed: list[tuple[IdleSeat, str]] = []
+        deferred = 0
         chunks = [to_free[i : i + CHUNK] for i in range(0, len(to_free), CHUNK)]
         started = time.monotonic()
         await self._progress(progress, SweepProgress(pending, len(to_free), 0))
@@ -221,6 +265,12 @@ class IdleFlow:
                 eta = per_chunk * (len(chunks) - index)
                 await self._progress(progress, SweepProgress(pending, len(to_free), len(freed), eta))
             ok, bad, error = await self._free(chunk)
+            if error == _PAUSE:  # the rate budget has no room now: the rest goes to the job runner
+                rest = tuple(s for c in chunks[index:] for s in c)
+                if await self._defer(pending, confirmer, sweep, rest):
+                    deferred = len(rest)
+                    break
+                error, bad = "the Cloudflare rate budget is used up", [(s, "rate limited") for s in chunk]
             if error is not None:  # nothing after this chunk is sent
                 bad += [(s, f"not sent: {error}") for c in chunks[index + 1 :] for s in c]
             freed += ok
@@ -237,8 +287,32 @@ class IdleFlow:
             updated,
             tuple(skipped),
             tuple(failed),
+            deferred=deferred,
             audit_ok=audit_ok,
         )
+
+    async def _defer(
+        self, pending: Pending, confirmer: str, sweep: SweepList, rest: tuple[IdleSeat, ...]
+    ) -> bool:
+        """Keep the rest for the job runner; False when there is none or this sweep paused too often."""
+        if self.later is None or sweep.rounds >= MAX_ROUNDS:
+            return False
+        record = SweepList(
+            sweep.days, rest, pending=pending.dumps(), confirmer=confirmer, rounds=sweep.rounds + 1
+        )
+        try:
+            await self.sweeps.put_rest(pending.id, record)
+            at = self._clock() + self.retry_seconds
+            await self.later.enqueue_at(
+                RESUME_JOB, key=f"{RESUME_JOB}:{pending.id}:{record.rounds}", at=at, sweep_id=pending.id
+            )
+        except Exception:  # no continuation possible: the caller reports these seats as not sent
+            log.exception("could not hand the rest of a sweep to the job runner")
+            return False
+        await self.audit.record(
+            "deferred", id=pending.id, user=confirmer, sweep=len(rest), round=record.rounds, resume_at=at
+        )
+        return True
 
     async def _free(
         self, chunk: list[IdleSeat]
@@ -247,7 +321,9 @@ class IdleFlow:
         try:
             seats = await self.seats.update_seats([SeatUpdate(seat_uid=s.seat_uid) for s in chunk])
         except SeatsError as exc:
-            stop = exc.describe() if isinstance(exc, _FATAL | RateLimited) else None
+            if isinstance(exc, RateLimited):
+                return {}, [], _PAUSE
+            stop = exc.describe() if isinstance(exc, _FATAL) else None
             return {}, [(s, exc.describe()) for s in chunk], stop
         except Exception as exc:  # the outcome of this chunk is unknown: stop and say so
             log.exception("sweep chunk failed unexpectedly")

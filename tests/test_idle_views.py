@@ -174,6 +174,12 @@ class NoSweeps:
     async def take(self, pending_id: str) -> SweepList | None:
         raise AssertionError("the Home must not run sweeps")
 
+    async def put_rest(self, pending_id: str, sweep: SweepList) -> None:
+        raise AssertionError("the Home must not run sweeps")
+
+    async def take_rest(self, pending_id: str) -> SweepList | None:
+        raise AssertionError("the Home must not run sweeps")
+
 
 def read_only(source: ListSource, policy: Policy) -> IdleFlow:
     return IdleFlow(

@@ -152,6 +152,8 @@ def sweep_progress(p: SweepProgress) -> Message:
 def sweep_outcome(o: SweepOutcome) -> Message:
     p = o.pending
     title = f"Idle sweep: {len(o.freed):,} freed, {len(o.skipped):,} skipped, {len(o.failed):,} failed"
+    if o.finished_later:
+        title = "Idle sweep, continued after a rate-budget pause: " + title.removeprefix("Idle sweep: ")
     if o.deferred:
         title += f", {o.deferred:,} continuing"
     blocks: list[dict[str, Any]] = [_header(title)]

@@ -11,6 +11,7 @@ from bot.config import Settings
 from bot.logs import redact
 from bot.runtime import Runtime, build_runtime
 from bot.slack.delivery import Responder
+from bot.slack.files import announcer
 from bot.slack.lanes import Lane
 from bot.slack.listeners import build_bolt_app
 from bot.slack.people import SlackDirectory
@@ -37,6 +38,8 @@ def build_slack(
     runtime = build_runtime(settings, directory=SlackDirectory(client), seats_transport=seats_transport)
     responder = Responder(client, api_url=settings.slack_api_url)
     runtime.closers.append(responder.aclose)
+    if runtime.flow.idle is not None:  # a sweep the rate budget paused reports here when done
+        runtime.flow.idle.announce = announcer(client, responder.post_in_channel)
     bolt = build_bolt_app(
         flow=runtime.flow,
         client=client,

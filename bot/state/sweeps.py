@@ -19,20 +19,37 @@ from bot.idle import IdleSeat
 
 PREFIX = "seatbot:sweep:"
 GRACE_SECONDS = 300  # the list outlives its card by this much
+REST = PREFIX + "rest:"
+REST_TTL = 86_400
 
 
 @dataclass(frozen=True)
 class SweepList:
+    """The seats of a sweep; a paused sweep's rest also carries its card and who confirmed it."""
+
     days: int
     seats: tuple[IdleSeat, ...]
+    pending: str | None = None  # Pending.dumps() of the claimed card (a rest only)
+    confirmer: str | None = None
+    rounds: int = 0  # how many times the rate budget paused this sweep
 
     def dumps(self) -> str:
-        return json.dumps({"days": self.days, "seats": [s.row() for s in self.seats]}, separators=(",", ":"))
+        data = {
+            "days": self.days,
+            "seats": [s.row() for s in self.seats],
+            "pending": self.pending,
+            "confirmer": self.confirmer,
+            "rounds": self.rounds,
+        }
+        return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def loads(cls, raw: str | bytes) -> SweepList:
         data = json.loads(raw)
-        return cls(int(data["days"]), tuple(IdleSeat.from_row(row) for row in data["seats"]))
+        seats = tuple(IdleSeat.from_row(row) for row in data["seats"])
+        return cls(
+            int(data["days"]), seats, data.get("pending"), data.get("confirmer"), int(data.get("rounds", 0))
+        )
 
 
 class SweepStore:
@@ -49,6 +66,21 @@ class SweepStore:
         """The list, removed as it is read; None when it is gone (expired, or already taken)."""
         try:
             raw = await self._redis.getdel(PREFIX + pending_id)
+        except RedisError as exc:
+            raise StoreUnavailable(f"Redis: {type(exc).__name__}") from None
+        return SweepList.loads(raw) if raw else None
+
+    async def put_rest(self, pending_id: str, sweep: SweepList) -> None:
+        """What a paused sweep has left, for the job runner (kept a day: a rest is never dropped silently)."""
+        try:
+            await self._redis.set(REST + pending_id, sweep.dumps(), ex=REST_TTL)
+        except RedisError as exc:
+            raise StoreUnavailable(f"Redis: {type(exc).__name__}") from None
+
+    async def take_rest(self, pending_id: str) -> SweepList | None:
+        """The rest, once: of any number of runners given the same job, one gets it."""
+        try:
+            raw = await self._redis.getdel(REST + pending_id)
         except RedisError as exc:
             raise StoreUnavailable(f"Redis: {type(exc).__name__}") from None
         return SweepList.loads(raw) if raw else None
