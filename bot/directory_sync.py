@@ -158,7 +158,7 @@ class DirectorySync:
                 raise SyncAborted("lost the lease: another process took over")
             requests += 1
             result = await self.seats.list_page(page, per_page=self.per_page, lane="sync")
-            await self.directory.add(token, result.holders, ttl=ttl)
+            await self.directory.add(token, result.holders, ttl=ttl, facts=result.facts)
             users += result.count
             return result
 

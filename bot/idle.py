@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from bot.models import SEAT_UID_RE, AccessUser, Pending
 
@@ -27,6 +29,33 @@ CSV_COLUMNS = (
     "created_at",
     "idle_days",
 )
+
+
+_FACT_FIELDS = ("email", "name", "access_seat", "gateway_seat", "last_successful_login", "created_at")
+
+
+def fact(item: Mapping[str, Any]) -> str:
+    """What the idle rule reads of one user, as compact JSON (the seat directory keeps it per seat)."""
+    return json.dumps([item.get(name) for name in _FACT_FIELDS], separators=(",", ":"))
+
+
+def user_from_fact(seat_uid: str, raw: str | bytes) -> AccessUser | None:
+    """The AccessUser a directory fact describes (None if it cannot be read)."""
+    try:
+        values = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(values, list) or len(values) != len(_FACT_FIELDS):
+        return None
+    data = dict(zip(_FACT_FIELDS, values, strict=True))
+    try:
+        return AccessUser.model_validate({"seat_uid": seat_uid, **data})
+    except ValueError:
+        return None
+
+
+class SourceChanged(Exception):
+    """The user listing changed while it was read (a directory sync swapped in): read it again."""
 
 
 def parse_time(value: str | None) -> float | None:

@@ -19,12 +19,14 @@ from bot.directory_sync import DirectorySync
 from bot.flow import SeatFlow
 from bot.home import Home
 from bot.idle import Exclusions
+from bot.idle_source import DirectorySource
 from bot.policy import Authorizer, Directory, Policy
 from bot.seat_lookup import SeatLookup
 from bot.state.audit import Audit
 from bot.state.directory import SeatDirectory
 from bot.state.pending import PendingStore
 from bot.state.redis import connect_redis
+from bot.state.seat_facts import SeatFacts
 from bot.state.sweeps import SweepStore
 from bot.sweep import IdleFlow, ScanSource
 
@@ -110,8 +112,9 @@ def build_runtime(
     store = PendingStore(redis, lease_seconds=lease)
     audit = Audit(redis, maxlen=settings.seatbot_audit_maxlen)
     authorizer = Authorizer(policy, directory, cache_seconds=settings.seatbot_group_cache_seconds)
+    scan = ScanSource(seats)
     idle = IdleFlow(
-        source=ScanSource(seats),
+        source=DirectorySource(sync=sync, facts=SeatFacts(redis), fallback=scan) if sync.enabled else scan,
         seats=seats,
         pendings=store,
         sweeps=SweepStore(redis),

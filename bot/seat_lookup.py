@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bot.errors import SeatsError, StoreUnavailable
+from bot.idle import fact
 from bot.models import AccessUser
 from bot.state.directory import SeatDirectory
 
@@ -70,7 +71,8 @@ class SeatLookup:
     async def remember(self, users: Collection[AccessUser]) -> None:
         """Write a fresh answer from Cloudflare through to the directory."""
         if self.directory is not None:
-            await self.directory.remember(_holders(users))
+            facts = [(str(u.seat_uid), fact(u.model_dump())) for u in users if u.seat_uid]
+            await self.directory.remember(_holders(users), facts)
 
     async def by_uids(self, uids: Sequence[str]) -> UidAnswers:
         answers = UidAnswers()

@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
+from bot.cloudflare.budget import Lane
 from bot.errors import (
     AuthenticationFailed,
     InvalidRequest,
@@ -27,6 +28,7 @@ from bot.idle import (
     IdleRule,
     IdleSeat,
     IdleTally,
+    SourceChanged,
     SourceInfo,
     SweepOutcome,
     SweepProgress,
@@ -57,13 +59,17 @@ class UserSource(Protocol):
 
     async def current(self, seat_uids: Sequence[str]) -> dict[str, AccessUser]: ...
 
+    async def freed(self, seat_uids: Sequence[str]) -> None: ...
+
 
 class UserPages(Protocol):
     async def each_user_page(self, each: Callable[[list[AccessUser]], None]) -> bool: ...
 
 
 class SeatUpdater(Protocol):
-    async def update_seats(self, updates: Sequence[SeatUpdate]) -> list[Seat]: ...
+    async def update_seats(
+        self, updates: Sequence[SeatUpdate], *, lane: Lane = "interactive"
+    ) -> list[Seat]: ...
 
 
 class Sweeps(Protocol):
@@ -115,6 +121,9 @@ class ScanSource:
         await self.scan(keep)
         return found
 
+    async def freed(self, seat_uids: Sequence[str]) -> None:
+        """Nothing is kept between scans."""
+
 
 class IdleFlow:
     def __init__(
@@ -150,10 +159,17 @@ class IdleFlow:
         return IdleRule(days or self.days, self._clock(), self.exclude)
 
     async def tally(self, days: int | None = None) -> tuple[IdleTally, SourceInfo]:
-        tally = IdleTally(self.rule(days))
-        info = await self.source.scan(tally.add)
-        tally.idle = tally.sorted()
-        return tally, info
+        for attempt in range(3):
+            tally = IdleTally(self.rule(days))
+            try:
+                info = await self.source.scan(tally.add)
+            except SourceChanged:  # a sync swapped in mid-read: count again on the new one
+                if attempt == 2:
+                    raise
+                continue
+            tally.idle = tally.sorted()
+            return tally, info
+        raise AssertionError("unreachable")
 
     # -- /seat idle --------------------------------------------------------------------------
 
@@ -277,6 +293,7 @@ class IdleFlow:
             failed += bad
             updated.update((s.seat_uid, at) for s, at in ok.items())
             audit_ok &= await self._record(pending, confirmer, ok, bad)
+            await self.source.freed([s.seat_uid for s in ok])
             if error is not None:
                 break
         return SweepOutcome(
@@ -319,7 +336,10 @@ class IdleFlow:
     ) -> tuple[dict[IdleSeat, str], list[tuple[IdleSeat, str]], str | None]:
         """PATCH one chunk: (freed → updated_at, failed with why, an error that stops the sweep)."""
         try:
-            seats = await self.seats.update_seats([SeatUpdate(seat_uid=s.seat_uid) for s in chunk])
+            # the background lane: interactive revokes always keep their reserve of the rate budget
+            seats = await self.seats.update_seats(
+                [SeatUpdate(seat_uid=s.seat_uid) for s in chunk], lane="bulk"
+            )
         except SeatsError as exc:
             if isinstance(exc, RateLimited):
                 return {}, [], _PAUSE

@@ -130,6 +130,8 @@ async def test_sweep_frees_rechecks_and_records_each_seat(
     users = add_idle(sandbox, 6)
     message = await card_for(bot, "idle 30 --reason monthly sweep")
     users[2]["last_successful_login"] = NOW.strftime("%Y-%m-%dT%H:%M:%SZ")  # signed in after the report
+    synced = await card_for(bot, "sync")  # the directory learns it (as its periodic refresh would)
+    assert "Directory synced" in synced["text"], synced["text"]
     before = len(sandbox.patches)
     responses = await confirm(bot, message)
     outcome = next(r for r in responses if r.get("response_type") == "in_channel")
@@ -171,7 +173,9 @@ async def test_a_5000_seat_sweep_patches_in_chunks_of_50_and_audits_every_seat(
     assert len(succeeded) == 5_000 and len({e["seat_uid"] for e in succeeded}) == 5_000
 
 
-async def test_two_person_rule_and_exactly_once(slack: FakeSlack, sandbox: Sandbox, redis_url: str) -> None:
+async def test_two_person_rule_and_exactly_once(
+    slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: aredis.Redis
+) -> None:
     """With the two-person rule the requester cannot confirm; two admins clicking at once act once."""
     add_idle(sandbox, 4)
     async with running(slack, sandbox, redis_url, seatbot_two_person=True) as bot:
@@ -196,7 +200,9 @@ async def test_two_person_rule_and_exactly_once(slack: FakeSlack, sandbox: Sandb
     assert any("expired or was already handled" in t or "still being handled" in t for t in texts)
 
 
-async def test_reason_rule_and_cancel(slack: FakeSlack, sandbox: Sandbox, redis_url: str) -> None:
+async def test_reason_rule_and_cancel(
+    slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: aredis.Redis
+) -> None:
     """With a required reason the report has no button until one is given; Cancel frees nothing."""
     users = add_idle(sandbox, 2)
     async with running(slack, sandbox, redis_url, seatbot_require_reason=True) as bot:

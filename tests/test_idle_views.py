@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from bot.cloudflare.budget import Lane
 from bot.home import Home, HomeOverview, ScheduledItem
 from bot.idle import DAY, IdleReport, IdleSeat, SourceInfo, SweepOutcome, SweepProgress
 from bot.models import AccessUser, Pending, Seat, SeatUpdate
@@ -135,6 +136,9 @@ class ListSource:
     async def current(self, seat_uids: Sequence[str]) -> dict[str, AccessUser]:
         return {}
 
+    async def freed(self, seat_uids: Sequence[str]) -> None:
+        raise AssertionError("the Home must not free seats")
+
 
 class Nobody:
     async def email_of(self, user_id: str) -> str | None:
@@ -160,7 +164,7 @@ class Events:
 class NoWrites:
     """The Home only reads: any write would fail the test."""
 
-    async def update_seats(self, updates: Sequence[SeatUpdate]) -> list[Seat]:
+    async def update_seats(self, updates: Sequence[SeatUpdate], *, lane: Lane = "interactive") -> list[Seat]:
         raise AssertionError("the Home must not change seats")
 
     async def put(self, pending: Pending, *, ttl: int) -> None:

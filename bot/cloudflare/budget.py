@@ -5,6 +5,8 @@ minutes past that, so each request first takes a slot here: one Lua script over 
 (a sliding-window log), atomic across processes. Two lanes share the window: `interactive` (people
 waiting in Slack) may fill it to `limit`; `sync` (the seat directory) only while the window holds
 fewer than `limit * share`, so interactive commands always keep at least `limit * (1 - share)`.
+`bulk` (idle sweeps) shares the sync lane's part but waits only as long as an interactive request:
+a sweep that finds no room pauses and continues later (bot/sweep.py).
 Cloudflare's `Ratelimit` headers (r = remaining, t = seconds until more frees up) and a 429's
 Retry-After set pause keys that every process honours, so other users of the same token count too.
 
@@ -29,7 +31,9 @@ from bot.errors import BudgetExhausted
 
 log = logging.getLogger("seatbot.budget")
 
-Lane = Literal["interactive", "sync"]
+Lane = Literal[
+    "interactive", "sync", "bulk"
+]  # bulk: idle sweeps, on the sync lane's share but never waiting long
 PREFIX = "seatbot:cf:budget"
 
 # KEYS: the window (sorted set of request times), pause for every lane, pause for the sync lane
@@ -38,7 +42,7 @@ PREFIX = "seatbot:cf:budget"
 _TAKE = """
 local now, window, cap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local paused = tonumber(redis.call('GET', KEYS[2]) or '0')
-if ARGV[4] == 'sync' then paused = math.max(paused, tonumber(redis.call('GET', KEYS[3]) or '0')) end
+if ARGV[4] ~= 'interactive' then paused = math.max(paused, tonumber(redis.call('GET', KEYS[3]) or '0')) end
 if paused > now then return paused - now end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local n = redis.call('ZCARD', KEYS[1])

@@ -15,7 +15,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar
 
 import httpx
@@ -43,6 +43,7 @@ from bot.errors import (
     SeatsError,
     Unavailable,
 )
+from bot.idle import fact
 from bot.models import SEAT_UID_RE, AccessUser, Seat, SeatUpdate
 from bot.netdiag import endpoint, why
 
@@ -146,6 +147,7 @@ class UserPage:
     holders: list[tuple[str, str]]  # (seat UID, email) of each listed user that has both
     count: int  # users on the page
     total_pages: int | None  # from result_info, when Cloudflare says
+    facts: list[tuple[str, str]] = field(default_factory=list)  # (seat UID, bot.idle.fact) per user
 
 
 class CloudflareClient:
@@ -222,7 +224,7 @@ class CloudflareClient:
 
     # -- operations ------------------------------------------------------------------------
 
-    async def update_seats(self, updates: Sequence[SeatUpdate]) -> list[Seat]:
+    async def update_seats(self, updates: Sequence[SeatUpdate], *, lane: Lane = "interactive") -> list[Seat]:
         """PATCH the seats in chunks; return Cloudflare's seats in request order."""
         checked = self._check_updates(updates)
         seats: list[Seat] = []
@@ -230,7 +232,7 @@ class CloudflareClient:
             chunk = checked[start : start + self.chunk_size]
             body = [update.model_dump() for update in chunk]
             try:
-                data, ray = await self._call("PATCH", self._path("seats"), json=body)
+                data, ray = await self._call("PATCH", self._path("seats"), lane=lane, json=body)
                 seats.extend(self._parse(Seat, data.get("result"), ray))
             except SeatsError as exc:
                 error = exc.but(completed=tuple(seats))  # earlier chunks did happen: say so
@@ -283,15 +285,17 @@ class CloudflareClient:
         data, _ = await self._call("GET", self._path("users"), lane=lane, params=params)
         raw = data.get("result")
         raw = raw if isinstance(raw, list) else []
-        holders = []
+        holders, facts = [], []
         for item in raw:
             if isinstance(item, Mapping):
                 uid, email = item.get("seat_uid"), item.get("email")
-                if isinstance(uid, str) and SEAT_UID_RE.fullmatch(uid) and isinstance(email, str) and email:
-                    holders.append((uid, email))
+                if isinstance(uid, str) and SEAT_UID_RE.fullmatch(uid):
+                    facts.append((uid, fact(item)))
+                    if isinstance(email, str) and email:
+                        holders.append((uid, email))
         info = data.get("result_info") or {}
         total = info.get("total_pages") if isinstance(info, Mapping) else None
-        return UserPage(holders, len(raw), int(total) if isinstance(total, int | float) else None)
+        return UserPage(holders, len(raw), int(total) if isinstance(total, int | float) else None, facts)
 
     async def each_user_page(self, each: Callable[[list[AccessUser]], None]) -> bool:
         """Every user, one page at a time into `each`; False when CLOUDFLARE_MAX_PAGES cut it short."""

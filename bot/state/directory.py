@@ -27,20 +27,20 @@ EMAILS = f"{PREFIX}:email"
 META = f"{PREFIX}:meta"
 PROGRESS = f"{PREFIX}:progress"
 LEASE = f"{PREFIX}:lease"
+FACTS = f"{PREFIX}:facts"  # seat UID → what the idle rule reads (bot.idle.fact), swapped with the rest
 
 State = Literal["ready", "syncing", "empty", "off"]
 
-# KEYS: lease, build uid, build email, live uid, live email, meta, progress. ARGV: token, meta pairs.
+# KEYS: lease, build uid, build email, live uid, live email, meta, progress, build facts, live facts.
+# ARGV: token, meta pairs.
 _SWAP = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('UNLINK', KEYS[4], KEYS[5])
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('RENAME', KEYS[2], KEYS[4])
-  redis.call('PERSIST', KEYS[4])
-end
-if redis.call('EXISTS', KEYS[3]) == 1 then
-  redis.call('RENAME', KEYS[3], KEYS[5])
-  redis.call('PERSIST', KEYS[5])
+redis.call('UNLINK', KEYS[4], KEYS[5], KEYS[9])
+for _, pair in ipairs({{2, 4}, {3, 5}, {8, 9}}) do
+  if redis.call('EXISTS', KEYS[pair[1]]) == 1 then
+    redis.call('RENAME', KEYS[pair[1]], KEYS[pair[2]])
+    redis.call('PERSIST', KEYS[pair[2]])
+  end
 end
 redis.call('DEL', KEYS[6], KEYS[7])
 redis.call('HSET', KEYS[6], unpack(ARGV, 2))
@@ -158,15 +158,20 @@ class SeatDirectory:
 
     # -- fresh answers from Cloudflare -----------------------------------------------------
 
-    async def remember(self, holders: Iterable[tuple[str, str]]) -> None:
-        """Write through what Cloudflare just said (seat UID, email) into the live directory."""
+    async def remember(
+        self, holders: Iterable[tuple[str, str]], facts: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        """Write through what Cloudflare just said (seat UID, email; and its facts) into the directory."""
         pairs = list(holders)
-        if not pairs:
+        if not pairs and not facts:
             return
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hset(UIDS, mapping=dict(pairs))
-                pipe.hset(EMAILS, mapping={fold(email): uid for uid, email in pairs})
+                if pairs:
+                    pipe.hset(UIDS, mapping=dict(pairs))
+                    pipe.hset(EMAILS, mapping={fold(email): uid for uid, email in pairs})
+                if facts:
+                    pipe.hset(FACTS, mapping=dict(facts))
                 await pipe.execute()
         except RedisError:
             pass  # a cache write: the next sync fixes it
@@ -205,24 +210,33 @@ class SeatDirectory:
     async def progress(self, token: str, **figures: float | int | str) -> None:
         await self._redis.hset(PROGRESS, mapping={k: str(v) for k, v in figures.items()})
 
-    async def add(self, token: str, holders: Sequence[tuple[str, str]], *, ttl: float) -> None:
+    async def add(
+        self,
+        token: str,
+        holders: Sequence[tuple[str, str]],
+        *,
+        ttl: float,
+        facts: Sequence[tuple[str, str]] = (),
+    ) -> None:
         """One page of a sync into its build keys (which expire if the sync dies)."""
-        uid_key, email_key = self._build_keys(token)
+        uid_key, email_key, facts_key = self._build_keys(token)
         async with self._redis.pipeline(transaction=False) as pipe:
             if holders:
                 pipe.hset(uid_key, mapping=dict(holders))
                 pipe.hset(email_key, mapping={fold(email): uid for uid, email in holders})
-            pipe.pexpire(uid_key, int(ttl * 1000))
-            pipe.pexpire(email_key, int(ttl * 1000))
+            if facts:
+                pipe.hset(facts_key, mapping=dict(facts))
+            for key in (uid_key, email_key, facts_key):
+                pipe.pexpire(key, int(ttl * 1000))
             await pipe.execute()
 
     async def swap(self, token: str, **meta: float | int | str) -> bool:
         """Make this sync's records the directory, atomically, if it still holds the lease."""
-        uid_key, email_key = self._build_keys(token)
+        uid_key, email_key, facts_key = self._build_keys(token)
         args: list[str] = [token]
         for key, value in meta.items():
             args += [key, str(value)]
-        keys = [LEASE, uid_key, email_key, UIDS, EMAILS, META, PROGRESS]
+        keys = [LEASE, uid_key, email_key, UIDS, EMAILS, META, PROGRESS, facts_key, FACTS]
         return bool(await self._swap(keys=keys, args=args))
 
     async def failed(self, **figures: float | int | str) -> None:
@@ -231,5 +245,6 @@ class SeatDirectory:
             await self._redis.hset(META, mapping={f"last_{k}": str(v) for k, v in figures.items()})
 
     @staticmethod
-    def _build_keys(token: str) -> tuple[str, str]:
-        return f"{PREFIX}:build:{token}:uid", f"{PREFIX}:build:{token}:email"
+    def _build_keys(token: str) -> tuple[str, str, str]:
+        build = f"{PREFIX}:build:{token}"
+        return f"{build}:uid", f"{build}:email", f"{build}:facts"

@@ -1,0 +1,73 @@
+"""Where `/seat idle` reads the account: the seat directory (no Cloudflare request when it is warm),
+or a scan of Cloudflare's user list when the directory is off or has never finished a sync."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+
+from bot.directory_sync import DirectorySync
+from bot.idle import SourceInfo
+from bot.models import AccessUser
+from bot.seat_lookup import age_text
+from bot.state.directory import DirectoryStatus
+from bot.state.seat_facts import SeatFacts
+from bot.sweep import UserSource
+
+
+class DirectorySource:
+    """Refreshes the directory first when it is older than its refresh period (waiting a bounded time
+    for this process's sync), then reads its facts; falls back to `fallback` without a directory."""
+
+    def __init__(
+        self,
+        *,
+        sync: DirectorySync,
+        facts: SeatFacts,
+        fallback: UserSource,
+        wait: float = 20.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.sync = sync
+        self.facts = facts
+        self.fallback = fallback
+        self.wait = wait
+        self._clock = clock
+
+    async def _fresh(self) -> tuple[DirectoryStatus | None, str | None]:
+        """The directory to read (None: there is none to read), and why not when there is none."""
+        if not self.sync.enabled:
+            return None, "the seat directory is off (SEATBOT_DIRECTORY_REFRESH_SECONDS=0)"
+        status = await self.sync.status()
+        if status.synced_at is None or self._clock() - status.synced_at >= self.sync.refresh_seconds:
+            await self.sync.maybe_refresh()
+            task = self.sync.task
+            if task is not None and not task.done():
+                await asyncio.wait({task}, timeout=self.wait)
+            status = await self.sync.status()
+        if status.synced_at is None:
+            return None, "the seat directory's first sync has not finished yet"
+        return status, None
+
+    async def scan(self, each: Callable[[Sequence[AccessUser]], None]) -> SourceInfo:
+        status, why = await self._fresh()
+        if status is None or status.synced_at is None:
+            info = await self.fallback.scan(each)
+            return dataclasses.replace(info, note="; ".join(n for n in (why, info.note) if n))
+        await self.facts.scan(each)
+        age = self._clock() - status.synced_at
+        note = None
+        if age >= self.sync.refresh_seconds:
+            note = f"the directory is {age_text(age)} old: a refresh is running and did not finish in time"
+        return SourceInfo("directory", status.synced_at, True, note)
+
+    async def current(self, seat_uids: Sequence[str]) -> dict[str, AccessUser]:
+        status, _ = await self._fresh()
+        if status is None:
+            return await self.fallback.current(seat_uids)
+        return await self.facts.get(seat_uids)
+
+    async def freed(self, seat_uids: Sequence[str]) -> None:
+        await self.facts.freed(seat_uids)

@@ -1,0 +1,124 @@
+"""`/seat idle` on the seat directory: no Cloudflare request when warm, refresh when stale, scan when
+off, and sweeps inside the shared rate budget (a sweep without room pauses, resumes once, reports)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis.asyncio as aredis
+
+from bot.cloudflare.budget import PREFIX as BUDGET
+from bot.cloudflare.demo_idle import user_at
+from bot.cloudflare.sandbox import Sandbox
+from tests.support.fake_slack import FakeSlack
+from tests.support.harness import SlackClient, all_text, button, card_for, running
+
+NOW = datetime.now(UTC)
+
+
+def add_idle(sandbox: Sandbox, count: int, *, prefix: str = "idle") -> list[dict[str, Any]]:
+    return [
+        sandbox.add_user(
+            user_at(
+                f"{prefix}{n:05d}@example.com",
+                last_login=NOW - timedelta(days=45),
+                created=NOW - timedelta(days=400),
+            )
+        )
+        for n in range(count)
+    ]
+
+
+async def sync(bot: SlackClient) -> None:
+    message = await card_for(bot, "sync")
+    assert "Directory synced" in message["text"], message["text"]
+
+
+async def outcome_of(bot: SlackClient, message: dict[str, Any]) -> dict[str, Any]:
+    _, key = await bot.click("seat_confirm", button(message, "seat_confirm")["value"])
+    slack = bot.slack
+    await slack.wait_for(
+        lambda: any(r.get("response_type") == "in_channel" for r in slack.responses[key]), 30
+    )
+    return next(r for r in slack.responses[key] if r.get("response_type") == "in_channel")
+
+
+async def test_warm_directory_answers_without_cloudflare_and_sweeps_only_patch(
+    bot: SlackClient, sandbox: Sandbox, redis_client: aredis.Redis
+) -> None:
+    """After a sync: the report costs 0 requests, the sweep's re-check 0, its PATCHes go through the budget."""
+    users = add_idle(sandbox, 120)
+    await sync(bot)
+    sandbox.requests.clear()
+    window_before = await redis_client.zcard(f"{BUDGET}:window")
+    message = await card_for(bot, "idle")
+    assert message["text"].startswith(
+        "120 idle seats of 125 in use"
+    ) and "seat directory, synced" in all_text(message)
+    assert sandbox.requests == []
+    outcome = await outcome_of(bot, message)
+    assert outcome["text"] == "Idle sweep: 120 freed, 0 skipped, 0 failed"
+    assert [r.method for r in sandbox.requests] == ["PATCH"] * 3
+    assert await redis_client.zcard(f"{BUDGET}:window") == window_before + 3
+    assert all(not u["access_seat"] for u in users)
+    again = await card_for(bot, "idle")  # the directory knows they were freed, before any new sync
+    assert again["text"].startswith("0 idle seats of 5 in use") and sandbox.requests[-1].method == "PATCH"
+
+
+async def test_a_stale_directory_is_refreshed_first(
+    slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: aredis.Redis
+) -> None:
+    """Older than SEATBOT_DIRECTORY_REFRESH_SECONDS: `/seat idle` syncs, then answers with the news."""
+    add_idle(sandbox, 3)
+    async with running(slack, sandbox, redis_url, seatbot_directory_refresh_seconds=3600) as bot:
+        assert (await card_for(bot, "idle"))["text"].startswith("3 idle seats")  # first sync, on demand
+        add_idle(sandbox, 2, prefix="later")
+        assert (await card_for(bot, "idle"))["text"].startswith("3 idle seats")  # fresh: no request
+        await redis_client.hset("seatbot:dir:meta", "synced_at", str(NOW.timestamp() - 7200))
+        sandbox.requests.clear()
+        message = await card_for(bot, "idle")
+    assert message["text"].startswith("5 idle seats") and {r.method for r in sandbox.requests} == {"GET"}
+
+
+async def test_directory_off_scans_and_says_so(
+    slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: aredis.Redis
+) -> None:
+    """SEATBOT_DIRECTORY_REFRESH_SECONDS=0: the report comes from a scan and says why."""
+    add_idle(sandbox, 2)
+    async with running(slack, sandbox, redis_url, seatbot_directory_refresh_seconds=0) as bot:
+        sandbox.requests.clear()
+        message = await card_for(bot, "idle")
+    text = all_text(message)
+    assert message["text"].startswith("2 idle seats") and "a full listing from Cloudflare" in text
+    assert len(sandbox.requests) == 1
+
+
+async def test_a_sweep_without_room_in_the_budget_pauses_resumes_and_reports(
+    slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: aredis.Redis
+) -> None:
+    """A budget of 20 (10 for background work): the sweep frees what fits, the rest resumes once."""
+    users = add_idle(sandbox, 400)
+    settings = {
+        "cloudflare_rate_limit": 20,
+        "cloudflare_budget_wait_seconds": 0,
+        "seatbot_directory_rate_share": 0.5,
+    }
+    async with running(slack, sandbox, redis_url, **settings) as bot:
+        await sync(bot)
+        await redis_client.delete(f"{BUDGET}:window")  # the sync's pages leave the window
+        await redis_client.zadd(f"{BUDGET}:window", {f"other-{n}": NOW.timestamp() * 1000 for n in range(6)})
+        message = await card_for(bot, "idle --reason budget")
+        outcome = await outcome_of(bot, message)
+        assert outcome["text"] == "Idle sweep: 200 freed, 0 skipped, 0 failed, 200 continuing"
+        assert "continues on its own" in all_text(outcome)
+        assert sum(not u["access_seat"] for u in users) == 200
+        idle = bot.app.state.runtime.flow.idle
+        sweep_id = button(message, "seat_confirm")["value"]
+        await redis_client.delete(f"{BUDGET}:window")  # five minutes later
+        await idle.resume(sweep_id=sweep_id)
+        await idle.resume(sweep_id=sweep_id)  # a second run of the same job does nothing
+    assert sum(not u["access_seat"] for u in users) == 400
+    (post,) = [p for p in slack.posts if "continued" in str(p.get("text"))]
+    assert post["channel"] and "200 freed" in post["text"]
+    assert len([f for f in slack.uploaded() if f["filename"].startswith("freed-seats-")]) == 2
