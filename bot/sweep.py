@@ -286,7 +286,8 @@ class IdleFlow:
                 if await self._defer(pending, confirmer, sweep, rest):
                     deferred = len(rest)
                     break
-                error, bad = "the Cloudflare rate budget is used up", [(s, "rate limited") for s in chunk]
+                error = "the Cloudflare rate budget is used up"
+                bad = [(s, f"not sent: {error}") for s in chunk]
             if error is not None:  # nothing after this chunk is sent
                 bad += [(s, f"not sent: {error}") for c in chunks[index + 1 :] for s in c]
             freed += ok

@@ -47,7 +47,7 @@ async def outcome_of(bot: SlackClient, message: dict[str, Any]) -> dict[str, Any
 async def test_warm_directory_answers_without_cloudflare_and_sweeps_only_patch(
     bot: SlackClient, sandbox: Sandbox, redis_client: aredis.Redis
 ) -> None:
-    """After a sync: the report costs 0 requests, the sweep's re-check 0, its PATCHes go through the budget."""
+    """After a sync: the report and the re-check cost 0 requests; PATCHes go through the rate budget."""
     users = add_idle(sandbox, 120)
     await sync(bot)
     sandbox.requests.clear()
@@ -94,10 +94,10 @@ async def test_directory_off_scans_and_says_so(
     assert len(sandbox.requests) == 1
 
 
-async def test_a_sweep_without_room_in_the_budget_pauses_resumes_and_reports(
+async def test_a_sweep_without_room_in_the_budget_stops_without_a_job_runner(
     slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: aredis.Redis
 ) -> None:
-    """A budget of 20 (10 for background work): the sweep frees what fits, the rest resumes once."""
+    """A budget of 20 (10 for background work): the sweep frees what fits and names the rest not sent."""
     users = add_idle(sandbox, 400)
     settings = {
         "cloudflare_rate_limit": 20,
@@ -110,15 +110,6 @@ async def test_a_sweep_without_room_in_the_budget_pauses_resumes_and_reports(
         await redis_client.zadd(f"{BUDGET}:window", {f"other-{n}": NOW.timestamp() * 1000 for n in range(6)})
         message = await card_for(bot, "idle --reason budget")
         outcome = await outcome_of(bot, message)
-        assert outcome["text"] == "Idle sweep: 200 freed, 0 skipped, 0 failed, 200 continuing"
-        assert "continues on its own" in all_text(outcome)
-        assert sum(not u["access_seat"] for u in users) == 200
-        idle = bot.app.state.runtime.flow.idle
-        sweep_id = button(message, "seat_confirm")["value"]
-        await redis_client.delete(f"{BUDGET}:window")  # five minutes later
-        await idle.resume(sweep_id=sweep_id)
-        await idle.resume(sweep_id=sweep_id)  # a second run of the same job does nothing
-    assert sum(not u["access_seat"] for u in users) == 400
-    (post,) = [p for p in slack.posts if "continued" in str(p.get("text"))]
-    assert post["channel"] and "200 freed" in post["text"]
-    assert len([f for f in slack.uploaded() if f["filename"].startswith("freed-seats-")]) == 2
+    assert outcome["text"] == "Idle sweep: 200 freed, 0 skipped, 200 failed"
+    assert "not sent: the Cloudflare rate budget is used up" in all_text(outcome)
+    assert sum(not u["access_seat"] for u in users) == 200
