@@ -114,6 +114,11 @@ class DirectorySync:
                     await self.maybe_refresh()
             except Exception:  # Redis down, say: try again next time, never kill the loop
                 log.warning("directory refresh check failed", exc_info=True)
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # A cancel that arrived inside a Redis pipeline can be absorbed there; honour it here,
+                # or the process waits out the whole sleep (up to a minute) when it shuts down.
+                raise asyncio.CancelledError
             await self._sleep(every)
 
     async def aclose(self) -> None:

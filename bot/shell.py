@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 
 from bot.cloudflare import demo_idle
+from bot.cloudflare.client import DEFAULT_BASE_URL
 from bot.cloudflare.sandbox import DEMO_USERS
 from bot.config import Settings
 from bot.parse import unescape
@@ -23,6 +24,7 @@ SHELL_USER = "U0SHELL"
 SHELL_CHANNEL = "C0SHELL"
 _DATE = re.compile(r"<!date\^\d+\^[^|>]*\|([^>]*)>")
 _MENTION = re.compile(r"<@([UW][A-Z0-9]+)>")
+_USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
 _TYPED_MENTION = re.compile(r"<@[UW][A-Z0-9]+(?:\|[^<>]*)?>")
 
 
@@ -58,9 +60,24 @@ def slack_escape(text: str) -> str:
     return "".join(out)
 
 
+# Slack draws these shortcodes as emoji; so does the terminal.
+_EMOJI = {
+    ":white_check_mark:": "✅",
+    ":warning:": "⚠️",
+    ":x:": "❌",
+    ":no_entry:": "⛔",
+    ":no_entry_sign:": "🚫",
+    ":hourglass:": "⌛",
+    ":hourglass_flowing_sand:": "⏳",
+    ":information_source:": "ℹ️",
+}
+_SHORTCODE = re.compile("|".join(re.escape(code) for code in _EMOJI))
+
+
 def plain(mrkdwn: str) -> str:
     text = _DATE.sub(r"\1", mrkdwn)
     text = _MENTION.sub(r"@\1", text)
+    text = _SHORTCODE.sub(lambda m: _EMOJI[m.group(0)], text)
     return unescape(text)
 
 
@@ -92,6 +109,7 @@ class Shell:
         self.user = user
         self.out = out
         self.buttons: list[dict[str, Any]] = []
+        self.card_for: str | None = None  # who sees the buttons: one user (ephemeral card), None: everyone
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -101,7 +119,23 @@ class Shell:
         self.say(f"--- {where} ---\n{text}")
         if buttons:
             self.buttons = buttons
+            self.card_for = self.user if where == _WHERE["ephemeral"] else None
             self.say(f"(type 1-{len(buttons)} to click)")
+
+    def visible_buttons(self) -> list[dict[str, Any]]:
+        return self.buttons if self.card_for in (None, self.user) else []
+
+    async def switch(self, user: str) -> None:
+        """`/as U…`: act as another Slack user, to see what they see (the two-person rule, refusals)."""
+        if not _USER_ID.fullmatch(user):
+            self.say("`/as` takes a Slack user ID, like `/as U0DANA`.")
+            return
+        self.user = user
+        admin = await self.runtime.flow.auth.is_admin(user)
+        note = ""
+        if self.buttons and not self.visible_buttons():
+            note = f" The last card was only for {self.card_for}; {user} does not see it."
+        self.say(f"You are now {user} ({'admin' if admin else 'not an admin'}).{note}")
 
     async def line(self, raw: str, read: Any) -> bool:
         text = raw.strip()
@@ -109,8 +143,11 @@ class Shell:
             return True
         if text in ("quit", "exit", ":q"):
             return False
-        if text.isdigit() and self.buttons:
+        if text.isdigit() and self.visible_buttons():
             await self.click(int(text), read)
+            return True
+        if text == "/as" or text.startswith("/as "):
+            await self.switch(text.removeprefix("/as").strip())
             return True
         if text.startswith("/seat"):
             reply = await self.runtime.flow.command(
@@ -118,7 +155,7 @@ class Shell:
             )
             self.deliver(replies.for_command(reply))
             return True
-        self.say("Type a /seat command (try `/seat help`), a button number, or `quit`.")
+        self.say("Type a /seat command (try `/seat help`), a button number, `/as <user ID>`, or `quit`.")
         return True
 
     async def click(self, number: int, read: Any) -> None:
@@ -133,7 +170,6 @@ class Shell:
             if answer is None or answer.strip().lower() not in ("y", "yes"):
                 self.say("Not confirmed; nothing was done.")
                 return
-        self.buttons = []
         action: Literal["confirm", "cancel"] = (
             "confirm" if button["action_id"] == "seat_confirm" else "cancel"
         )
@@ -141,10 +177,14 @@ class Shell:
         async def progress(status: Any) -> None:
             self.show(replies.for_progress(status), where="card")
 
-        reply = await self.runtime.flow.click(
-            action=action, pending_id=button["value"], user=self.user, progress=progress
+        reply = replies.for_click(
+            await self.runtime.flow.click(
+                action=action, pending_id=button["value"], user=self.user, progress=progress
+            )
         )
-        self.deliver(replies.for_click(reply))
+        if reply.placement != "ephemeral":  # the card was replaced; a refusal leaves it for the right person
+            self.buttons = []
+        self.deliver(reply)
 
     def deliver(self, reply: replies.Reply) -> None:
         self.show(reply.message, where=_WHERE[reply.placement])
@@ -170,9 +210,16 @@ def banner(runtime: Runtime, user: str, hint: bool) -> str:
                 "(user000001@synthetic.example.com, seat 00000000-5eed-4000-8000-000000000001, …)."
             )
     else:
-        lines.append(f"Cloudflare: LIVE account {runtime.settings.cloudflare_account_id}: revokes are real")
+        account, base = runtime.settings.cloudflare_account_id, runtime.settings.cloudflare_base_url
+        if base.rstrip("/") == DEFAULT_BASE_URL:
+            lines.append(f"Cloudflare: LIVE account {account} at {base}: revokes are real")
+        else:
+            lines.append(
+                f"Cloudflare: account {account} at {base} (CLOUDFLARE_BASE_URL, not Cloudflare's API)"
+            )
     lines.append("Store: in-process" if runtime.in_process_store else "Store: Redis (REDIS_URL)")
-    lines.append(f"You are {user}{' (admin)' if user in runtime.flow.policy.admins else ''}.")
+    admin = "admin" if user in runtime.flow.policy.admins else "not an admin"
+    lines.append(f"You are {user} ({admin}); `/as <user ID>` acts as someone else.")
     if hint:
         lines.append(
             "To go live: set SLACK_BOT_TOKEN with SLACK_SIGNING_SECRET (HTTP) "
@@ -193,7 +240,8 @@ async def run_shell(
 ) -> int:
     stdin = stdin or sys.stdin
     out = stdout or sys.stdout
-    if user == SHELL_USER:  # the default shell user is an admin; any other acts as configured
+    # The shell's own user is always an admin, so other users (`--user`, `/as`) get the real answers.
+    if SHELL_USER not in settings.seatbot_admins:
         settings = settings.model_copy(update={"seatbot_admins": (*settings.seatbot_admins, SHELL_USER)})
     runtime = build_runtime(settings, directory=ShellDirectory(), allow_sandbox=True)
     if runtime.sandbox is not None:
@@ -208,12 +256,12 @@ async def run_shell(
         if interactive:
             print("> ", end="", file=out, flush=True)
         line = stdin.readline()
+        if line and not interactive:  # piped: echo, so the transcript reads like a session
+            shell.say(f"> {line.rstrip()}")
         return line if line else None
 
     try:
         while (raw := read()) is not None:
-            if not interactive:
-                shell.say(f"> {raw.rstrip()}")
             if not await shell.line(raw, read):
                 break
     finally:
