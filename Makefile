@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m bot $(ARGS)
+	@$(BIN)/python -m bot $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check bot tests bench

@@ -33,11 +33,11 @@ _MASKS = (
 
 @dataclass(frozen=True)
 class Session:
-    """Input piped into `python -m bot shell`, with these settings and arguments."""
+    """Input piped into `python -m bot <args>`, with these settings."""
 
     script: str
     env: dict[str, str] = field(default_factory=dict)
-    args: tuple[str, ...] = ()
+    args: tuple[str, ...] = ("shell",)  # () is `make run`: the shell, with its line on going live
     banner: bool = False  # keep the shell's opening lines in the sample
 
 
@@ -45,6 +45,7 @@ SESSIONS: dict[str, Session] = {
     "revoke": Session(
         "/seat revoke alice@example.com <@U0BOB> --reason offboarding, ticket IT-4211\n1\ny\n"
         "/seat revoke alice@example.com\n",
+        args=(),
         banner=True,
     ),
     "non-admin": Session(
@@ -59,10 +60,10 @@ SESSIONS: dict[str, Session] = {
 
 
 def shell_transcript(session: Session) -> str:
-    """What a newcomer sees piping `session.script` into `python -m bot shell`."""
+    """What a newcomer sees piping `session.script` into `python -m bot` (what `make run` runs)."""
     with tempfile.TemporaryDirectory() as tmp:
         result = subprocess.run(
-            [sys.executable, "-m", "bot", "shell", *session.args],
+            [sys.executable, "-m", "bot", *session.args],
             input=session.script,
             cwd=tmp,
             env=clean_env(**session.env),
