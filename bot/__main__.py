@@ -15,13 +15,13 @@ from pathlib import Path
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError
 from bot.logs import setup_logging
-from bot.startup import announce
+from bot.startup import announce, require_for
 
 
 def run_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    settings.require("SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN")
+    require_for(settings, mode="http")
     settings.require_cloudflare()
     if settings.web_concurrency > 1 and settings.redis_url is None:
         # each worker would keep its own confirmations: a click landing elsewhere would "expire"
@@ -41,7 +41,7 @@ def run_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run_socket(settings: Settings, args: argparse.Namespace) -> int:
-    settings.require("SLACK_APP_TOKEN", "SLACK_BOT_TOKEN")
+    require_for(settings, mode="socket")
     settings.require_cloudflare()
     from bot.slack.socket_mode import run_socket_mode
 

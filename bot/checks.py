@@ -31,6 +31,7 @@ from bot.errors import (
 )
 from bot.logs import redact
 from bot.netdiag import endpoint, why
+from bot.startup import missing_for
 from bot.state.directory import SeatDirectory
 from bot.state.redis import connect_redis
 
@@ -54,12 +55,9 @@ class Skip(Exception):
 
 
 def missing_settings(settings: Settings) -> list[str]:
-    """Every setting the configured mode needs and lacks: Socket Mode needs no signing secret."""
+    """Every setting the configured mode needs and lacks, and admins (without them nobody may revoke)."""
     socket = bool(settings.slack_app_token and settings.slack_app_token.get_secret_value())
-    gone = settings.missing("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN" if socket else "SLACK_SIGNING_SECRET")
-    gone += settings.missing("CLOUDFLARE_ACCOUNT_ID")
-    if not settings.has_cloudflare_credentials:
-        gone.append("CLOUDFLARE_API_TOKEN (or CLOUDFLARE_EMAIL + CLOUDFLARE_API_KEY)")
+    gone = missing_for(settings, mode="socket" if socket else "http")
     if not (settings.seatbot_admins or settings.seatbot_admin_groups):
         gone.append("SEATBOT_ADMINS or SEATBOT_ADMIN_GROUPS (nobody may revoke)")
     return gone

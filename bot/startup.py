@@ -14,9 +14,26 @@ from slack_bolt.logger.messages import warning_client_prioritized_and_token_skip
 
 from bot import __version__
 from bot.config import Settings
+from bot.errors import ConfigError
 
 log = logging.getLogger("seatbot.startup")
 Mode = Literal["http", "socket"]
+
+
+def missing_for(settings: Settings, *, mode: Mode) -> list[str]:
+    """Every setting `mode` needs and lacks (Socket Mode needs no signing secret)."""
+    slack = "SLACK_APP_TOKEN" if mode == "socket" else "SLACK_SIGNING_SECRET"
+    gone = settings.missing(slack, "SLACK_BOT_TOKEN", "CLOUDFLARE_ACCOUNT_ID")
+    if not settings.has_cloudflare_credentials:
+        gone.append("CLOUDFLARE_API_TOKEN (or CLOUDFLARE_EMAIL + CLOUDFLARE_API_KEY)")
+    return gone
+
+
+def require_for(settings: Settings, *, mode: Mode) -> None:
+    """One ConfigError naming every missing setting, before anything starts."""
+    gone = missing_for(settings, mode=mode)
+    if gone:
+        raise ConfigError(f"not set: {', '.join(gone)}")
 
 
 def redis_label(settings: Settings) -> str:

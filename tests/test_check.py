@@ -186,3 +186,28 @@ def test_every_bad_setting_is_named_in_the_one_line(tmp_path: Path) -> None:
     result = run_bot(tmp_path, "check", REDIS_URL="http://x", SEATBOT_LOG_LEVEL="LOUD")
     (line,) = result.stderr.splitlines()
     assert "REDIS_URL" in line and "SEATBOT_LOG_LEVEL" in line and result.returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("command", "env", "names"),
+    [
+        (
+            "serve",
+            {},
+            ["SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN", "CLOUDFLARE_ACCOUNT_ID", "CLOUDFLARE_API_TOKEN"],
+        ),
+        (
+            "start",
+            {"SLACK_APP_TOKEN": "xapp-1"},
+            ["SLACK_BOT_TOKEN", "CLOUDFLARE_ACCOUNT_ID", "CLOUDFLARE_API_TOKEN"],
+        ),
+    ],
+)
+def test_starting_names_every_missing_setting(
+    tmp_path: Path, command: str, env: dict[str, str], names: list[str]
+) -> None:
+    """serve/start with settings missing: one line naming all of them (Socket Mode: no signing secret)."""
+    result = run_bot(tmp_path, command, **env)
+    (line,) = result.stderr.splitlines()
+    assert result.returncode == 2 and all(name in line for name in names), line
+    assert ("SLACK_SIGNING_SECRET" in line) == (command == "serve")
