@@ -349,9 +349,16 @@ def write(rows: list[tuple[str, str, str]], notes: list[str]) -> None:
 
 
 # Each topic is one coroutine writing its own section of docs/benchmarks.md (bench/report.py).
+async def directory() -> None:
+    from bench.directory import main as directory_main  # imported late: it builds on this module
+
+    await directory_main()
+
+
 TOPICS: dict[str, Callable[[], Awaitable[None]]] = {
     "edge": main,
     "idle": lambda: __import__("bench.idle", fromlist=["main"]).main(),
+    "directory": directory,
 }
 
 

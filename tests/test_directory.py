@@ -277,3 +277,20 @@ async def test_the_sync_keeps_to_its_share_and_people_keep_theirs(redis_client: 
         result = await running_sync
     assert result is not None and result.users == 3_000 and result.requests == 30
     assert box.rejected == 0 and box.rate_peak <= 11
+
+
+async def test_a_sync_that_lost_its_lease_cannot_swap_in(redis_client: aredis.Redis) -> None:
+    """A stalled syncer whose lease expired and was taken over: its swap is refused, nothing changes."""
+    directory = SeatDirectory(redis_client)
+    assert await directory.acquire_lease("a" * 32, ttl=0.05)
+    await directory.add("a" * 32, [("seat-a", "a@example.com")], ttl=60)
+    await asyncio.sleep(0.1)  # A's lease expires; B takes over
+    assert await directory.acquire_lease("b" * 32, ttl=60)
+    assert not await directory.renew_lease("a" * 32, ttl=60)
+    assert not await directory.swap("a" * 32, users=1, synced_at=1.0)
+    assert (await directory.lookup(["seat-a"])).emails == {"seat-a": None}
+    await directory.add("b" * 32, [("seat-b", "b@example.com")], ttl=60)
+    assert await directory.swap("b" * 32, users=1, synced_at=2.0)
+    snapshot = await directory.lookup(["seat-a", "seat-b"])
+    assert snapshot.emails == {"seat-a": None, "seat-b": "b@example.com"} and snapshot.synced_at == 2.0
+    assert await directory.uids_for(["B@Example.com"]) == {"B@Example.com": "seat-b"}

@@ -1,9 +1,12 @@
 """The seat directory in Redis: which email holds which seat UID, as of the last complete sync.
 
-Two hashes hold the live directory: `seatbot:dir:uid` (seat UID → email) and `seatbot:dir:email`
-(folded email → seat UID). A sync writes a fresh pair under its own build keys and, when its
-listing is complete, one Lua script swaps them in (UNLINK + RENAME, with the meta hash) only if
-the sync still holds the lease. Look-ups read inside MULTI, so a look-up sees one sync or the
+The live directory is two sets of small hashes: `seatbot:dir:uid:<b>` (seat UID → email) and
+`seatbot:dir:email:<b>` (folded email → seat UID), `b` = crc32 of the key mod 2048. Small hashes
+stay in Redis's compact listpack encoding (up to about 250,000 users), about 60 % of the
+memory of two big hashes. A sync writes a fresh set under its own build keys and, when its listing
+is complete, one Lua script swaps them in (UNLINK + RENAME, and the meta hash) only if the sync
+still holds the lease (the idle report's per-seat facts, `seatbot:dir:facts`, one hash read with
+HSCAN by bot/state/seat_facts.py, are built and swapped with them). Look-ups read inside MULTI, so a look-up sees one sync or the
 other, never half of each. A lease key with a TTL, refreshed while syncing, lets exactly one process
 sync at a time; if its holder dies the lease and the half-built keys simply expire.
 """
@@ -12,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import zlib
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -22,8 +27,7 @@ from redis.exceptions import RedisError
 from bot.errors import StoreUnavailable
 
 PREFIX = "seatbot:dir"
-UIDS = f"{PREFIX}:uid"
-EMAILS = f"{PREFIX}:email"
+BUCKETS = 2048
 META = f"{PREFIX}:meta"
 PROGRESS = f"{PREFIX}:progress"
 LEASE = f"{PREFIX}:lease"
@@ -31,28 +35,47 @@ FACTS = f"{PREFIX}:facts"  # seat UID → what the idle rule reads (bot.idle.fac
 
 State = Literal["ready", "syncing", "empty", "off"]
 
-# KEYS: lease, build uid, build email, live uid, live email, meta, progress, build facts, live facts.
-# ARGV: token, meta pairs.
+# The bucket keys are built inside the scripts from their prefixes (one Redis, not a cluster).
+# KEYS: lease, meta, progress, live facts. ARGV: token, buckets, build prefix, live prefix, meta pairs…
 _SWAP = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('UNLINK', KEYS[4], KEYS[5], KEYS[9])
-for _, pair in ipairs({{2, 4}, {3, 5}, {8, 9}}) do
-  if redis.call('EXISTS', KEYS[pair[1]]) == 1 then
-    redis.call('RENAME', KEYS[pair[1]], KEYS[pair[2]])
-    redis.call('PERSIST', KEYS[pair[2]])
+redis.call('UNLINK', KEYS[4])
+if redis.call('EXISTS', ARGV[3] .. ':facts') == 1 then
+  redis.call('RENAME', ARGV[3] .. ':facts', KEYS[4])
+  redis.call('PERSIST', KEYS[4])
+end
+for b = 0, tonumber(ARGV[2]) - 1 do
+  for _, kind in ipairs({':uid:', ':email:'}) do
+    local build, live = ARGV[3] .. kind .. b, ARGV[4] .. kind .. b
+    redis.call('UNLINK', live)
+    if redis.call('EXISTS', build) == 1 then
+      redis.call('RENAME', build, live)
+      redis.call('PERSIST', live)
+    end
   end
 end
-redis.call('DEL', KEYS[6], KEYS[7])
-redis.call('HSET', KEYS[6], unpack(ARGV, 2))
+redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('HSET', KEYS[2], unpack(ARGV, 5))
 return 1
 """
-# KEYS: lease (+ more keys to expire alongside). ARGV: token, ttl ms.
+# KEYS: lease, progress. ARGV: token, ttl ms, buckets, build prefix.
 _RENEW = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[2]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('PEXPIRE', ARGV[4] .. ':facts', ARGV[2] * 3)
+for b = 0, tonumber(ARGV[3]) - 1 do
+  redis.call('PEXPIRE', ARGV[4] .. ':uid:' .. b, ARGV[2] * 3)
+  redis.call('PEXPIRE', ARGV[4] .. ':email:' .. b, ARGV[2] * 3)
+end
 return 1
 """
+# KEYS: lease, progress. ARGV: token, buckets, build prefix. The build keys go whoever holds the lease.
 _RELEASE = """
+redis.call('UNLINK', ARGV[3] .. ':facts')
+for b = 0, tonumber(ARGV[2]) - 1 do
+  redis.call('UNLINK', ARGV[3] .. ':uid:' .. b, ARGV[3] .. ':email:' .. b)
+end
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2])
 return 1
@@ -61,6 +84,22 @@ return 1
 
 def fold(email: str) -> str:
     return email.strip().casefold()
+
+
+def bucket(key: str) -> int:
+    return zlib.crc32(key.encode()) % BUCKETS
+
+
+def _live(kind: str, key: str) -> str:
+    return f"{PREFIX}:{kind}:{bucket(key)}"
+
+
+def _grouped(kind: str, prefix: str, pairs: Iterable[tuple[str, str]]) -> dict[str, dict[str, str]]:
+    """{bucket key: {field: value}} for HSETs, one per bucket touched."""
+    out: dict[str, dict[str, str]] = defaultdict(dict)
+    for field, value in pairs:
+        out[f"{prefix}:{kind}:{bucket(field)}"][field] = value
+    return out
 
 
 def _text(value: Any) -> str:
@@ -116,9 +155,10 @@ class SeatDirectory:
             return Snapshot({}, None)
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hmget(UIDS, list(seat_uids))
+                for uid in seat_uids:
+                    pipe.hget(_live("uid", uid), uid)
                 pipe.hget(META, "synced_at")
-                emails, synced = await pipe.execute()
+                *emails, synced = await pipe.execute()
         except RedisError as exc:
             raise _store_error(exc) from None
         found = {uid: (_text(e) if e is not None else None) for uid, e in zip(seat_uids, emails, strict=True)}
@@ -129,7 +169,10 @@ class SeatDirectory:
         if not emails:
             return {}
         try:
-            found = await self._redis.hmget(EMAILS, [fold(e) for e in emails])
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for email in emails:
+                    pipe.hget(_live("email", fold(email)), fold(email))
+                found = await pipe.execute()
         except RedisError as exc:
             raise _store_error(exc) from None
         return {e: (_text(u) if u is not None else None) for e, u in zip(emails, found, strict=True)}
@@ -167,9 +210,7 @@ class SeatDirectory:
             return
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
-                if pairs:
-                    pipe.hset(UIDS, mapping=dict(pairs))
-                    pipe.hset(EMAILS, mapping={fold(email): uid for uid, email in pairs})
+                self._hset(pipe, PREFIX, pairs)
                 if facts:
                     pipe.hset(FACTS, mapping=dict(facts))
                 await pipe.execute()
@@ -179,7 +220,7 @@ class SeatDirectory:
     async def forget(self, seat_uid: str) -> None:
         """A record Cloudflare contradicted: drop it so it is not tried again."""
         with contextlib.suppress(RedisError):
-            await self._redis.hdel(UIDS, seat_uid)
+            await self._redis.hdel(_live("uid", seat_uid), seat_uid)
 
     # -- syncing ---------------------------------------------------------------------------
 
@@ -197,15 +238,13 @@ class SeatDirectory:
         return bool(took)
 
     async def renew_lease(self, token: str, *, ttl: float) -> bool:
-        keys = [LEASE, PROGRESS, *self._build_keys(token)]
-        return bool(await self._renew(keys=keys, args=[token, int(ttl * 1000)]))
+        args: list[bytes | str | int | float] = [token, int(ttl * 1000), BUCKETS, self._build(token)]
+        return bool(await self._renew(keys=[LEASE, PROGRESS], args=args))
 
     async def release_lease(self, token: str) -> None:
-        try:
-            await self._release(keys=[LEASE, PROGRESS], args=[token])
-            await self._redis.unlink(*self._build_keys(token))
-        except RedisError:
-            pass  # the lease expires on its own
+        args: list[bytes | str | int | float] = [token, BUCKETS, self._build(token)]
+        with contextlib.suppress(RedisError):  # if not, the lease and the build keys expire on their own
+            await self._release(keys=[LEASE, PROGRESS], args=args)
 
     async def progress(self, token: str, **figures: float | int | str) -> None:
         await self._redis.hset(PROGRESS, mapping={k: str(v) for k, v in figures.items()})
@@ -219,25 +258,21 @@ class SeatDirectory:
         facts: Sequence[tuple[str, str]] = (),
     ) -> None:
         """One page of a sync into its build keys (which expire if the sync dies)."""
-        uid_key, email_key, facts_key = self._build_keys(token)
         async with self._redis.pipeline(transaction=False) as pipe:
-            if holders:
-                pipe.hset(uid_key, mapping=dict(holders))
-                pipe.hset(email_key, mapping={fold(email): uid for uid, email in holders})
+            touched = self._hset(pipe, self._build(token), holders)
             if facts:
-                pipe.hset(facts_key, mapping=dict(facts))
-            for key in (uid_key, email_key, facts_key):
+                pipe.hset(self._build(token) + ":facts", mapping=dict(facts))
+                touched.append(self._build(token) + ":facts")
+            for key in touched:
                 pipe.pexpire(key, int(ttl * 1000))
             await pipe.execute()
 
     async def swap(self, token: str, **meta: float | int | str) -> bool:
         """Make this sync's records the directory, atomically, if it still holds the lease."""
-        uid_key, email_key, facts_key = self._build_keys(token)
-        args: list[str] = [token]
+        args: list[bytes | str | int | float] = [token, BUCKETS, self._build(token), PREFIX]
         for key, value in meta.items():
             args += [key, str(value)]
-        keys = [LEASE, uid_key, email_key, UIDS, EMAILS, META, PROGRESS, facts_key, FACTS]
-        return bool(await self._swap(keys=keys, args=args))
+        return bool(await self._swap(keys=[LEASE, META, PROGRESS, FACTS], args=args))
 
     async def failed(self, **figures: float | int | str) -> None:
         """Note a sync that could not finish; the directory in place stays as it was."""
@@ -245,6 +280,15 @@ class SeatDirectory:
             await self._redis.hset(META, mapping={f"last_{k}": str(v) for k, v in figures.items()})
 
     @staticmethod
-    def _build_keys(token: str) -> tuple[str, str, str]:
-        build = f"{PREFIX}:build:{token}"
-        return f"{build}:uid", f"{build}:email", f"{build}:facts"
+    def _build(token: str) -> str:
+        return f"{PREFIX}:build:{token}"
+
+    @staticmethod
+    def _hset(pipe: Any, prefix: str, holders: Sequence[tuple[str, str]]) -> list[str]:
+        """Queue the HSETs for (seat UID, email) pairs under `prefix`; returns the keys touched."""
+        touched = []
+        for kind, pairs in (("uid", holders), ("email", [(fold(e), uid) for uid, e in holders])):
+            for key, mapping in _grouped(kind, prefix, pairs).items():
+                pipe.hset(key, mapping=mapping)
+                touched.append(key)
+        return touched
