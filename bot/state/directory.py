@@ -7,8 +7,9 @@ memory of two big hashes. A sync writes a fresh set under its own build keys and
 is complete, one Lua script swaps them in (UNLINK + RENAME, and the meta hash) only if the sync
 still holds the lease (the idle report's per-seat facts, `seatbot:dir:facts`, one hash read with
 HSCAN by bot/state/seat_facts.py, are built and swapped with them). Look-ups read inside MULTI, so
-a look-up sees one sync or the other, never half of each. A lease key with a TTL, refreshed while syncing, lets exactly one process
-sync at a time; if its holder dies the lease and the half-built keys simply expire.
+a look-up sees one sync or the other, never half of each. A lease key with a TTL, refreshed while
+syncing, lets exactly one process sync at a time; if its holder dies the lease and the half-built
+keys simply expire.
 """
 
 from __future__ import annotations
