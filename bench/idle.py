@@ -31,6 +31,7 @@ ADMIN = "UBENCH1"
 LATENCY = 0.1
 SWEEP = 5_000
 CF_LIMIT_PER_5MIN = 1200
+FACTS_BYTES = 0  # Redis memory of the directory's facts hash, from the last warm run
 
 
 def serve_sandbox(port: int, latency: float, idle: int, active: int) -> None:
@@ -72,8 +73,13 @@ async def command(base: str, slack: RemoteSlack, text: str, key: str) -> tuple[f
         body = command_body(text, user=ADMIN, channel="CBENCH", response_url=slack.response_url(key))
         t0 = time.perf_counter()
         await http.post("/slack/events", content=body, headers=sign(body))
-        (reply,) = await slack.wait(key, lambda found: len(found) >= 1, timeout=300)
-        return time.perf_counter() - t0, reply
+        found = await slack.wait(key, lambda found: len(found) >= 1, timeout=300)
+        took = time.perf_counter() - t0
+        await asyncio.sleep(0.5)  # anything after the reply (a refused CSV, an error) is a failure
+        extra = await slack.responses(key)
+        if len(extra) > 1:
+            raise SystemExit(f"unexpected extra replies: {[r.get('text') for r in extra]}")
+        return took, found[0]
 
 
 async def click(base: str, slack: RemoteSlack, value: str, key: str) -> tuple[float, list[dict[str, Any]]]:
@@ -159,6 +165,8 @@ async def floor_read(url: str) -> float:
     import redis.asyncio as aredis
 
     client = aredis.Redis.from_url(url)
+    global FACTS_BYTES
+    FACTS_BYTES = int(await client.memory_usage("seatbot:dir:facts", samples=0) or 0)
     t0 = time.perf_counter()
     cursor = 0
     while True:
@@ -195,7 +203,8 @@ async def warm(size: int, rows: list[tuple[str, str, str]]) -> None:
                 f"`/seat idle` on a warm directory, {size:,} users ({size // 10:,} idle)",
                 f"{median * 1000:.0f} ms (median of 3; floor: reading the facts from Redis "
                 f"{floor * 1000:.0f} ms); {requests} Cloudflare requests in 3 runs; bot RSS "
-                f"{rss_before / 1024:.0f} → {rss_kb(bot.pid) / 1024:.0f} MB",
+                f"{rss_before / 1024:.0f} → {rss_kb(bot.pid) / 1024:.0f} MB; Redis facts hash "
+                f"{FACTS_BYTES / 1e6:.1f} MB",
                 "0 requests; RSS not growing with the account",
             )
         )

@@ -35,7 +35,7 @@ class FakeSlack:
         self.url = ""
 
     async def start(self, port: int = 0) -> None:
-        app = web.Application()
+        app = web.Application(client_max_size=1 << 30)  # uploads: Slack takes files up to 1 GB
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/response/{key}", self._response)
         app.router.add_post("/redirect/{key}", self._redirect)
