@@ -57,6 +57,15 @@ def run_start(settings: Settings, args: argparse.Namespace) -> int:
     return run_serve(settings, args)
 
 
+def run_jobs(settings: Settings, args: argparse.Namespace) -> int:
+    settings.require("SLACK_BOT_TOKEN")
+    settings.require_cloudflare()
+    from bot.slack.wiring import run_job_runner
+
+    asyncio.run(run_job_runner(settings))
+    return 0
+
+
 def run_check(settings: Settings, args: argparse.Namespace) -> int:
     from bot.checks import run_checks
 
@@ -99,6 +108,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "serve": run_serve,
     "socket": run_socket,
     "start": run_start,
+    "jobs": run_jobs,
     "check": run_check,
     "shell": run_shell,
     "sandbox": run_sandbox,
@@ -111,6 +121,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("serve", help="serve Slack over HTTP (POST /slack/events, GET /healthz)")
     sub.add_parser("socket", help="serve Slack over Socket Mode (needs SLACK_APP_TOKEN)")
     sub.add_parser("start", help="serve Slack: Socket Mode when SLACK_APP_TOKEN is set, else HTTP (Procfile)")
+    sub.add_parser("jobs", help="run only the background job runner (scheduled removals)")
     sub.add_parser("check", help="check settings, Slack, Cloudflare and Redis; one line each")
     sh = sub.add_parser("shell", help="talk to the bot in this terminal")
     sh.add_argument("--user", default="U0SHELL", help="the Slack user ID you act as (default: an admin)")

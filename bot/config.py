@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import zoneinfo
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -93,6 +94,11 @@ class Settings(BaseSettings):
     seatbot_idle_days: int = Field(default=30, ge=1, le=3650)
     seatbot_idle_exclude: CommaList = ()  # emails and @domains never listed as idle
 
+    # Scheduled removals and other background jobs (bot/jobs.py)
+    seatbot_timezone: str = "UTC"  # for `--at` times written without an offset
+    seatbot_job_runner: bool = True  # run the job runner inside this process (web, socket, shell)
+    seatbot_schedule_retry_seconds: float = Field(default=300.0, ge=0, le=3600)
+
     @field_validator(
         "seatbot_admins", "seatbot_admin_groups", "seatbot_channels", "seatbot_idle_exclude", mode="before"
     )
@@ -148,6 +154,15 @@ class Settings(BaseSettings):
         if level not in LOG_LEVELS:
             raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
         return level
+
+    @field_validator("seatbot_timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError("must be an IANA time zone such as UTC or Europe/Paris") from None
+        return value
 
     @field_validator("cloudflare_account_id")
     @classmethod

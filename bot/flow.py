@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Literal, Protocol, cast
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from bot.directory_sync import DirectorySync, sync_command
 from bot.errors import ParseError, SeatsError, StoreUnavailable
@@ -44,6 +44,9 @@ from bot.parse import USAGE, Command, Target, parse
 from bot.policy import Authorizer, Directory
 from bot.seat_lookup import Cloudflare, SeatLookup, age_text
 from bot.sweep import IdleFlow
+
+if TYPE_CHECKING:
+    from bot.schedule import Schedules
 
 log = logging.getLogger("seatbot.flow")
 
@@ -132,6 +135,7 @@ class SeatFlow:
         # seat UID targets: through the seat directory when there is one (bot/seat_lookup.py)
         self.uids = seat_lookup or SeatLookup(seats=cast(Cloudflare, seats), concurrency=lookup_concurrency)
         self.directory_sync = directory_sync
+        self.schedules: Schedules | None = None  # set by bot.schedule.Schedules
 
     # -- commands --------------------------------------------------------------------------
 
@@ -158,6 +162,10 @@ class SeatFlow:
                     if self.idle is None:
                         return Notice("Idle seats are not available in this process.", kind="error")
                     return await self.idle.report(user=user, channel=channel, cmd=cmd)
+                if cmd.action == "scheduled" or cmd.at is not None:  # bot/schedule.py
+                    if self.schedules is None:
+                        return Notice("Scheduled removals are not available here.", kind="error")
+                    return await self.schedules.command(user=user, channel=channel, cmd=cmd)
                 return await self._revoke(user, channel, cmd)
         except StoreUnavailable:
             log.error("Redis unavailable while handling a command")
@@ -189,7 +197,7 @@ class SeatFlow:
         found, problems, source = await self._resolve(cmd.targets)
         return StatusReport(tuple(user for _, user in found), tuple(problems), source=source)
 
-    async def _revoke(self, user: str, channel: str, cmd: Command) -> CommandReply:
+    async def _revoke(self, user: str, channel: str, cmd: Command, at: float | None = None) -> CommandReply:
         found, problems, _ = await self._resolve(cmd.targets)
         targets: dict[str, PendingTarget] = {}
         notes = list(cmd.notes)
@@ -214,6 +222,8 @@ class SeatFlow:
         if not targets:
             kind: NoticeKind = "info" if no_seat == len(problems) else "error"
             return Notice("\n".join(["Nothing to revoke.", *problems]), kind=kind)
+        if at is not None and self.schedules and (dup := await self.schedules.duplicates(list(targets))):
+            return dup
         now = self._clock()
         pending = Pending(
             id=new_id(),
@@ -224,6 +234,8 @@ class SeatFlow:
             created_at=now,
             expires_at=now + self.policy.confirm_ttl,
             two_person=self.policy.two_person,
+            at=at,
+            tz=self.schedules.tz if at is not None and self.schedules else "UTC",
         )
         await self.store.put(pending, ttl=self.policy.confirm_ttl)
         audit_ok = await self.audit.record(
@@ -233,6 +245,7 @@ class SeatFlow:
             channel=channel,
             seats=[t.seat_uid for t in pending.targets],
             reason=cmd.reason,
+            at=at,
         )
         return Card(pending, tuple(problems), tuple(notes), audit_ok=audit_ok)
 
@@ -353,6 +366,12 @@ class SeatFlow:
             swept = await self.idle.execute(pending, user, progress)
             await self._finish(pending.id)
             return swept
+        if pending.at is not None:  # confirming schedules it; it never runs now
+            if self.schedules is None:
+                return Notice("Scheduled removals are not available here.", kind="error", replace=True)
+            scheduled = await self.schedules.schedule(pending, user)
+            await self._finish(pending.id)
+            return scheduled
         if progress is not None:
             try:
                 await progress(pending)

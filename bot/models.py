@@ -108,6 +108,8 @@ class Pending:
     two_person: bool = False
     attempt: int = 1  # 2+ when a failed revoke offered a fresh try
     sweep: int = 0  # an idle sweep of this many seats (the list is kept beside it: bot.state.sweeps)
+    at: float | None = None  # set: confirming schedules the removal for this time (bot/schedule.py)
+    tz: str = "UTC"  # the time zone `at` was written in
     v: int = FORMAT_VERSION
 
     def dumps(self) -> str:
@@ -151,4 +153,7 @@ AuditEvent = Literal[
     "outdated",
     "skipped",
     "deferred",
+    "scheduled",
+    "unscheduled",
+    "already_removed",
 ]

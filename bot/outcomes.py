@@ -87,5 +87,10 @@ class Cancelled:
     audit_ok: bool = True
 
 
-CommandReply = Notice | Card | StatusReport | AuditReport | IdleReport
-ClickReply = Notice | Outcome | Failure | Cancelled | SweepOutcome
+# Scheduling's answers (bot/schedule_outcomes.py) join these unions; imported late: they build on these.
+from bot.schedule_outcomes import ScheduleConfirmed, ScheduleList, Unscheduled  # noqa: E402
+
+CommandReply = Notice | Card | StatusReport | AuditReport | IdleReport | ScheduleList
+ClickReply = (
+    Notice | Outcome | Failure | Cancelled | SweepOutcome | ScheduleConfirmed | ScheduleList | Unscheduled
+)

@@ -22,9 +22,9 @@ MAX_REASON = 500
 MAX_AUDIT = 50
 MAX_IDLE_DAYS = 3650
 USAGE = (
-    "Usage: `/seat revoke <email|@person|seat-uid> [more …] [--reason <text>]`, "
+    "Usage: `/seat revoke <email|@person|seat-uid> [more …] [--at <when>] [--reason <text>]`, "
     "`/seat status <email|@person|seat-uid> …`, `/seat idle [days] [--reason <text>]`, "
-    "`/seat audit [n]`, `/seat sync`, `/seat help`"
+    "`/seat scheduled`, `/seat audit [n]`, `/seat sync`, `/seat help`"
 )
 
 _TOKEN = re.compile(r"<[^<>\s][^<>]*>|\S+")
@@ -50,12 +50,13 @@ class Target:
 
 @dataclass(frozen=True)
 class Command:
-    action: Literal["help", "revoke", "status", "audit", "idle", "sync"]
+    action: Literal["help", "revoke", "status", "audit", "idle", "sync", "scheduled"]
     targets: tuple[Target, ...] = ()
     reason: str | None = None
     count: int = 10
     notes: tuple[str, ...] = field(default=())
     days: int | None = None  # `idle [days]`; None = SEATBOT_IDLE_DAYS
+    at: str | None = None  # `--at` as typed: when to run the revoke (checked by bot/schedule.py)
 
 
 def unescape(text: str) -> str:
@@ -119,6 +120,13 @@ def _reason(text: str) -> str:
     return reason
 
 
+def _at(text: str) -> str:
+    at = clean(unescape(text))
+    if not at:
+        raise ParseError("`--at` needs a time: `2026-12-04T17:00`, `2026-12-04T17:00Z` or `in 2h`.")
+    return at
+
+
 @dataclass(frozen=True)
 class Option:
     """A `--name <text>` option: which verbs take it and how its text becomes a Command field."""
@@ -131,6 +139,7 @@ class Option:
 # One row per option; the grammar below handles position, quoting and errors for all of them.
 OPTIONS: dict[str, Option] = {
     "--reason": Option("reason", ("revoke", "idle"), _reason),
+    "--at": Option("at", ("revoke",), _at),
 }
 _OPTION = re.compile(r"^--([A-Za-z][A-Za-z-]*)(=.*)?$")
 _QUOTES = {'"': '"', "“": "”", "„": "“"}
@@ -235,10 +244,10 @@ def parse(text: str) -> Command:
         return Command("audit", count=int(arg))
     if verb == "idle":
         return _idle(rest)
-    if verb == "sync":
+    if verb in ("sync", "scheduled"):
         if clean(unescape(rest)):
-            raise ParseError("`/seat sync` takes no arguments.")
-        return Command("sync")
+            raise ParseError(f"`/seat {verb}` takes no arguments.")
+        return Command(verb)  # type: ignore[arg-type]
     if verb not in ("revoke", "status"):
         raise ParseError(f"Unknown command `{_short(unescape(verb), 30)}`.")
 

@@ -20,15 +20,18 @@ from bot.flow import SeatFlow
 from bot.home import Home
 from bot.idle import Exclusions
 from bot.idle_source import DirectorySource
+from bot.jobs import JobRunner
 from bot.policy import Authorizer, Directory, Policy
+from bot.schedule import Announce, Schedules
 from bot.seat_lookup import SeatLookup
 from bot.state.audit import Audit
 from bot.state.directory import SeatDirectory
 from bot.state.pending import PendingStore
 from bot.state.redis import connect_redis
+from bot.state.schedules import ScheduleStore
 from bot.state.seat_facts import SeatFacts
 from bot.state.sweeps import SweepStore
-from bot.sweep import IdleFlow, ScanSource
+from bot.sweep import RESUME_JOB, IdleFlow, ScanSource
 
 
 @dataclass
@@ -42,6 +45,8 @@ class Runtime:
     home: Home | None = None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     background: list[asyncio.Task[None]] = field(default_factory=list)
+    jobs: JobRunner | None = None
+    schedules: Schedules | None = None
 
     @property
     def in_process_store(self) -> bool:
@@ -53,7 +58,16 @@ class Runtime:
         if self.directory_sync.enabled and not self.background:
             self.background.append(asyncio.create_task(self.directory_sync.refresh_loop()))
 
+    async def start_jobs(self) -> None:
+        """The background job runner (scheduled removals, paused sweeps) unless SEATBOT_JOB_RUNNER is off."""
+        if self.jobs is not None and self.settings.seatbot_job_runner:
+            await self.jobs.start()
+
     async def aclose(self) -> None:
+        if self.jobs is not None:
+            await self.jobs.stop()
+            if self.jobs.redis is not self.redis:
+                await self.jobs.redis.aclose()
         for task in self.background:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -71,6 +85,7 @@ def build_runtime(
     directory: Directory,
     seats_transport: httpx.AsyncBaseTransport | None = None,
     allow_sandbox: bool = False,
+    announce: Announce | None = None,
 ) -> Runtime:
     """The flow with Cloudflare (or, with `allow_sandbox` and no credentials, the sandbox)."""
     sandbox = None
@@ -135,4 +150,20 @@ def build_runtime(
         directory_sync=sync,
     )
     home = Home(idle=idle, audit=audit, authorizer=authorizer)
-    return Runtime(settings, redis, seats, flow, sync, sandbox, home=home)
+    runtime = Runtime(settings, redis, seats, flow, sync, sandbox, home=home)
+    in_process = settings.redis_url is None
+    # the runner's blocking reads need a connection with a longer timeout than Slack's paths
+    jobs_redis = redis if in_process else connect_redis(settings, timeout=15.0)
+    runtime.jobs = JobRunner(jobs_redis, in_process=in_process)
+    runtime.schedules = Schedules(
+        flow=flow,
+        store=ScheduleStore(redis),
+        jobs=runtime.jobs,
+        tz=settings.seatbot_timezone,
+        retry_window=settings.seatbot_schedule_retry_seconds,
+        announce=announce,
+    )
+    # a sweep the rate budget paused continues on the job runner (bot/sweep.py)
+    idle.later = runtime.jobs
+    runtime.jobs.register(RESUME_JOB, idle.resume)
+    return runtime

@@ -7,6 +7,7 @@ piped input, so it is tested the same way a person would use it.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sys
 from pathlib import Path
@@ -18,7 +19,9 @@ from bot.cloudflare.sandbox import DEMO_USERS
 from bot.config import Settings
 from bot.parse import unescape
 from bot.runtime import Runtime, build_runtime
-from bot.slack import blocks, replies
+from bot.schedule import Announcement
+from bot.schedule_outcomes import Fired, Unscheduled
+from bot.slack import blocks, replies, schedule_blocks
 
 SHELL_USER = "U0SHELL"
 SHELL_CHANNEL = "C0SHELL"
@@ -91,6 +94,9 @@ def render(message: blocks.Message) -> tuple[str, list[dict[str, Any]]]:
             lines.append(f"== {block['text']['text']} ==")
         elif kind == "section":
             lines.append(plain(block["text"]["text"]))
+            if (accessory := block.get("accessory")) and accessory.get("type") == "button":
+                buttons.append(accessory)
+                lines.append(f"   [{len(buttons)}] {accessory['text']['text']}")
         elif kind == "context":
             lines.extend("  " + plain(e["text"]) for e in block["elements"])
         elif kind == "actions":
@@ -149,13 +155,20 @@ class Shell:
         if text == "/as" or text.startswith("/as "):
             await self.switch(text.removeprefix("/as").strip())
             return True
+        if m := re.fullmatch(r"wait\s+([0-9]{1,3})", text):  # let time pass: scheduled removals fire
+            self.say(f"(waiting {m.group(1)} s)")
+            await asyncio.sleep(int(m.group(1)))
+            return True
         if text.startswith("/seat"):
             reply = await self.runtime.flow.command(
                 user=self.user, channel=SHELL_CHANNEL, text=slack_escape(text.removeprefix("/seat"))
             )
             self.deliver(replies.for_command(reply))
             return True
-        self.say("Type a /seat command (try `/seat help`), a button number, `/as <user ID>`, or `quit`.")
+        self.say(
+            "Type a /seat command (try `/seat help`), a button number, `/as <user ID>`, `wait <seconds>`, "
+            "or `quit`."
+        )
         return True
 
     async def click(self, number: int, read: Any) -> None:
@@ -170,6 +183,12 @@ class Shell:
             if answer is None or answer.strip().lower() not in ("y", "yes"):
                 self.say("Not confirmed; nothing was done.")
                 return
+        if button["action_id"] == "seat_unschedule":
+            schedules = self.runtime.schedules
+            if schedules is not None:
+                self.buttons = []  # the list is stale now: `/seat scheduled` shows it again
+                self.deliver(replies.for_click(await schedules.unschedule(button["value"], user=self.user)))
+            return
         action: Literal["confirm", "cancel"] = (
             "confirm" if button["action_id"] == "seat_confirm" else "cancel"
         )
@@ -193,6 +212,16 @@ class Shell:
             path.write_bytes(reply.upload.content)
             rows = reply.upload.content.count(b"\n") - 1
             self.say(f"--- file ---\n{reply.upload.title}: {rows} rows written to {path}")
+
+    async def announce(self, channel: str, what: Announcement) -> None:
+        """A scheduled removal's news, as chat.postMessage would post it in the channel."""
+        if isinstance(what, Fired):
+            message = schedule_blocks.fired(what)
+        elif isinstance(what, Unscheduled):
+            message = schedule_blocks.unscheduled(what)
+        else:
+            message = schedule_blocks.schedule_confirmed(what)
+        self.show(message, where=f"posted in {channel}")
 
 
 def banner(runtime: Runtime, user: str, hint: bool) -> str:
@@ -248,6 +277,8 @@ async def run_shell(
         for record in demo_idle.idle_users(idle_users):
             runtime.sandbox.add_user(record)
     shell = Shell(runtime, user=user, out=out, files=files)
+    if runtime.schedules is not None:
+        runtime.schedules.announce = shell.announce
     shell.say(banner(runtime, user, go_live_hint))
     runtime.start_background()
     interactive = stdin.isatty()
@@ -261,7 +292,10 @@ async def run_shell(
         return line if line else None
 
     try:
-        while (raw := read()) is not None:
+        await runtime.start_jobs()  # scheduled removals fire in this process, between your lines
+        # At a terminal, read in a thread so a scheduled removal fires while you sit at the prompt;
+        # piped input is read in line (deterministic: only `wait N` and commands let time pass).
+        while (raw := (await asyncio.to_thread(read)) if interactive else read()) is not None:
             if not await shell.line(raw, read):
                 break
     finally:

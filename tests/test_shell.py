@@ -72,3 +72,19 @@ def test_shell_seeds_a_large_account_and_syncs_on_the_in_process_store(tmp_path:
     users, pages, requests = (int(n.replace(",", "")) for n in synced.groups())
     assert users > 6_000 and pages == requests == -(-users // 100)
     assert "user006000@synthetic.example.com" in out and "seat directory (synced" in out
+
+
+def test_piped_scheduled_removal_fires_on_the_sandbox(tmp_path: Path) -> None:
+    """`--at in 2s`, confirm, `wait 4`: the removal fires in the shell's own process and is posted."""
+    script = (
+        "/seat revoke alice@example.com --at in 2s --reason last day\n1\ny\n"
+        "/seat scheduled\nwait 4\n/seat scheduled\n/seat status alice@example.com\n"
+    )
+    out = shell(script, "shell", cwd=tmp_path).stdout
+    assert "Schedule the removal of 1 Zero Trust seat?" in out and "Runs at" in out
+    before, after = out.split("> wait 4")
+    assert (
+        "Scheduled removals (1)" in before and "[1] Cancel" in before and "gateway ✗, updated" not in before
+    )
+    assert "--- posted in C0SHELL ---" in after and "Scheduled removal done: 1 seat(s) revoked" in after
+    assert "No scheduled removals." in after and "access ✗ / gateway ✗ — last login" in after

@@ -22,6 +22,7 @@ from bot.outcomes import (
     StatusReport,
 )
 from bot.parse import USAGE
+from bot.schedule_outcomes import stamp
 
 Message = dict[str, Any]
 MAX_BLOCKS = 50
@@ -123,7 +124,11 @@ def card(c: Card) -> Message:
     title = f"Revoke {count} Zero Trust {noun}?"
     if c.error:
         title = f"Revoke failed — try again? ({count} {noun})"
+    elif p.at is not None:
+        title = f"Schedule the removal of {count} Zero Trust {noun}?"
     blocks: list[dict[str, Any]] = [_header(title)]
+    if p.at is not None:
+        blocks.append(_section(f":alarm_clock: *Runs at {stamp(p.at, p.tz)}*; confirming only schedules it."))
     if c.error:
         blocks.append(_section(f":x: Last attempt failed, nothing was confirmed done: {esc(c.error)}"))
     blocks += _lines([_target_line(t) for t in p.targets], max_sections=35)
@@ -149,7 +154,7 @@ def _buttons(p: Pending, count: int, noun: str) -> dict[str, Any]:
     confirm = {
         "type": "button",
         "action_id": "seat_confirm",
-        "text": {"type": "plain_text", "text": f"Revoke {count} {noun}"},
+        "text": {"type": "plain_text", "text": f"{'Schedule' if p.at else 'Revoke'} {count} {noun}"},
         "style": "danger",
         "value": p.id,
         "confirm": {

@@ -23,7 +23,8 @@ from bot.outcomes import (
     Outcome,
     StatusReport,
 )
-from bot.slack import blocks, idle_blocks
+from bot.schedule_outcomes import ScheduleConfirmed, ScheduleList, Unscheduled
+from bot.slack import blocks, idle_blocks, schedule_blocks
 
 # ephemeral: only the person who typed or clicked; in_channel: everyone in the channel;
 # replace: the card the click came from; replace_in_channel: the card, made visible to everyone.
@@ -65,6 +66,8 @@ def for_command(reply: CommandReply) -> Reply:
             upload = Upload(reply.channel, name, title, idle_csv(reply.idle, now=reply.now))
         shared = reply.pending is not None and reply.pending.two_person
         return Reply(idle_blocks.idle_report(reply), "in_channel" if shared else "ephemeral", upload=upload)
+    if isinstance(reply, ScheduleList):
+        return Reply(schedule_blocks.schedule_list(reply), "ephemeral")
     return Reply(blocks.notice(reply), "ephemeral")
 
 
@@ -77,6 +80,15 @@ def for_click(reply: ClickReply) -> Reply:
         return Reply(blocks.failure(reply), "replace")
     if isinstance(reply, SweepOutcome):
         return _sweep(reply)
+    if isinstance(reply, ScheduleList):  # the seats got scheduled meanwhile: show the existing one
+        return Reply(schedule_blocks.schedule_list(reply), "replace")
+    if isinstance(reply, Unscheduled):  # the channel hears of it from the announcement
+        return Reply(blocks.notice(Notice("Cancelled: the scheduled removal will not run.")), "ephemeral")
+    if isinstance(reply, ScheduleConfirmed):
+        message = schedule_blocks.schedule_confirmed(reply)
+        if reply.entry.pending.two_person:
+            return Reply(message, "replace_in_channel")
+        return Reply(message, "in_channel", then=message)
     if reply.pending.two_person:  # the card is already in the channel: it becomes the outcome
         return Reply(blocks.outcome(reply), "replace_in_channel")
     # "posted in the channel" only when it was; otherwise the card itself shows the outcome

@@ -19,6 +19,7 @@ async def run_socket_mode(settings: Settings) -> None:
     log.info("connecting to Slack over Socket Mode")
     runtime.start_background()
     try:
+        await runtime.start_jobs()  # the background job runner (scheduled removals, paused sweeps)
         await handler.start_async()  # type: ignore[no-untyped-call]
     finally:
         await runtime.aclose()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
@@ -15,6 +17,7 @@ from bot.slack.files import announcer
 from bot.slack.lanes import Lane
 from bot.slack.listeners import build_bolt_app
 from bot.slack.people import SlackDirectory
+from bot.slack.schedule_listeners import register_schedule_listeners, slack_announcer
 from bot.startup import quiet_bolt
 
 
@@ -35,7 +38,12 @@ def build_slack(
     redact.add(settings.secrets())
     quiet_bolt()
     client = slack_client(token=settings.bot_token(), base_url=settings.slack_api_url)
-    runtime = build_runtime(settings, directory=SlackDirectory(client), seats_transport=seats_transport)
+    runtime = build_runtime(
+        settings,
+        directory=SlackDirectory(client),
+        seats_transport=seats_transport,
+        announce=slack_announcer(client, audit_channel=settings.seatbot_audit_channel),
+    )
     responder = Responder(client, api_url=settings.slack_api_url)
     runtime.closers.append(responder.aclose)
     if runtime.flow.idle is not None:  # a sweep the rate budget paused reports here when done
@@ -51,4 +59,17 @@ def build_slack(
         ),
         home=runtime.home,
     )
+    if runtime.schedules is not None:
+        register_schedule_listeners(bolt, schedules=runtime.schedules, responder=responder)
     return runtime, bolt
+
+
+async def run_job_runner(settings: Settings) -> None:
+    """`python -m bot jobs`: the job runner alone, for web processes run with SEATBOT_JOB_RUNNER=false."""
+    runtime, _ = build_slack(settings, verify_signatures=False)
+    assert runtime.jobs is not None
+    try:
+        await runtime.jobs.start()
+        await asyncio.Event().wait()
+    finally:
+        await runtime.aclose()

@@ -17,7 +17,9 @@ from bot.config import Settings
 log = logging.getLogger("seatbot.redis")
 
 
-def connect_redis(settings: Settings, *, warn_in_process: bool = True, retries: int = 1) -> aredis.Redis:
+def connect_redis(
+    settings: Settings, *, warn_in_process: bool = True, retries: int = 1, timeout: float | None = None
+) -> aredis.Redis:
     """redis:// or rediss:// with short timeouts; the in-process store (same Lua) when REDIS_URL is unset."""
     url = settings.redis_url.get_secret_value() if settings.redis_url is not None else None
     if not url:
@@ -27,7 +29,7 @@ def connect_redis(settings: Settings, *, warn_in_process: bool = True, retries: 
             log.warning("REDIS_URL is not set: confirmations live in this process only (in-process store)")
         return fakeredis.FakeAsyncRedis()
     kwargs: dict[str, Any] = {}
-    timeout = settings.redis_timeout_seconds
+    timeout = timeout or settings.redis_timeout_seconds  # the job runner's blocking reads wait longer
     if url.startswith("rediss://") and settings.redis_tls_insecure:
         kwargs.update(ssl_cert_reqs="none", ssl_check_hostname=False)
     return aredis.Redis.from_url(

@@ -1,0 +1,147 @@
+"""Background jobs on Redis with saq: deferred jobs at a time, unique keys, run once Redis-wide.
+
+Every process that runs the bot (web workers, Socket Mode, the shell) runs one small saq worker
+on the same queue by default, so a single `web` process needs nothing more. saq keeps jobs in
+Redis (they survive restarts of every process), moves a due job to the queue with one atomic
+script under a Redis-wide lock, and hands each queued job to one worker (BLMOVE). What a job
+does must still be safe to run twice (a worker that dies mid-job is retried): see
+bot/state/schedules.py for how a scheduled removal makes sure it acts once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import redis.asyncio as aredis
+from saq import Worker
+from saq.queue.redis import RedisQueue
+from saq.types import Context
+
+log = logging.getLogger("seatbot.jobs")
+
+JobFunction = Callable[..., Awaitable[Any]]
+QUEUE = "seatbot"
+
+
+class _Quiet(logging.Filter):
+    """Shutdown noise: saq warns that it cancelled a worker's blocking dequeue, and its stop() leaves
+    a cancelled gather that asyncio reports as never retrieved. Both are the normal way it stops."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if "did not finish within the shutdown grace period" in text:
+            return False
+        return not ("_GatheringFuture exception was never retrieved" in text and "CancelledError" in text)
+
+
+logging.getLogger("saq").addFilter(_Quiet())
+logging.getLogger("asyncio").addFilter(_Quiet())
+
+
+class _EmbeddedWorker(Worker[Context]):
+    SIGNALS: list[Any] = []  # noqa: RUF012 - the host process (uvicorn, the shell) owns SIGINT/SIGTERM
+
+
+class _InProcessQueue(RedisQueue):
+    """The in-process store (fakeredis) has no INFO command; it speaks Redis 7's commands."""
+
+    async def version(self) -> tuple[int, ...]:
+        return (7, 2, 0)
+
+
+class JobRunner:
+    """Enqueue jobs for later and run them; `start()` in a process that should run jobs."""
+
+    def __init__(
+        self,
+        redis: aredis.Redis,
+        *,
+        in_process: bool = False,
+        concurrency: int = 2,
+        dequeue_timeout: float = 5.0,
+    ) -> None:
+        queue_type = _InProcessQueue if in_process else RedisQueue
+        self.redis = redis
+        self.queue = queue_type(redis, name=QUEUE)
+        self._functions: dict[str, JobFunction] = {}
+        self._concurrency = concurrency
+        self._dequeue_timeout = dequeue_timeout
+        self._worker: Worker[Context] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.on_start: list[Callable[[], Awaitable[None]]] = []
+
+    def register(self, name: str, function: JobFunction) -> None:
+        """`function(**kwargs)` runs for each job enqueued under `name`."""
+        self._functions[name] = function
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def enqueue_at(
+        self, name: str, *, key: str, at: float, run_timeout: int = 600, retries: int = 3, **kwargs: Any
+    ) -> bool:
+        """Run `name(**kwargs)` at `at` (epoch seconds); False if a job with `key` already exists."""
+        job = await self.queue.enqueue(
+            name,
+            key=key,
+            scheduled=at,  # saq compares it with the time in seconds; fractions are kept
+            timeout=run_timeout,
+            retries=retries,
+            retry_delay=5.0,
+            retry_backoff=True,
+            ttl=600,
+            kwargs=kwargs,
+        )
+        return job is not None
+
+    async def cancel(self, key: str) -> None:
+        """Drop a job that has not started (a started one finishes; the job itself checks state)."""
+        job = await self.queue.job(key)
+        if job is not None and not job.completed:
+            await self.queue.abort(job, "cancelled")
+
+    async def start(self) -> None:
+        if self.running:
+            return
+
+        def bind(function: JobFunction) -> Callable[..., Awaitable[Any]]:
+            async def call(ctx: Context, **kwargs: Any) -> Any:
+                return await function(**kwargs)
+
+            return call
+
+        functions = [(name, bind(fn)) for name, fn in self._functions.items()]
+        self._worker = _EmbeddedWorker(
+            self.queue,
+            functions=functions,
+            concurrency=self._concurrency,
+            dequeue_timeout=self._dequeue_timeout,
+        )
+        for hook in self.on_start:
+            await hook()
+        self._task = asyncio.create_task(self._worker.start(), name="seatbot-jobs")
+        log.info("job runner started (queue %s)", QUEUE)
+
+    async def stop(self) -> None:
+        # Set the worker's stop event, then cancel its tasks until they are done: saq's upkeep
+        # loops swallow a cancellation that lands mid-call and would sleep a full period (60 s).
+        worker, task = self._worker, self._task
+        self._worker = self._task = None
+        if worker is None or task is None:
+            return
+        worker.event.set()
+        task.cancel()
+        pending = {task, *worker.tasks}
+        for _ in range(50):
+            worker.event.set()  # start() may have made a fresh event after ours
+            for running in pending:
+                running.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.1)
+            pending |= {t for t in worker.tasks if not t.done()}
+            if not pending:
+                return
+        log.warning("job runner did not stop cleanly")

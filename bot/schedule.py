@@ -1,0 +1,282 @@
+"""Scheduled removals: `--at <when>` cards, the schedule itself, `/seat scheduled`, and firing.
+
+Plain code like the flow (no Slack): confirming a card that has `at` stores an Entry
+(bot/state/schedules.py) and a saq job for that time (bot/jobs.py). When the job runs, the
+firing lease makes sure one process acts; the seats are looked up again (a seat already gone is
+reported, not sent), the rest are PATCHed with retries inside a bounded window, the audit trail
+is written and the outcome is announced in the card's channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bot.errors import ParseError, SeatsError, StoreUnavailable
+from bot.flow import UNAVAILABLE, SeatFlow
+from bot.jobs import JobRunner
+from bot.models import Pending, PendingTarget, Seat, SeatUpdate, new_id
+from bot.outcomes import CommandReply, Failure, Notice, SeatResult
+from bot.parse import Command
+from bot.schedule_outcomes import Fired, ScheduleConfirmed, ScheduleList, Unscheduled, stamp
+from bot.state.schedules import Entry, ScheduleStore
+
+log = logging.getLogger("seatbot.schedule")
+
+MAX_AHEAD = 30 * 86400
+JOB = "fire_scheduled"
+_RELATIVE = re.compile(r"in\s*([0-9]{1,7})\s*(s|sec|secs|m|min|mins|h|hr|hrs|d|day|days)")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+WHEN_HELP = (
+    "Use an ISO 8601 date-time (`2026-12-04T17:00`, `2026-12-04T17:00:05Z`, `…+01:00`) "
+    "or `in 30m` / `in 2h` / `in 3d`."
+)
+
+Announcement = Fired | Unscheduled | ScheduleConfirmed
+Announce = Callable[[str, Announcement], Awaitable[None]]
+
+
+def resolve_at(text: str, *, now: float, tz: str) -> float:
+    """`--at` text → epoch seconds; a time without an offset is in `tz`."""
+    raw = text.strip()
+    if m := _RELATIVE.fullmatch(raw.lower()):
+        at = now + int(m.group(1)) * _UNIT[m.group(2)[0]]
+    else:
+        if len(raw) <= 10 or not re.match(r"^\d{4}-\d{2}-\d{2}[T ]\d", raw):
+            raise ParseError(f"`--at {raw[:40]}`: not a date-time I can read. {WHEN_HELP}")
+        try:
+            moment = datetime.fromisoformat(raw)
+        except ValueError:
+            raise ParseError(f"`--at {raw[:40]}`: not a date-time I can read. {WHEN_HELP}") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=ZoneInfo(tz))
+        at = moment.timestamp()
+    if at <= now:
+        raise ParseError(f"`--at {raw[:40]}` is in the past ({stamp(at, tz)}).")
+    if at > now + MAX_AHEAD:
+        raise ParseError(f"`--at {raw[:40]}` is more than 30 days ahead; schedule at most 30 days out.")
+    return at
+
+
+class Schedules:
+    """Attach to a flow with `flow.schedules = Schedules(...)`; `announce` posts in a channel."""
+
+    def __init__(
+        self,
+        *,
+        flow: SeatFlow,
+        store: ScheduleStore,
+        jobs: JobRunner,
+        tz: str = "UTC",
+        retry_window: float = 300.0,
+        retry_delay: float = 2.0,
+        announce: Announce | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
+        self.flow = flow
+        self.store = store
+        self.jobs = jobs
+        self.tz = tz
+        self.retry_window = retry_window
+        self.retry_delay = retry_delay  # the first wait between attempts; it doubles, up to 60 s
+        self.announce = announce
+        self._clock = clock
+        self._sleep = sleep
+        # how long one firing may hold a schedule: the retry window plus the adapter's own retries
+        self.lease = retry_window + 180
+        jobs.register(JOB, self._job)
+        jobs.on_start.append(self.resume)
+        flow.schedules = self
+
+    # -- from the flow ------------------------------------------------------------------------
+
+    async def command(self, *, user: str, channel: str, cmd: Command) -> CommandReply:
+        """`/seat scheduled`, or `/seat revoke … --at <when>` (a bad time is refused before any look-up)."""
+        if cmd.action == "scheduled":
+            return await self.listing()
+        try:
+            at = self.when(cmd.at or "")
+        except ParseError as exc:
+            return Notice(str(exc), kind="error")
+        return await self.flow._revoke(user, channel, cmd, at)
+
+    def when(self, text: str) -> float:
+        return resolve_at(text, now=self._clock(), tz=self.tz)
+
+    async def duplicates(self, seat_uids: list[str]) -> ScheduleList | None:
+        """The existing schedules holding any of these seats, or None."""
+        holders = await self.store.holders(seat_uids)
+        if not holders:
+            return None
+        entries = await self.store.get_many(sorted(set(holders.values())))
+        return ScheduleList(tuple(entries), duplicate=True, total=len(entries))
+
+    async def schedule(self, pending: Pending, confirmer: str) -> ScheduleConfirmed | ScheduleList | Notice:
+        """A confirmed `--at` card: store the schedule and its job (it runs at once if overdue)."""
+        assert pending.at is not None
+        now = self._clock()
+        entry = Entry(id=new_id(), pending=pending, at=pending.at, confirmer=confirmer, scheduled_at=now)
+        status, holder = await self.store.add(entry)
+        if status == "duplicate":
+            existing = await self.store.get_many([holder])
+            await self.flow.audit.record("refused", user=confirmer, id=pending.id, why="already scheduled")
+            return ScheduleList(tuple(existing), duplicate=True, total=len(existing))
+        try:
+            await self.jobs.enqueue_at(
+                JOB, key=entry.id, at=max(entry.at, now), run_timeout=self._timeout, sid=entry.id
+            )
+        except Exception:
+            log.exception("could not enqueue the scheduled removal")
+            await self.store.remove(entry.id, now=now, mode="done")
+            return Notice(UNAVAILABLE, kind="unavailable")
+        ok = await self.flow.audit.record(
+            "scheduled",
+            id=entry.id,
+            card=pending.id,
+            user=confirmer,
+            requester=pending.requester,
+            channel=pending.channel,
+            seats=entry.seat_uids,
+            at=entry.at,
+            reason=pending.reason,
+        )
+        return ScheduleConfirmed(entry, audit_ok=ok, late=entry.at <= now)
+
+    async def listing(self, limit: int = 40) -> ScheduleList:
+        entries = await self.store.upcoming(limit)
+        return ScheduleList(tuple(entries), total=await self.store.count())
+
+    async def unschedule(self, entry_id: str, *, user: str) -> Notice | Unscheduled:
+        """An admin's cancel button on `/seat scheduled`: drop it, audit it, announce it."""
+        try:
+            if not (self.flow.policy.configured and await self.flow.auth.is_admin(user)):
+                await self.flow.audit.record("refused", user=user, action="unschedule", id=entry_id[:64])
+                return Notice("Only seat-bot admins may cancel a scheduled removal.", kind="refused")
+            status, entry = await self.store.remove(entry_id, now=self._clock(), mode="cancel")
+            if status == "missing" or entry is None:
+                return Notice("That scheduled removal already ran or was cancelled.", kind="expired")
+            if status == "firing":
+                return Notice("That removal is running right now; its outcome will be posted.", kind="info")
+            try:
+                await self.jobs.cancel(entry.id)
+            except Exception:  # the job finds no schedule and does nothing
+                log.warning("could not drop the cancelled job", exc_info=True)
+            ok = await self.flow.audit.record(
+                "unscheduled",
+                id=entry.id,
+                user=user,
+                requester=entry.pending.requester,
+                seats=entry.seat_uids,
+            )
+        except StoreUnavailable:
+            return Notice(UNAVAILABLE, kind="unavailable")
+        done = Unscheduled(entry, user, audit_ok=ok)
+        await self._announce(entry.pending.channel, done)
+        return done
+
+    # -- the job ------------------------------------------------------------------------------
+
+    @property
+    def _timeout(self) -> int:
+        return int(self.lease) + 60
+
+    async def _job(self, *, sid: str) -> None:
+        await self.fire(sid)
+
+    async def resume(self) -> None:
+        """On start: make sure every stored schedule has its job (enqueue is a no-op when it does)."""
+        try:
+            for entry in await self.store.upcoming(10_000):
+                await self.jobs.enqueue_at(
+                    JOB, key=entry.id, at=entry.at, run_timeout=self._timeout, sid=entry.id
+                )
+        except Exception:
+            log.warning("could not check the scheduled removals' jobs", exc_info=True)
+
+    async def fire(self, entry_id: str) -> Fired | None:
+        """Run one scheduled removal if no other run holds it; None when there was nothing to do."""
+        status, entry = await self.store.claim_firing(entry_id, now=self._clock(), lease=self.lease)
+        if status != "claimed" or entry is None:
+            log.info("scheduled removal %s: %s, nothing to do", entry_id, status)
+            return None
+        fired = await self._run(entry)
+        await self.store.remove(entry.id, now=self._clock(), mode="done")
+        await self._announce(entry.pending.channel, fired)
+        return fired
+
+    async def _run(self, entry: Entry) -> Fired:
+        pending, flow = entry.pending, self.flow
+        remaining = list(pending.targets)
+        gone: list[PendingTarget] = []
+        results: list[SeatResult] = []
+        error: SeatsError | None = None
+        deadline = self._clock() + self.retry_window
+        delay, attempts = self.retry_delay, 0
+        while remaining:
+            attempts += 1
+            try:
+                current = await flow.seats.find_users_by_seat_uids([t.seat_uid for t in remaining])
+                still = []
+                for target in remaining:
+                    user = current.get(target.seat_uid)
+                    if user is None or (user.access_seat is False and user.gateway_seat is False):
+                        gone.append(target)
+                    else:
+                        still.append(target)
+                remaining = still
+                if remaining:
+                    seats = await flow.seats.update_seats(
+                        [SeatUpdate(seat_uid=t.seat_uid) for t in remaining]
+                    )
+                    by_uid = {s.seat_uid: s for s in seats}
+                    results += [SeatResult(t, by_uid.get(t.seat_uid)) for t in remaining]
+                remaining, error = [], None
+            except Exception as exc:
+                error = exc if isinstance(exc, SeatsError) else _unexpected(exc)
+                done = {s.seat_uid: s for s in error.completed if isinstance(s, Seat) and s.removed}
+                results += [SeatResult(t, done[t.seat_uid]) for t in remaining if t.seat_uid in done]
+                remaining = [t for t in remaining if t.seat_uid not in done]
+                if self._clock() + delay > deadline:
+                    break
+                log.warning("scheduled removal %s: attempt %d failed, retrying", entry.id, attempts)
+                await self._sleep(delay)
+                delay = min(delay * 2, 60.0)
+        ok = await flow.audit.record_many(
+            [("already_removed", {"id": entry.id, "seat_uid": t.seat_uid, "email": t.email}) for t in gone]
+        )
+        ok &= await flow._record_results(pending, entry.confirmer, results)
+        failure = None
+        if error is not None and remaining:
+            ok &= await flow.audit.record(
+                "failed",
+                id=entry.id,
+                user=entry.confirmer,
+                requester=pending.requester,
+                error=error.describe(),
+                status=error.status,
+                cf_ray=error.cf_ray,
+                attempts=attempts,
+            )
+            retry = await flow._fresh_try(pending, remaining)
+            failure = Failure(pending, entry.confirmer, error.describe(), retry, audit_ok=ok)
+        return Fired(entry, tuple(results), tuple(gone), failure, attempts, audit_ok=ok)
+
+    async def _announce(self, channel: str, what: Announcement) -> None:
+        if self.announce is None:
+            return
+        try:
+            await self.announce(channel, what)
+        except Exception:
+            log.exception("could not announce in %s", channel)
+
+
+def _unexpected(exc: Exception) -> SeatsError:
+    log.error("scheduled removal failed unexpectedly", exc_info=exc)
+    return SeatsError(f"unexpected error ({type(exc).__name__}); check the seats with /seat status")

@@ -1,0 +1,67 @@
+"""Slack's side of scheduled removals: the `seat_unschedule` button and posting announcements."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.logs import redact, request_scope
+from bot.outcomes import Notice
+from bot.schedule import Announce, Announcement, Schedules
+from bot.schedule_outcomes import Fired, ScheduleConfirmed, Unscheduled
+from bot.slack import blocks, replies, schedule_blocks
+from bot.slack.delivery import Responder, deliver, send
+
+log = logging.getLogger("seatbot.schedule")
+
+
+def slack_announcer(client: AsyncWebClient, *, audit_channel: str | None = None) -> Announce:
+    """Post a scheduled removal's news in its channel (and SEATBOT_AUDIT_CHANNEL) with chat.postMessage."""
+
+    async def announce(channel: str, what: Announcement) -> None:
+        if isinstance(what, Fired):
+            message = schedule_blocks.fired(what)
+        elif isinstance(what, Unscheduled):
+            message = schedule_blocks.unscheduled(what)
+        elif isinstance(what, ScheduleConfirmed):
+            message = schedule_blocks.schedule_confirmed(what)
+        clean = json.loads(redact(json.dumps(message)))
+        targets = [channel] + ([audit_channel] if audit_channel and audit_channel != channel else [])
+        for index, where in enumerate(targets):
+            body = clean
+            if index and isinstance(what, Fired) and what.failure is not None:  # no live buttons there
+                body = {**clean, "blocks": [b for b in clean["blocks"] if b.get("type") != "actions"]}
+            try:
+                await client.chat_postMessage(channel=where, text=body["text"], blocks=body["blocks"])
+            except Exception as exc:
+                error = getattr(getattr(exc, "response", None), "get", lambda _k: None)("error")
+                log.error("could not post the scheduled removal's news in %s: %s", where, error or exc)
+
+    return announce
+
+
+def register_schedule_listeners(app: AsyncApp, *, schedules: Schedules, responder: Responder) -> None:
+    """`seat_unschedule`: an admin's cancel button on `/seat scheduled`."""
+
+    @app.action("seat_unschedule")
+    async def seat_unschedule(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        actions = body.get("actions") or [{}]
+        entry_id = str(actions[0].get("value", ""))[:64]
+        user = str((body.get("user") or {}).get("id", ""))
+        channel = str(
+            (body.get("channel") or {}).get("id", "") or (body.get("container") or {}).get("channel_id", "")
+        )
+        respond = responder.to(str(body.get("response_url", "")), channel=channel, user=user)
+        with request_scope() as rid:
+            try:
+                reply = await schedules.unschedule(entry_id, user=user)
+                await deliver(respond, replies.for_click(reply))
+            except Exception:
+                log.exception("unschedule failed")
+                oops = Notice(f"Something went wrong on the bot's side. Request id: {rid}", kind="error")
+                await send(respond, blocks.notice(oops), response_type="ephemeral", replace_original=False)

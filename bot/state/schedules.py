@@ -1,0 +1,180 @@
+"""Scheduled removals in Redis: the record, a time index and one lock key per seat.
+
+`seatbot:sched:<id>` holds the confirmed card and when it runs; `seatbot:sched:index` orders them
+by time for `/seat scheduled`; `seatbot:sched:seat:<uid>` names the one schedule holding a seat,
+so a seat cannot be scheduled twice. Every change is one Lua script, so of any number of
+processes exactly one adds, fires or cancels a given schedule. Firing takes a lease instead of
+deleting: if the process dies mid-way the lease runs out and the job library's retry fires again
+(the seats are looked up again first, so nothing is sent twice that was already done).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import redis.asyncio as aredis
+from redis.exceptions import RedisError
+
+from bot.errors import StoreUnavailable
+from bot.models import Pending, PendingTarget, valid_id
+
+PREFIX = "seatbot:sched:"
+INDEX = "seatbot:sched:index"
+SEAT = "seatbot:sched:seat:"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One confirmed scheduled removal."""
+
+    id: str
+    pending: Pending  # the card that was confirmed: requester = who scheduled it
+    at: float
+    confirmer: str
+    scheduled_at: float
+
+    def dumps(self) -> str:
+        return json.dumps({**asdict(self), "pending": json.loads(self.pending.dumps())})
+
+    @classmethod
+    def loads(cls, raw: str | bytes) -> Entry:
+        data = json.loads(raw)
+        data.pop("firing_until", None)
+        data["pending"] = Pending.loads(json.dumps(data["pending"]))
+        return cls(**data)
+
+    @property
+    def seat_uids(self) -> list[str]:
+        return [t.seat_uid for t in self.pending.targets]
+
+    @property
+    def targets(self) -> list[PendingTarget]:
+        return self.pending.targets
+
+
+# KEYS[1] record, KEYS[2] index, KEYS[3..] seat locks. ARGV: id, raw record, at.
+_ADD = """
+for i = 3, #KEYS do
+  local holder = redis.call('GET', KEYS[i])
+  if holder and holder ~= ARGV[1] then return {'duplicate', holder} end
+end
+for i = 3, #KEYS do redis.call('SET', KEYS[i], ARGV[1]) end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+return {'added', ARGV[1]}
+"""
+
+# KEYS[1] record. ARGV: now, lease seconds. Takes the firing lease unless another run holds it.
+_FIRE = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return {'missing', false} end
+local rec = cjson.decode(raw)
+local now = tonumber(ARGV[1])
+if rec.firing_until and tonumber(rec.firing_until) > now then return {'busy', false} end
+rec.firing_until = now + tonumber(ARGV[2])
+redis.call('SET', KEYS[1], cjson.encode(rec))
+return {'claimed', raw}
+"""
+
+# KEYS[1] record, KEYS[2] index. ARGV: id, now, mode ('cancel' refuses while firing; 'done' always).
+# The seat locks are released here too: their names are in the record.
+_REMOVE = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return {'missing', false} end
+local rec = cjson.decode(raw)
+if ARGV[3] == 'cancel' and rec.firing_until and tonumber(rec.firing_until) > tonumber(ARGV[2]) then
+  return {'firing', raw}
+end
+for _, t in ipairs(rec.pending.targets) do
+  local key = ARGV[4] .. t.seat_uid
+  if redis.call('GET', key) == ARGV[1] then redis.call('DEL', key) end
+end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return {'removed', raw}
+"""
+
+AddStatus = Literal["added", "duplicate"]
+FireStatus = Literal["claimed", "missing", "busy"]
+RemoveStatus = Literal["removed", "missing", "firing"]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class ScheduleStore:
+    def __init__(self, redis: aredis.Redis) -> None:
+        self._redis = redis
+        self._add = redis.register_script(_ADD)
+        self._fire = redis.register_script(_FIRE)
+        self._remove = redis.register_script(_REMOVE)
+
+    async def add(self, entry: Entry) -> tuple[AddStatus, str]:
+        """Store `entry` unless one of its seats is already scheduled: then ('duplicate', that id)."""
+        keys = [PREFIX + entry.id, INDEX, *(SEAT + uid for uid in entry.seat_uids)]
+        try:
+            status, holder = await self._add(keys=keys, args=[entry.id, entry.dumps(), entry.at])
+        except RedisError as exc:
+            raise StoreUnavailable(f"Redis: {type(exc).__name__}") from None
+        return _text(status), _text(holder)  # type: ignore[return-value]
+
+    async def holders(self, seat_uids: list[str]) -> dict[str, str]:
+        """seat UID → id of the schedule holding it, for the seats that are scheduled."""
+        if not seat_uids:
+            return {}
+        try:
+            found = await self._redis.mget([SEAT + uid for uid in seat_uids])
+        except RedisError as exc:
+            raise StoreUnavailable(f"Redis: {type(exc).__name__}") from None
+        return {uid: _text(v) for uid, v in zip(seat_uids, found, strict=True) if v is not None}
+
+    async def get_many(self, ids: list[str]) -> list[Entry]:
+        if not ids:
+            return []
+        try:
+            raws = await self._redis.mget([PREFIX + i for i in ids])
+        except RedisError as exc:
+            raise StoreUnavailable(f"Redis: {type(exc).__name__}") from None
+        return [Entry.loads(raw) for raw in raws if raw is not None]
+
+    async def upcoming(self, limit: int = 200) -> list[Entry]:
+        """The pending schedules, soonest first."""
+        try:
+            ids = await self._redis.zrange(INDEX, 0, limit - 1)
+        except RedisError as exc:
+            raise StoreUnavailable(f"Redis: {type(exc).__name__}") from None
+        return await self.get_many([_text(i) for i in ids])
+
+    async def count(self) -> int:
+        try:
+            return int(await self._redis.zcard(INDEX))
+        except RedisError as exc:
+            raise StoreUnavailable(f"Redis: {type(exc).__name__}") from None
+
+    async def claim_firing(
+        self, entry_id: str, *, now: float, lease: float
+    ) -> tuple[FireStatus, Entry | None]:
+        if not valid_id(entry_id):
+            return "missing", None
+        try:
+            status, raw = await self._fire(keys=[PREFIX + entry_id], args=[now, lease])
+        except RedisError as exc:
+            raise StoreUnavailable(f"Redis: {type(exc).__name__}") from None
+        return _text(status), (Entry.loads(raw) if raw else None)  # type: ignore[return-value]
+
+    async def remove(
+        self, entry_id: str, *, now: float, mode: Literal["cancel", "done"]
+    ) -> tuple[RemoveStatus, Entry | None]:
+        """Delete a schedule (a cancel is refused while it is firing); returns what was there."""
+        if not valid_id(entry_id):
+            return "missing", None
+        try:
+            status, raw = await self._remove(
+                keys=[PREFIX + entry_id, INDEX], args=[entry_id, now, mode, SEAT]
+            )
+        except RedisError as exc:
+            raise StoreUnavailable(f"Redis: {type(exc).__name__}") from None
+        return _text(status), (Entry.loads(raw) if raw else None)  # type: ignore[return-value]
