@@ -120,7 +120,7 @@ def test_an_email_inside_a_trailing_reason_is_named_on_the_card() -> None:
         (f'revoke {BOB} --reason "never closed', "never closed"),
         (f"revoke {BOB} --reason a --reason b", "`--reason` is given twice"),
         (f"status {BOB} --reason a", "`--reason` only goes with `revoke`"),
-        (f"revoke {BOB} --force", "Unknown option `--force` (known: `--reason`)"),
+        (f"revoke {BOB} --force", "Unknown option `--force` (known: `--reason`, `--at`)"),
     ],
 )
 def test_what_is_wrong_with_an_option_is_said_exactly(text: str, needle: str) -> None:

@@ -105,6 +105,7 @@ async def test_a_sweep_without_room_in_the_budget_stops_without_a_job_runner(
         "seatbot_directory_rate_share": 0.5,
     }
     async with running(slack, sandbox, redis_url, **settings) as bot:
+        bot.app.state.runtime.flow.idle.later = None  # no job runner to hand the rest to
         await sync(bot)
         await redis_client.delete(f"{BUDGET}:window")  # the sync's pages leave the window
         await redis_client.zadd(f"{BUDGET}:window", {f"other-{n}": NOW.timestamp() * 1000 for n in range(6)})

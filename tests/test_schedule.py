@@ -20,6 +20,7 @@ from bot.cloudflare.sandbox import Sandbox
 from bot.errors import ParseError
 from bot.schedule import resolve_at
 from tests.support.fake_slack import FakeSlack
+from tests.support.flow import audit_events
 from tests.support.harness import (
     ADMIN,
     ADMIN2,
@@ -113,7 +114,7 @@ async def test_fires_once_within_5s_across_two_processes(
         assert (
             f"scheduled by <@{ADMIN}>" in text and f"confirmed by <@{ADMIN}>" in text and "last day" in text
         )
-        events = [json.loads(e[1][b"json"])["event"] for e in await redis_client.xrange("seatbot:audit")]
+        events = [e["event"] for e in await audit_events(redis_client)]
         assert events.count("scheduled") == 1 and events.count("succeeded") == 1
     finally:
         await one.aclose()
@@ -161,7 +162,7 @@ async def test_cancel_prevents_it_and_is_audited_and_announced(
         await slack.wait_for(lambda: any("Cancelled scheduled" in str(p.get("text")) for p in slack.posts))
         await asyncio.sleep(3)
         assert sandbox.patches == [] and fired_posts(slack) == []
-        events = [json.loads(e[1][b"json"]) for e in await redis_client.xrange("seatbot:audit")]
+        events = await audit_events(redis_client)
         assert any(e["event"] == "unscheduled" and e["user"] == ADMIN2 for e in events)
         assert "No scheduled removals" in (await card_for(bot, "scheduled"))["text"]
     finally:
