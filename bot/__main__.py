@@ -19,24 +19,15 @@ from bot.startup import announce, require_for
 
 
 def run_serve(settings: Settings, args: argparse.Namespace) -> int:
-    import uvicorn
-
     require_for(settings, mode="http")
     settings.require_cloudflare()
     if settings.web_concurrency > 1 and settings.redis_url is None:
         # each worker would keep its own confirmations: a click landing elsewhere would "expire"
         raise ConfigError("REDIS_URL: required when WEB_CONCURRENCY is more than 1")
     announce(settings, mode="http")
-    uvicorn.run(
-        "bot.slack.web:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.web_concurrency,
-        log_level="warning",
-        access_log=False,
-        proxy_headers=True,
-    )
+    from bot.slack.server import serve
+
+    serve(settings)  # uvicorn, with a deadline per request and a connection cap (bot/slack/server.py)
     return 0
 
 

@@ -1,0 +1,177 @@
+"""`python -m bot serve`: uvicorn with a bound on the time to receive a request and on connections.
+
+uvicorn has no header-read timeout (its keep-alive timer stops at the first byte), so a client that
+trickles headers or a body holds its connection forever. `BoundedH11Protocol` is uvicorn's own h11
+protocol with one deadline per request, armed when the connection is ready for a request and
+disarmed once the whole request (headers and body) has arrived, and with a cap on open connections
+per worker, kept below the open-file limit so accept() never runs out of descriptors. The asyncio
+"accept() out of system resource" line, logged once per pending connection when it does, is
+rate-limited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import resource
+import time
+from typing import Any
+
+import h11
+from uvicorn.config import Config
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.server import ServerState
+
+from bot.config import Settings, load_settings
+from bot.errors import ConfigError
+
+log = logging.getLogger("seatbot.server")
+# Descriptors kept free for Redis, Cloudflare, Slack and logs, and for connections refused at the cap
+# (asyncio closes them a loop turn later). A burst larger than that can still meet EMFILE for a
+# moment: the worker survives it and the line saying so is rate-limited.
+FD_RESERVE = 256
+REFUSED = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+
+
+def connection_cap(wanted: int) -> int:
+    """SEATBOT_MAX_CONNECTIONS, lowered to fit under this process's open-file limit."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(1, min(wanted, soft - FD_RESERVE))
+
+
+class RateLimitedLines(logging.Filter):
+    """Lets a message starting with `prefix` through once per `every` seconds, counting the rest."""
+
+    def __init__(
+        self, prefix: str | tuple[str, ...], *, every: float = 10.0, clock: Any = time.monotonic
+    ) -> None:
+        super().__init__()
+        self.prefix, self.every, self.clock = prefix, every, clock
+        self.suppressed = 0
+        self._next = 0.0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(self.prefix):
+            return True
+        now = self.clock()
+        if now < self._next:
+            self.suppressed += 1
+            return False
+        if self.suppressed:
+            record.msg = f"{record.msg} ({self.suppressed} more like this in the last {self.every:g} s)"
+            self.suppressed = 0
+        self._next = now + self.every
+        return True
+
+
+def limit_accept_errors() -> RateLimitedLines:
+    """asyncio logs this once per pending connection while descriptors are exhausted."""
+    for existing in logging.getLogger("asyncio").filters:
+        if isinstance(existing, RateLimitedLines):
+            return existing
+    limiter = RateLimitedLines(
+        (
+            "socket.accept() out of system resource",
+            # each such failure also schedules a retry that fails alike if the server stops meanwhile
+            "Exception in callback BaseSelectorEventLoop._start_serving",
+        )
+    )
+    logging.getLogger("asyncio").addFilter(limiter)
+    return limiter
+
+
+class BoundedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, plus: a request must fully arrive in time; connections are capped."""
+
+    read_timeout: float = 10.0
+    max_connections: int = 1000
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._refused = False
+
+    @classmethod
+    def configure(cls, settings: Settings) -> None:
+        cls.read_timeout = settings.seatbot_read_timeout_seconds
+        cls.max_connections = connection_cap(settings.seatbot_max_connections)
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        if len(self.connections) >= self.max_connections:
+            self._refused = True
+            log.warning("connection refused: %d open (SEATBOT_MAX_CONNECTIONS)", len(self.connections))
+            transport.write(REFUSED)
+            transport.close()
+            return
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._refused:
+            return
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state not in (h11.IDLE, h11.SEND_BODY):  # the whole request is in
+            self._disarm()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+            self._arm()  # a kept-alive connection gets the same time for its next request
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(self.read_timeout, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            log.info("closed a connection that did not send its request within %g s", self.read_timeout)
+            self.transport.close()
+
+
+limit_accept_errors()  # every process that serves HTTP imports this module
+log.addFilter(RateLimitedLines(("connection refused", "closed a connection")))
+# each worker reads the same environment as the process that checked it at start-up
+with contextlib.suppress(ConfigError):
+    BoundedH11Protocol.configure(load_settings())
+
+
+def serve(settings: Settings) -> None:
+    """uvicorn on the Procfile's port with WEB_CONCURRENCY workers and the bounded protocol."""
+    import uvicorn
+
+    cap = connection_cap(settings.seatbot_max_connections)
+    if cap < settings.seatbot_max_connections:
+        log.info(
+            "SEATBOT_MAX_CONNECTIONS lowered to %d per worker to fit the open-file limit (ulimit -n)", cap
+        )
+    uvicorn.run(
+        "bot.slack.web:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.web_concurrency,
+        http="bot.slack.server:BoundedH11Protocol",
+        log_level="warning",
+        access_log=False,
+        proxy_headers=True,
+        timeout_keep_alive=5,
+    )
