@@ -203,6 +203,8 @@ def _cloudflare_advice(exc: SeatsError, settings: Settings) -> str:
     text = exc.describe()
     if isinstance(exc, Unavailable):  # one attempt only here: what went wrong is the part in brackets
         text = re.sub(r"^Cloudflare unavailable after \d+ attempts \((.*)\)$", r"\1", text)
+        text = re.sub(r"^connection failed: \w+ \(([^ ]+:\d+): (.*)\)$", r"cannot reach \1: \2", text)
+        text = re.sub(r"^timed out \(([^ ]+:\d+)\)$", r"cannot reach \1: no answer in time", text)
         return f"{text}; check the network, a proxy, or CLOUDFLARE_BASE_URL"
     if isinstance(exc, AuthenticationFailed):
         return f"{text}: CLOUDFLARE_API_TOKEN (or the email + key pair) is wrong or expired"

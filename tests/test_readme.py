@@ -7,17 +7,17 @@ import re
 import pytest
 
 from bot.config import Settings
-from tests.support.readme import README, REGENERATE, SESSIONS, generate, masked, samples
+from tests.support.readme import GENERATED, README, REGENERATE, SESSIONS, generate, masked, samples
 
 DOCUMENTED = samples(README.read_text())
 
 
 def test_every_sample_is_in_the_readme() -> None:
-    """The README carries each generated sample (the shell sessions and /healthz)."""
-    assert set(DOCUMENTED) == {*SESSIONS, "healthz"}
+    """The README carries each generated sample (shell sessions, /healthz, start-up line, check)."""
+    assert set(DOCUMENTED) == {*SESSIONS, *GENERATED}
 
 
-@pytest.mark.parametrize("name", sorted({*SESSIONS, "healthz"}))
+@pytest.mark.parametrize("name", sorted({*SESSIONS, *GENERATED}))
 def test_readme_sample_matches_a_real_run(name: str) -> None:
     """Each sample equals what a real run prints today (times and cf-ray ids aside)."""
     fresh = generate(name)

@@ -114,8 +114,49 @@ def healthz_transcript() -> str:
     return "\n".join(lines) + "\n"
 
 
+def startup_transcript() -> str:
+    """The start-up line `serve` logs, for a typical production set-up."""
+    from bot.config import Settings
+    from bot.startup import describe
+
+    settings = Settings(  # a deployment: two workers, managed Redis with a password, one admin group
+        _env_file=None,
+        redis_url="rediss://:secret@redis.internal:6380/0",
+        web_concurrency=2,
+        cloudflare_account_id="0123456789abcdef0123456789abcdef",
+        seatbot_admins=("U024BE7LH", "U0G9QF9C6"),
+        seatbot_admin_groups=("S0614TZR7",),
+    )
+    return describe(settings, mode="http") + "\n"
+
+
+def check_transcript() -> str:
+    """`python -m bot check` with every service pointing where nothing listens."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result = subprocess.run(
+            [sys.executable, "-m", "bot", "check"],
+            cwd=tmp,
+            env=clean_env(
+                SLACK_BOT_TOKEN="xoxb-not-a-real-token",
+                SLACK_API_URL="http://127.0.0.1:1/api/",
+                CLOUDFLARE_ACCOUNT_ID="0123456789abcdef0123456789abcdef",
+                CLOUDFLARE_API_TOKEN="not-a-real-token",
+                CLOUDFLARE_BASE_URL="http://127.0.0.1:1/client/v4",
+                REDIS_URL="redis://127.0.0.1:1/0",
+            ),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    return "$ python -m bot check\n" + result.stdout
+
+
+GENERATED = {"healthz": healthz_transcript, "startup": startup_transcript, "check": check_transcript}
+
+
 def generate(name: str) -> str:
-    return healthz_transcript() if name == "healthz" else shell_transcript(SESSIONS[name])
+    return GENERATED[name]() if name in GENERATED else shell_transcript(SESSIONS[name])
 
 
 def samples(text: str) -> dict[str, str]:
@@ -140,7 +181,10 @@ def write() -> list[str]:
     names = list(samples(text))
 
     def fill(m: re.Match[str]) -> str:
-        return f"{m[1]}```\n{generate(m['name'])}```\n{m[4]}"
+        fresh = generate(m["name"])
+        if masked(fresh) == masked(_unfence(m["body"])):
+            return m[0]  # only times differ: keep the block, so branches do not conflict over clocks
+        return f"{m[1]}```\n{fresh}```\n{m[4]}"
 
     README.write_text(_BLOCK.sub(fill, text))
     return names
