@@ -93,6 +93,8 @@ class Settings(BaseSettings):
     # Idle seats: `/seat idle`, the sweep and the App Home
     seatbot_idle_days: int = Field(default=30, ge=1, le=3650)
     seatbot_idle_exclude: CommaList = ()  # emails and @domains never listed as idle
+    seatbot_idle_report_channel: str | None = None  # where the periodic idle report goes (off when unset)
+    seatbot_idle_report_cron: str = "0 9 * * 1"  # when, in UTC: Mondays 09:00
 
     # Scheduled removals and other background jobs (bot/jobs.py)
     seatbot_timezone: str = "UTC"  # for `--at` times written without an offset
@@ -162,6 +164,15 @@ class Settings(BaseSettings):
             zoneinfo.ZoneInfo(value)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise ValueError("must be an IANA time zone such as UTC or Europe/Paris") from None
+        return value
+
+    @field_validator("seatbot_idle_report_cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from croniter import croniter
+
+        if not croniter.is_valid(value) or len(value.split()) != 5:
+            raise ValueError("must be a five-field cron expression, e.g. `0 9 * * 1` (Mondays 09:00 UTC)")
         return value
 
     @field_validator("cloudflare_account_id")

@@ -245,6 +245,7 @@ class IdleReport:
     pending: Pending | None = None  # the "Free N idle seats" confirmation, if one was made
     no_button: str | None = None  # why there is no button (reason missing, channel, nothing idle)
     audit_ok: bool = True
+    schedule: str | None = None  # the periodic report's cron: its button asks for a card of one's own
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from bot.directory_sync import DirectorySync
 from bot.flow import SeatFlow
 from bot.home import Home
 from bot.idle import Exclusions
+from bot.idle_report import PeriodicReport
 from bot.idle_source import DirectorySource
 from bot.jobs import JobRunner
 from bot.policy import Authorizer, Directory, Policy
@@ -43,6 +44,7 @@ class Runtime:
     directory_sync: DirectorySync
     sandbox: Sandbox | None = None
     home: Home | None = None
+    idle_report: PeriodicReport | None = None  # with SEATBOT_IDLE_REPORT_CHANNEL (and a job runner)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     background: list[asyncio.Task[None]] = field(default_factory=list)
     jobs: JobRunner | None = None

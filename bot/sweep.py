@@ -227,6 +227,23 @@ class IdleFlow:
             audit_ok=audit_ok,
         )
 
+    async def scheduled_report(self, *, channel: str, schedule: str) -> IdleReport:
+        """The periodic report: counts and the idle list, with a button that asks for a card."""
+        tally, info = await self.tally()
+        return IdleReport(
+            requester="",
+            channel=channel,
+            days=tally.rule.days,
+            now=tally.rule.now,
+            users=tally.users,
+            in_use=tally.in_use,
+            excluded=tally.excluded,
+            idle=tuple(tally.idle),
+            source=info,
+            no_button=None if tally.idle else "Nothing to free.",
+            schedule=schedule,
+        )
+
     # -- the sweep ---------------------------------------------------------------------------
 
     async def execute(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.idle import SweepOutcome
+from bot.idle import IdleReport, SweepOutcome
 from bot.slack import replies
 from bot.slack.replies import Upload
 
@@ -39,18 +40,36 @@ async def upload(client: AsyncWebClient, file: Upload) -> str | None:
 
 
 Post = Callable[[str, dict[str, Any]], Awaitable[bool]]
+Publish = Callable[[str, replies.Reply], Awaitable[None]]
 
 
-def announcer(client: AsyncWebClient, post: Post) -> Callable[[SweepOutcome], Awaitable[None]]:
-    """Posts a sweep's outcome that finished on the job runner (no response_url then) with its CSV."""
+def publisher(client: AsyncWebClient, post: Post) -> Publish:
+    """Posts a reply into a channel without a response_url (job runner work), with its CSV."""
+
+    async def publish(channel: str, reply: replies.Reply) -> None:
+        if not await post(channel, reply.message):
+            log.error("could not post %r in %s", reply.message.get("text", "")[:80], channel)
+        if reply.upload is not None:
+            problem = await upload(client, dataclasses.replace(reply.upload, channel=channel))
+            if problem is not None:
+                log.error("%s (channel %s)", problem, channel)
+
+    return publish
+
+
+def announcer(publish: Publish) -> Callable[[SweepOutcome], Awaitable[None]]:
+    """A sweep that finished on the job runner (no response_url by then) reports in its channel."""
 
     async def announce(outcome: SweepOutcome) -> None:
-        reply = replies.for_click(outcome)
-        if not await post(outcome.pending.channel, reply.message):
-            log.error("could not post a continued sweep's outcome in %s", outcome.pending.channel)
-        if reply.upload is not None:
-            problem = await upload(client, reply.upload)
-            if problem is not None:
-                log.error("continued sweep: %s", problem)
+        await publish(outcome.pending.channel, replies.for_click(outcome))
 
     return announce
+
+
+def report_poster(publish: Publish) -> Callable[[IdleReport], Awaitable[None]]:
+    """The periodic idle report, into SEATBOT_IDLE_REPORT_CHANNEL."""
+
+    async def post(report: IdleReport) -> None:
+        await publish(report.channel, replies.for_command(report))
+
+    return post

@@ -84,7 +84,10 @@ def idle_report(r: IdleReport) -> Message:
         blocks += _lines([seat_line(s, r.now) for s in r.idle[:OLDEST_SHOWN]], max_sections=8)
         if count > shown:
             blocks.append(_context(f"…and {count - shown:,} more: the full list is in the CSV file."))
-    meta = [source_line(r.source, r.now), f"Asked by {who(r.requester)}"]
+    asked = f"Asked by {who(r.requester)}"
+    if r.schedule is not None:
+        asked = f"Periodic report (SEATBOT_IDLE_REPORT_CRON `{esc(r.schedule)}`, UTC)"
+    meta = [source_line(r.source, r.now), asked]
     if r.pending is not None:
         p = r.pending
         meta += [
@@ -103,7 +106,21 @@ def idle_report(r: IdleReport) -> Message:
         blocks.append(_context("\n".join(notes)))
     if r.pending is not None:
         blocks.append(sweep_buttons(r.pending))
+    elif r.schedule is not None and count:
+        blocks.append(review_button(r))
     return _message(title, blocks)
+
+
+def review_button(r: IdleReport) -> dict[str, Any]:
+    """The periodic report's button: the clicker gets a confirmation card of their own (the same
+    checks as `/seat idle`: admin, channel, reason), so the two-person rule still has a requester."""
+    button = {
+        "type": "button",
+        "action_id": "idle_review",
+        "text": {"type": "plain_text", "text": _clip(f"Free {_n(len(r.idle), 'idle seat')}…", 75)},
+        "value": str(r.days),
+    }
+    return {"type": "actions", "block_id": "idle_review", "elements": [button]}
 
 
 def sweep_buttons(p: Pending) -> dict[str, Any]:

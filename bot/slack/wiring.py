@@ -13,7 +13,8 @@ from bot.config import Settings
 from bot.logs import redact
 from bot.runtime import Runtime, build_runtime
 from bot.slack.delivery import Responder
-from bot.slack.files import announcer
+from bot.slack.files import announcer, publisher, report_poster
+from bot.slack.idle_listeners import register_idle_actions
 from bot.slack.lanes import Lane
 from bot.slack.listeners import build_bolt_app
 from bot.slack.people import SlackDirectory
@@ -46,8 +47,11 @@ def build_slack(
     )
     responder = Responder(client, api_url=settings.slack_api_url)
     runtime.closers.append(responder.aclose)
+    publish = publisher(client, responder.post_in_channel)
     if runtime.flow.idle is not None:  # a sweep the rate budget paused reports here when done
-        runtime.flow.idle.announce = announcer(client, responder.post_in_channel)
+        runtime.flow.idle.announce = announcer(publish)
+    if runtime.idle_report is not None:
+        runtime.idle_report.post = report_poster(publish)
     bolt = build_bolt_app(
         flow=runtime.flow,
         client=client,
@@ -61,6 +65,7 @@ def build_slack(
     )
     if runtime.schedules is not None:
         register_schedule_listeners(bolt, schedules=runtime.schedules, responder=responder)
+    register_idle_actions(bolt, flow=runtime.flow, responder=responder)
     return runtime, bolt
 
 

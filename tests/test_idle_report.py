@@ -1,0 +1,105 @@
+"""The periodic idle report: its schedule, what it posts, and its button giving each admin a card."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import redis.asyncio as aredis
+
+from bot.cloudflare.client import CloudflareClient
+from bot.cloudflare.demo_idle import user_at
+from bot.cloudflare.sandbox import Sandbox
+from bot.config import load_settings
+from bot.errors import ConfigError
+from bot.idle import IdleReport
+from bot.idle_report import JOB, PeriodicReport
+from bot.policy import Policy
+from bot.slack import replies
+from bot.state.audit import Audit
+from bot.state.pending import PendingStore
+from bot.state.sweeps import SweepStore
+from bot.sweep import IdleFlow, ScanSource
+from tests.support.harness import ADMIN, OUTSIDER, SlackClient, all_text, button
+
+NOW = datetime(2026, 11, 29, 23, 0, tzinfo=UTC)
+
+
+class RecordingRunner:
+    def __init__(self) -> None:
+        self.jobs: dict[str, dict[str, Any]] = {}
+
+    async def enqueue_at(self, name: str, *, key: str, at: float, **kwargs: Any) -> bool:
+        if key in self.jobs:  # the job runner's unique keys: one job per run time
+            return False
+        self.jobs[key] = {"name": name, "at": at, **kwargs}
+        return True
+
+
+def test_the_cron_setting_is_checked() -> None:
+    """SEATBOT_IDLE_REPORT_CRON must be a five-field cron expression."""
+    assert load_settings(_env_file=None).seatbot_idle_report_cron == "0 9 * * 1"
+    for bad in ("weekly", "0 9 * *", "61 9 * * 1"):
+        with pytest.raises(ConfigError, match="SEATBOT_IDLE_REPORT_CRON"):
+            load_settings(_env_file=None, seatbot_idle_report_cron=bad)
+
+
+async def test_a_run_posts_the_report_and_arms_the_next_once(
+    sandbox: Sandbox, cf: CloudflareClient, redis_client: aredis.Redis
+) -> None:
+    """Mondays 09:00 UTC: arming twice queues one job; a run posts counts and a review button."""
+    sandbox.add_user(
+        user_at("gone@example.com", last_login=None, created=datetime.now(UTC) - timedelta(days=90))
+    )
+    idle = IdleFlow(
+        source=ScanSource(cf),
+        seats=cf,
+        pendings=PendingStore(redis_client),
+        sweeps=SweepStore(redis_client),
+        audit=Audit(redis_client),
+        policy=Policy(admins=frozenset({ADMIN})),
+    )
+    posted: list[IdleReport] = []
+
+    async def post(report: IdleReport) -> None:
+        posted.append(report)
+
+    runner = RecordingRunner()
+    periodic = PeriodicReport(
+        idle=idle, channel="CREPORT", cron="0 9 * * 1", later=runner, post=post, clock=NOW.timestamp
+    )
+    monday = datetime(2026, 11, 30, 9, 0, tzinfo=UTC).timestamp()
+    assert periodic.next_run(NOW.timestamp()) == monday
+    assert await periodic.arm() and not await periodic.arm()
+    assert runner.jobs == {f"{JOB}:{int(monday)}": {"name": JOB, "at": monday}}
+    await periodic.run()
+    (report,) = posted
+    assert report.channel == "CREPORT" and [s.email for s in report.idle] == ["gone@example.com"]
+    message = replies.for_command(report).message
+    review = button(message, "idle_review")
+    assert review["text"]["text"] == "Free 1 idle seat…" and review["value"] == "30"
+    assert "Periodic report" in all_text(message) and not [
+        e
+        for b in message["blocks"]
+        if b["type"] == "actions"
+        for e in b["elements"]
+        if e["action_id"] == "seat_confirm"
+    ]
+    assert replies.for_command(report).upload is not None
+
+
+async def test_the_review_button_gives_each_admin_a_card_of_their_own(
+    bot: SlackClient, sandbox: Sandbox
+) -> None:
+    """A click on the report's button: an admin gets the usual card; anyone else is refused."""
+    sandbox.add_user(
+        user_at("gone@example.com", last_login=None, created=datetime.now(UTC) - timedelta(days=90))
+    )
+    _, key = await bot.click("idle_review", "30", user=ADMIN)
+    (card,) = await bot.slack.wait_responses(key, 1)
+    assert card["text"].startswith("1 idle seat of 6 in use") and card["response_type"] == "ephemeral"
+    assert button(card, "seat_confirm")["style"] == "danger"
+    _, other = await bot.click("idle_review", "30", user=OUTSIDER)
+    (refused,) = await bot.slack.wait_responses(other, 1)
+    assert "Only seat-bot admins" in refused["text"]
