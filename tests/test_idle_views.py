@@ -119,7 +119,7 @@ def test_outcome_at_5000_failures_and_skips_stays_within_limits() -> None:
     assert "signed in since the report: 2,500" in json.dumps(message)
     assert message["response_type"] == "in_channel"
     progress = idle_blocks.sweep_progress(SweepProgress(pending(5_000), 5_000, 2_500, 61.0))
-    assert "2,500 of 5,000" in progress["text"] and "1 min left" in progress["text"]
+    assert "2,500 of 5,000" in progress["text"] and "61 s left" in progress["text"]
 
 
 class ListSource:

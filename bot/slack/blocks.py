@@ -151,23 +151,28 @@ def card(c: Card) -> Message:
 
 
 def _buttons(p: Pending, count: int, noun: str) -> dict[str, Any]:
+    people = ", ".join(t.email or t.seat_uid for t in p.targets)
+    return confirm_buttons(
+        p,
+        label=f"{'Schedule' if p.at else 'Revoke'} {count} {noun}",
+        title="Remove Zero Trust seats?",
+        dialog=f"{count} {noun} will lose Access and Gateway: {people}",
+        yes="Revoke",
+    )
+
+
+def confirm_buttons(p: Pending, *, label: str, title: str, dialog: str, yes: str) -> dict[str, Any]:
+    """A card's two buttons: the danger one behind a confirm dialog, and Cancel; both carry only the id."""
     confirm = {
         "type": "button",
         "action_id": "seat_confirm",
-        "text": {"type": "plain_text", "text": f"{'Schedule' if p.at else 'Revoke'} {count} {noun}"},
+        "text": {"type": "plain_text", "text": _clip(label, 75)},
         "style": "danger",
         "value": p.id,
         "confirm": {
-            "title": {"type": "plain_text", "text": "Remove Zero Trust seats?"},
-            "text": {
-                "type": "plain_text",
-                "text": _clip(
-                    f"{count} {noun} will lose Access and Gateway: "
-                    + ", ".join(t.email or t.seat_uid for t in p.targets),
-                    300,
-                ),
-            },
-            "confirm": {"type": "plain_text", "text": "Revoke"},
+            "title": {"type": "plain_text", "text": _clip(title, 100)},
+            "text": {"type": "plain_text", "text": _clip(dialog, 300)},
+            "confirm": {"type": "plain_text", "text": yes},
             "deny": {"type": "plain_text", "text": "Back"},
             "style": "danger",
         },

@@ -12,6 +12,7 @@ from typing import Any
 
 from bot.idle import OLDEST_SHOWN, IdleReport, IdleSeat, SourceInfo, SweepOutcome, SweepProgress
 from bot.models import Pending
+from bot.seat_lookup import age_text
 from bot.slack.blocks import (
     Message,
     _clip,
@@ -20,6 +21,7 @@ from bot.slack.blocks import (
     _lines,
     _message,
     _section,
+    confirm_buttons,
     esc,
     when,
     who,
@@ -32,20 +34,11 @@ def _n(count: int, noun: str) -> str:
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
-def age(seconds: float) -> str:
-    """A short human age: 45 s, 12 min, 3 h, 2 d."""
-    seconds = max(0.0, seconds)
-    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
-        if seconds >= size:
-            return f"{int(seconds // size)} {unit}"
-    return f"{int(seconds)} s"
-
-
 def source_line(info: SourceInfo, now: float) -> str:
     if info.kind == "directory":
         fresh = "seat directory"
         if info.synced_at:
-            fresh += f", synced {age(now - info.synced_at)} ago"
+            fresh += f", synced {age_text(now - info.synced_at)} ago"
     else:
         fresh = "a full listing from Cloudflare just now"
     if not info.complete:
@@ -126,34 +119,14 @@ def review_button(r: IdleReport) -> dict[str, Any]:
 def sweep_buttons(p: Pending) -> dict[str, Any]:
     """The same confirmation as a revoke card: danger style, a dialog, one-time claim by id."""
     seats = _n(p.sweep, "idle seat")
-    confirm = {
-        "type": "button",
-        "action_id": "seat_confirm",
-        "text": {"type": "plain_text", "text": _clip(f"Free {seats}", 75)},
-        "style": "danger",
-        "value": p.id,
-        "confirm": {
-            "title": {"type": "plain_text", "text": "Free idle seats?"},
-            "text": {
-                "type": "plain_text",
-                "text": _clip(
-                    f"{seats} will lose Access and Gateway. Each is checked again first: anyone who "
-                    "signed in since this report is skipped.",
-                    300,
-                ),
-            },
-            "confirm": {"type": "plain_text", "text": "Free them"},
-            "deny": {"type": "plain_text", "text": "Back"},
-            "style": "danger",
-        },
-    }
-    cancel = {
-        "type": "button",
-        "action_id": "seat_cancel",
-        "text": {"type": "plain_text", "text": "Cancel"},
-        "value": p.id,
-    }
-    return {"type": "actions", "block_id": "seat_actions", "elements": [confirm, cancel]}
+    return confirm_buttons(
+        p,
+        label=f"Free {seats}",
+        title="Free idle seats?",
+        dialog=f"{seats} will lose Access and Gateway. Each is checked again first: anyone who "
+        "signed in since this report is skipped.",
+        yes="Free them",
+    )
 
 
 def sweep_progress(p: SweepProgress) -> Message:
@@ -161,7 +134,7 @@ def sweep_progress(p: SweepProgress) -> Message:
         chunks = -(-p.total // 50)
         text = f":hourglass_flowing_sand: Freeing {_n(p.total, 'idle seat')} ({_n(chunks, 'request')} of 50)…"
     else:
-        eta = f", about {age(p.eta_seconds)} left" if p.eta_seconds is not None else ""
+        eta = f", about {age_text(p.eta_seconds)} left" if p.eta_seconds is not None else ""
         text = f":hourglass_flowing_sand: Freed {p.done:,} of {p.total:,} idle seats so far{eta}…"
     return _message(text, [_section(text)])
 
