@@ -95,6 +95,7 @@ class Settings(BaseSettings):
     seatbot_idle_exclude: CommaList = ()  # emails and @domains never listed as idle
     seatbot_idle_report_channel: str | None = None  # where the periodic idle report goes (off when unset)
     seatbot_idle_report_cron: str = "0 9 * * 1"  # when, in UTC: Mondays 09:00
+    seatbot_sweep_resume_seconds: float = Field(default=60.0, gt=0, le=3600)  # after a rate-budget pause
 
     # Scheduled removals and other background jobs (bot/jobs.py)
     seatbot_timezone: str = "UTC"  # for `--at` times written without an offset

@@ -12,15 +12,24 @@ from typing import Any, Protocol
 from bot.errors import SeatsError, StoreUnavailable
 from bot.idle import SourceInfo
 from bot.policy import Authorizer
+from bot.schedule_outcomes import ScheduleList
+from bot.state.schedules import Entry
 from bot.sweep import Audit, IdleFlow
 
 log = logging.getLogger("seatbot.home")
 
 RECENT_EVENTS = 10
+SCHEDULED = 16  # one more than the Home shows, so it can say there are more
 
 
 class RecentAudit(Audit, Protocol):
     async def recent(self, count: int) -> list[dict[str, Any]]: ...
+
+
+class Scheduled(Protocol):
+    """The scheduled removals (bot.schedule.Schedules)."""
+
+    async def listing(self, limit: int = 40) -> ScheduleList: ...
 
 
 @dataclass(frozen=True)
@@ -69,8 +78,10 @@ class Home:
         authorizer: Authorizer,
         cache_seconds: float = 300.0,
         clock: Callable[[], float] = time.time,
+        schedules: Scheduled | None = None,
     ) -> None:
         self.idle = idle
+        self.schedules = schedules
         self.audit = audit
         self.auth = authorizer
         self._cache_seconds = cache_seconds
@@ -108,10 +119,22 @@ class Home:
             events = tuple(await self.audit.recent(RECENT_EVENTS))
         except StoreUnavailable:
             events_error = "The audit trail is unavailable right now (Redis)."
+        scheduled = None
+        if self.schedules is not None:
+            try:
+                scheduled = tuple(_item(e) for e in (await self.schedules.listing(SCHEDULED)).entries)
+            except StoreUnavailable:
+                scheduled = None
         return dataclasses.replace(
             base,
             counts=counts,
             counts_error=counts_error,
             events=events,
             events_error=events_error,
+            scheduled=scheduled,
         )
+
+
+def _item(entry: Entry) -> ScheduledItem:
+    targets = ", ".join(t.email or t.seat_uid for t in entry.pending.targets)
+    return ScheduledItem(entry.id, targets, entry.at, entry.pending.requester, entry.pending.reason)

@@ -48,6 +48,13 @@ class PeriodicReport:
         at = self.next_run(self._clock())
         return await self.later.enqueue_at(JOB, key=f"{JOB}:{int(at)}", at=at)
 
+    async def on_start(self) -> None:
+        """Every process arms the next run when its job runner starts; the key keeps it to one job."""
+        try:
+            await self.arm()
+        except Exception:  # Redis down at start: the next start or run arms it
+            log.warning("could not arm the periodic idle report", exc_info=True)
+
     async def run(self) -> None:
         """The job: post the report, then arm the next run (even when this one failed)."""
         try:

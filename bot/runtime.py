@@ -19,6 +19,7 @@ from bot.directory_sync import DirectorySync
 from bot.flow import SeatFlow
 from bot.home import Home
 from bot.idle import Exclusions
+from bot.idle_report import JOB as REPORT_JOB
 from bot.idle_report import PeriodicReport
 from bot.idle_source import DirectorySource
 from bot.jobs import JobRunner
@@ -139,6 +140,7 @@ def build_runtime(
         policy=policy,
         days=settings.seatbot_idle_days,
         exclude=Exclusions.parse(settings.seatbot_idle_exclude),
+        retry_seconds=settings.seatbot_sweep_resume_seconds,
     )
     flow = SeatFlow(
         seats=seats,
@@ -168,4 +170,15 @@ def build_runtime(
     # a sweep the rate budget paused continues on the job runner (bot/sweep.py)
     idle.later = runtime.jobs
     runtime.jobs.register(RESUME_JOB, idle.resume)
+    home.schedules = runtime.schedules
+    if settings.seatbot_idle_report_channel:  # once per run time across processes: the job's key
+        report = PeriodicReport(
+            idle=idle,
+            channel=settings.seatbot_idle_report_channel,
+            cron=settings.seatbot_idle_report_cron,
+            later=runtime.jobs,
+        )
+        runtime.jobs.register(REPORT_JOB, report.run)
+        runtime.jobs.on_start.append(report.on_start)
+        runtime.idle_report = report
     return runtime

@@ -94,23 +94,33 @@ async def test_directory_off_scans_and_says_so(
     assert len(sandbox.requests) == 1
 
 
-async def test_a_sweep_without_room_in_the_budget_stops_without_a_job_runner(
+async def test_a_sweep_without_room_in_the_budget_pauses_and_the_job_runner_finishes_it(
     slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: aredis.Redis
 ) -> None:
-    """A budget of 20 (10 for background work): the sweep frees what fits and names the rest not sent."""
+    """A budget of 20 (10 for background work): the sweep frees what fits now; the job runner frees
+    the rest once there is room and posts the outcome, with its CSV, in the channel."""
     users = add_idle(sandbox, 400)
     settings = {
         "cloudflare_rate_limit": 20,
         "cloudflare_budget_wait_seconds": 0,
         "seatbot_directory_rate_share": 0.5,
+        "seatbot_sweep_resume_seconds": 0.5,
     }
     async with running(slack, sandbox, redis_url, **settings) as bot:
-        bot.app.state.runtime.flow.idle.later = None  # no job runner to hand the rest to
+        await bot.app.state.runtime.start_jobs()
         await sync(bot)
         await redis_client.delete(f"{BUDGET}:window")  # the sync's pages leave the window
         await redis_client.zadd(f"{BUDGET}:window", {f"other-{n}": NOW.timestamp() * 1000 for n in range(6)})
         message = await card_for(bot, "idle --reason budget")
         outcome = await outcome_of(bot, message)
-    assert outcome["text"] == "Idle sweep: 200 freed, 0 skipped, 200 failed"
-    assert "not sent: the Cloudflare rate budget is used up" in all_text(outcome)
-    assert sum(not u["access_seat"] for u in users) == 200
+        assert outcome["text"] == "Idle sweep: 200 freed, 0 skipped, 0 failed, 200 continuing"
+        assert "continues on its own" in all_text(outcome)
+        assert sum(not u["access_seat"] for u in users) == 200
+        await redis_client.delete(f"{BUDGET}:window")  # five minutes later: room again
+        await slack.wait_for(lambda: any("continued" in str(p.get("text")) for p in slack.posts), 20)
+        await slack.wait_for(lambda: len(slack.uploaded()) == 3, 10)
+    assert sum(not u["access_seat"] for u in users) == 400
+    (post,) = [p for p in slack.posts if "continued" in str(p.get("text"))]
+    assert "200 freed, 0 skipped, 0 failed" in post["text"] and post["channel"] == "C0OPS"
+    freed_files = [f for f in slack.uploaded() if f["filename"].startswith("freed-seats-")]
+    assert [f["content"].count(b"\n") - 1 for f in freed_files] == [200, 200]

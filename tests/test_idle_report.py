@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,7 +24,8 @@ from bot.state.audit import Audit
 from bot.state.pending import PendingStore
 from bot.state.sweeps import SweepStore
 from bot.sweep import IdleFlow, ScanSource
-from tests.support.harness import ADMIN, OUTSIDER, SlackClient, all_text, button
+from tests.support.fake_slack import FakeSlack
+from tests.support.harness import ADMIN, OUTSIDER, SlackClient, all_text, button, running
 
 NOW = datetime(2026, 11, 29, 23, 0, tzinfo=UTC)
 
@@ -103,3 +107,33 @@ async def test_the_review_button_gives_each_admin_a_card_of_their_own(
     _, other = await bot.click("idle_review", "30", user=OUTSIDER)
     (refused,) = await bot.slack.wait_responses(other, 1)
     assert "Only seat-bot admins" in refused["text"]
+
+
+async def test_two_processes_post_the_report_once_and_arm_the_next(
+    slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: aredis.Redis
+) -> None:
+    """Two web processes, one Redis: both arm the next run (one job), a due run is posted once."""
+    sandbox.add_user(
+        user_at("gone@example.com", last_login=None, created=datetime.now(UTC) - timedelta(days=90))
+    )
+    settings = {"seatbot_idle_report_channel": "CREPORT", "seatbot_idle_report_cron": "0 9 * * 1"}
+    async with (
+        running(slack, sandbox, redis_url, **settings) as one,
+        running(slack, sandbox, redis_url, **settings) as two,
+    ):
+        runtimes = [one.app.state.runtime, two.app.state.runtime]
+        for runtime in runtimes:
+            await runtime.start_jobs()
+        report = runtimes[0].idle_report
+        monday = report.next_run(time.time())
+        assert await runtimes[0].jobs.queue.job(f"{JOB}:{int(monday)}") is not None
+        due = time.time() + 0.5  # as if Monday 09:00 were now: the same key from both processes
+        queued = [await rt.jobs.enqueue_at(JOB, key=f"{JOB}:{int(due)}", at=due) for rt in runtimes]
+        assert sorted(queued) == [False, True]
+        await slack.wait_for(lambda: any(p.get("channel") == "CREPORT" for p in slack.posts), 15)
+        await asyncio.sleep(1.5)
+    posts = [p for p in slack.posts if p.get("channel") == "CREPORT"]
+    assert len(posts) == 1 and posts[0]["text"].startswith("1 idle seat of 6 in use")
+    assert "idle_review" in json.dumps(posts[0]) and "Periodic report" in json.dumps(posts[0])
+    (csv_file,) = [f for f in slack.uploaded() if f["channel"] == "CREPORT"]
+    assert b"gone@example.com" in csv_file["content"]

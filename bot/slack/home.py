@@ -37,7 +37,7 @@ def _scheduled_block(item: ScheduledItem) -> dict[str, Any]:
     block = _section(f"*{esc(item.targets)}* at {when(item.at)} · by {who(item.by)}{reason}")
     block["accessory"] = {
         "type": "button",
-        "action_id": "seat_unschedule",
+        "action_id": "home_unschedule",
         "text": {"type": "plain_text", "text": "Cancel"},
         "value": item.id,
         "confirm": {
@@ -78,8 +78,7 @@ def home_view(o: HomeOverview) -> View:
     else:
         blocks += [_scheduled_block(item) for item in o.scheduled[:MAX_SCHEDULED]]
         if len(o.scheduled) > MAX_SCHEDULED:
-            more = len(o.scheduled) - MAX_SCHEDULED
-            blocks.append(_context(f"…and {more:,} more: `/seat scheduled` lists them all."))
+            blocks.append(_context("…and more: `/seat scheduled` lists them all."))
     blocks.append(_header("Recent activity"))
     if o.events_error:
         blocks.append(_context(esc(o.events_error)))

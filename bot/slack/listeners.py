@@ -11,13 +11,11 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.flow import SeatFlow
-from bot.home import Home
 from bot.idle import SweepOutcome
 from bot.logs import request_scope
 from bot.outcomes import Failure, Notice, Outcome
 from bot.slack import blocks, files, replies
 from bot.slack.delivery import Respond, Responder, deliver, send
-from bot.slack.home import home_view
 from bot.slack.lanes import DeadlineExceeded, Lane
 
 log = logging.getLogger("seatbot.listeners")
@@ -36,7 +34,6 @@ def build_bolt_app(
     responder: Responder,
     audit_channel: str | None = None,
     lane: Lane | None = None,
-    home: Home | None = None,
 ) -> AsyncApp:
     """Bolt app; `signing_secret=None` when requests were verified before (edge) or by Slack's socket."""
     # Cloudflare-bound commands wait their turn (so a burst cannot starve the next acks) within a
@@ -149,19 +146,5 @@ def build_bolt_app(
     async def seat_cancel(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         await on_click("cancel", body)
-
-    @app.event("app_home_opened")
-    async def home_opened(event: dict[str, Any]) -> None:
-        if home is None or event.get("tab") != "home":
-            return
-        user = str(event.get("user", ""))
-        with request_scope():
-            try:
-                view = home_view(await home.overview(user))
-                await client.views_publish(user_id=user, view=view)
-            except SlackApiError as exc:
-                log.warning("views.publish failed: %s", exc.response.get("error"))
-            except Exception:
-                log.exception("App Home failed")
 
     return app

@@ -14,6 +14,7 @@ from bot.logs import redact
 from bot.runtime import Runtime, build_runtime
 from bot.slack.delivery import Responder
 from bot.slack.files import announcer, publisher, report_poster
+from bot.slack.home_listeners import register_home
 from bot.slack.idle_listeners import register_idle_actions
 from bot.slack.lanes import Lane
 from bot.slack.listeners import build_bolt_app
@@ -61,11 +62,12 @@ def build_slack(
         lane=Lane(
             places=settings.seatbot_cloudflare_lane, deadline=settings.seatbot_command_deadline_seconds
         ),
-        home=runtime.home,
     )
     if runtime.schedules is not None:
         register_schedule_listeners(bolt, schedules=runtime.schedules, responder=responder)
     register_idle_actions(bolt, flow=runtime.flow, responder=responder)
+    if runtime.home is not None:
+        register_home(bolt, home=runtime.home, client=client, schedules=runtime.schedules)
     return runtime, bolt
 
 
