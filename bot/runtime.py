@@ -34,6 +34,7 @@ from bot.state.schedules import ScheduleStore
 from bot.state.seat_facts import SeatFacts
 from bot.state.sweeps import SweepStore
 from bot.sweep import RESUME_JOB, IdleFlow, ScanSource
+from bot.workflow import WorkflowSteps
 
 
 @dataclass
@@ -50,6 +51,7 @@ class Runtime:
     background: list[asyncio.Task[None]] = field(default_factory=list)
     jobs: JobRunner | None = None
     schedules: Schedules | None = None
+    steps: WorkflowSteps | None = None
 
     @property
     def in_process_store(self) -> bool:
@@ -167,6 +169,7 @@ def build_runtime(
         retry_window=settings.seatbot_schedule_retry_seconds,
         announce=announce,
     )
+    runtime.steps = WorkflowSteps(flow=flow, redis=redis, jobs=runtime.jobs)
     # a sweep the rate budget paused continues on the job runner (bot/sweep.py)
     idle.later = runtime.jobs
     runtime.jobs.register(RESUME_JOB, idle.resume)

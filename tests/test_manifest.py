@@ -44,7 +44,7 @@ def test_manifest_declares_exactly_what_the_bot_uses() -> None:
         ["commands", "chat:write", "users:read", "users:read.email", "usergroups:read", "files:write"]
     )
     assert m["features"]["app_home"]["home_tab_enabled"] is True
-    assert m["settings"]["event_subscriptions"]["bot_events"] == ["app_home_opened"]
+    assert m["settings"]["event_subscriptions"]["bot_events"] == ["app_home_opened", "function_executed"]
     assert m["settings"]["event_subscriptions"]["request_url"].endswith("/slack/events")
 
 
@@ -52,3 +52,23 @@ def test_procfile_has_one_process_type() -> None:
     """One process type (`start` picks HTTP or Socket Mode), so a Procfile runner can start it whole."""
     lines = dict(line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
     assert {name: command.strip() for name, command in lines.items()} == {"web": "python -m bot start"}
+
+
+def test_manifest_declares_the_workflow_step() -> None:
+    """`revoke_seat`: the inputs the step reads, the outputs it completes with, an org-ready remote app."""
+    from bot.workflow import outputs
+
+    m = manifest()
+    step = m["functions"]["revoke_seat"]
+    assert set(step["input_parameters"]) == {"target", "user", "reason", "channel", "requester"}
+    assert step["input_parameters"]["channel"]["type"] == "slack#/types/channel_id"
+    assert step["input_parameters"]["channel"]["is_required"] is True
+    assert step["input_parameters"]["user"]["type"] == step["input_parameters"]["requester"]["type"]
+    from bot.models import PendingTarget
+
+    produced = outputs("revoked", PendingTarget(label="x", seat_uid="1"))
+    assert set(step["output_parameters"]) == set(produced)
+    kinds = {"string": str, "boolean": bool}
+    for name, value in produced.items():
+        assert isinstance(value, kinds[step["output_parameters"][name]["type"]]), name
+    assert m["settings"]["org_deploy_enabled"] is True and m["settings"]["function_runtime"] == "remote"

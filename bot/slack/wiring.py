@@ -20,6 +20,7 @@ from bot.slack.lanes import Lane
 from bot.slack.listeners import build_bolt_app
 from bot.slack.people import SlackDirectory
 from bot.slack.schedule_listeners import register_schedule_listeners, slack_announcer
+from bot.slack.workflow_step import register_workflow_step
 from bot.startup import quiet_bolt
 
 
@@ -68,6 +69,10 @@ def build_slack(
     register_idle_actions(bolt, flow=runtime.flow, responder=responder)
     if runtime.home is not None:
         register_home(bolt, home=runtime.home, client=client, schedules=runtime.schedules)
+    if runtime.steps is not None:  # the Workflow Builder step `revoke_seat`
+        register_workflow_step(
+            bolt, steps=runtime.steps, flow=runtime.flow, client=client, responder=responder
+        )
     return runtime, bolt
 
 

@@ -19,6 +19,8 @@ class FakeSlack:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.responses: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.posts: list[dict[str, Any]] = []
+        self.completions: list[tuple[str, dict[str, Any]]] = []  # functions.complete{Success,Error}
+        self.updates: list[dict[str, Any]] = []  # chat.update
         self.post_error: str | None = None  # e.g. "not_in_channel"
         self.rate_limit_posts = 0  # answer this many chat.postMessage calls with 429
         self.retry_after = "1"
@@ -126,7 +128,34 @@ class FakeSlack:
             return web.json_response({"ok": True, "message_ts": "1.0"})
         if method.startswith("files.") or method == "views.publish":
             return await self._files_and_views(method, args)
+        if method.startswith("functions.") or method == "chat.update":
+            return await self._functions_and_updates(method, args, request.headers.get("Authorization", ""))
         return web.json_response({"ok": False, "error": "unknown_method"})
+
+    async def _functions_and_updates(self, method: str, args: dict[str, Any], auth: str) -> web.Response:
+        """functions.completeSuccess / completeError (a custom workflow step ends once) and chat.update."""
+        if method == "chat.update":
+            if not args.get("channel") or not args.get("ts"):
+                return web.json_response({"ok": False, "error": "invalid_arguments"})
+            async with self._changed:
+                self.updates.append(args)
+                self._changed.notify_all()
+            return web.json_response({"ok": True, "channel": args["channel"], "ts": args["ts"]})
+        if method not in ("functions.completeSuccess", "functions.completeError"):
+            return web.json_response({"ok": False, "error": "unknown_method"})
+        execution = str(args.get("function_execution_id") or "")
+        needed = "outputs" if method.endswith("Success") else "error"
+        if not execution or needed not in args:
+            return web.json_response({"ok": False, "error": "invalid_arguments"})
+        if any(done["function_execution_id"] == execution for _, done in self.completions):
+            return web.json_response({"ok": False, "error": "function_execution_not_found"})  # ended already
+        record = {**args, "token": auth.removeprefix("Bearer ")}
+        if isinstance(record.get("outputs"), str):
+            record["outputs"] = json.loads(record["outputs"])
+        async with self._changed:
+            self.completions.append((method, record))
+            self._changed.notify_all()
+        return web.json_response({"ok": True})
 
     async def _files_and_views(self, method: str, args: dict[str, Any]) -> web.Response:
         """Files upload v2 (get URL → POST the bytes → complete) and views.publish, as Slack checks them."""

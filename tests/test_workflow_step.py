@@ -1,0 +1,223 @@
+"""The Workflow Builder step `revoke_seat`: signed function_executed events, real Redis, fake Slack.
+
+Slack's shapes follow bolt-python's own function tests: the event carries the inputs, the
+function_execution_id and a short-lived workflow token (`bot_access_token`, xwfp-…).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from typing import Any
+from urllib.parse import parse_qsl
+
+import redis.asyncio as aredis
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.signature import SignatureVerifier
+
+from bot.cloudflare.sandbox import Sandbox
+from bot.slack.wiring import build_slack
+from tests.support.fake_slack import FakeSlack
+from tests.support.harness import (
+    ADMIN,
+    ADMIN2,
+    ALICE,
+    CHANNEL,
+    OUTSIDER,
+    SIGNING_SECRET,
+    SlackClient,
+    action_body,
+    build,
+    button,
+    settings_for,
+)
+
+WORKFLOW_TOKEN = "xwfp-test-workflow-token-0123456789"
+_ids = itertools.count(1)
+
+
+def function_executed(inputs: dict[str, Any], execution: str) -> dict[str, Any]:
+    """An Events API `function_executed` callback for our step, as Slack sends it."""
+    return {
+        "token": "legacy-verification-token",
+        "team_id": "T1",
+        "api_app_id": "A1",
+        "event": {
+            "type": "function_executed",
+            "function": {
+                "id": "Fn1",
+                "callback_id": "revoke_seat",
+                "title": "Remove Zero Trust seat",
+                "description": "…",
+                "type": "app",
+                "input_parameters": [],
+                "output_parameters": [],
+                "app_id": "A1",
+                "date_updated": 1700000000,
+            },
+            "inputs": inputs,
+            "function_execution_id": execution,
+            "workflow_execution_id": "Wx1",
+            "event_ts": f"{time.time():.6f}",
+            "bot_access_token": WORKFLOW_TOKEN,
+        },
+        "type": "event_callback",
+        "event_id": f"Ev{next(_ids)}",
+        "event_time": int(time.time()),
+    }
+
+
+async def start_step(bot: SlackClient, **inputs: str) -> str:
+    """Send a signed function_executed; returns its execution id."""
+    execution = f"Fx{next(_ids)}"
+    body = json.dumps(function_executed({"channel": CHANNEL, **inputs}, execution))
+    ts = str(int(time.time()))
+    headers = {
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": str(
+            SignatureVerifier(SIGNING_SECRET).generate_signature(timestamp=ts, body=body)
+        ),
+        "Content-Type": "application/json",
+    }
+    response = await bot.post(body, headers)
+    assert response.status_code == 200
+    return execution
+
+
+async def step_card(slack: FakeSlack) -> dict[str, Any]:
+    await slack.wait_for(lambda: any("seat_step_confirm" in json.dumps(p.get("blocks")) for p in slack.posts))
+    post = next(p for p in slack.posts if "seat_step_confirm" in json.dumps(p.get("blocks")))
+    raw = post["blocks"]
+    return {**post, "blocks": json.loads(raw) if isinstance(raw, str) else raw}
+
+
+async def completion(slack: FakeSlack, execution: str, timeout: float = 5.0) -> tuple[str, dict[str, Any]]:
+    def mine() -> list[tuple[str, dict[str, Any]]]:
+        return [c for c in slack.completions if c[1]["function_execution_id"] == execution]
+
+    await slack.wait_for(lambda: bool(mine()), timeout)
+    (found,) = mine()
+    return found
+
+
+async def test_confirm_completes_the_step_with_outputs(
+    slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: aredis.Redis
+) -> None:
+    """function_executed → card in the channel → a non-admin click does nothing → an admin's
+    confirm PATCHes and completes the step with the outputs, using the workflow token."""
+    bot = build(slack, sandbox, redis_url)
+    try:
+        execution = await start_step(bot, target=ALICE, reason="offboarding form", requester=OUTSIDER)
+        card = await step_card(slack)
+        assert card["channel"] == CHANNEL and ALICE in json.dumps(card["blocks"])
+        value = button(card, "seat_step_confirm")["value"]
+        await bot.click("seat_step_confirm", value, user=OUTSIDER)  # the submitter is no admin
+        await bot.click("seat_step_confirm", "0" * 32, user=ADMIN)  # a forged id: nothing
+        assert slack.completions == [] and sandbox.patches == []
+        _, key = await bot.click("seat_step_confirm", value, user=ADMIN)
+        method, done = await completion(slack, execution)
+        assert method == "functions.completeSuccess" and done["token"] == WORKFLOW_TOKEN
+        outputs = done["outputs"]
+        assert outputs["outcome"] == "revoked" and outputs["email"] == ALICE
+        assert outputs["access_seat"] is False and outputs["gateway_seat"] is False and outputs["updated_at"]
+        assert len(sandbox.patches) == 1
+        (outcome,) = await slack.wait_responses(key, 1)
+        assert "revoked" in outcome["text"]
+        await bot.click("seat_step_confirm", value, user=ADMIN2)  # a second click: no second completion
+        assert len(slack.completions) == 1 and len(sandbox.patches) == 1
+    finally:
+        await bot.aclose()
+
+
+async def test_cancel_completes_with_an_error(slack: FakeSlack, sandbox: Sandbox, redis_url: str) -> None:
+    """An admin's cancel ends the step with functions.completeError; nothing is PATCHed."""
+    bot = build(slack, sandbox, redis_url)
+    try:
+        execution = await start_step(bot, target=ALICE)
+        value = button(await step_card(slack), "seat_step_cancel")["value"]
+        await bot.click("seat_step_cancel", value, user=ADMIN)
+        method, done = await completion(slack, execution)
+        assert method == "functions.completeError" and "Cancelled" in done["error"]
+        assert sandbox.patches == []
+    finally:
+        await bot.aclose()
+
+
+async def test_expiry_completes_with_an_error_and_marks_the_card(
+    slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: aredis.Redis
+) -> None:
+    """Nobody clicks within the card's TTL: the job runner ends the step with an error, once."""
+    bot = build(slack, sandbox, redis_url, seatbot_confirm_ttl_seconds=1)
+    await bot.app.state.runtime.start_jobs()
+    try:
+        execution = await start_step(bot, target=ALICE)
+        value = button(await step_card(slack), "seat_step_confirm")["value"]
+        method, done = await completion(slack, execution, timeout=8)
+        assert method == "functions.completeError" and "expired" in done["error"]
+        await slack.wait_for(lambda: bool(slack.updates))
+        _, key = await bot.click("seat_step_confirm", value, user=ADMIN)  # too late
+        (late,) = await slack.wait_responses(key, 1)
+        assert "expired" in late["text"] and sandbox.patches == [] and len(slack.completions) == 1
+        assert await redis_client.keys("seatbot:step:*") == []  # the workflow token is gone with the card
+    finally:
+        await bot.aclose()
+
+
+async def test_requester_cannot_confirm_their_own_request(
+    slack: FakeSlack, sandbox: Sandbox, redis_url: str
+) -> None:
+    """The workflow's submitter counts as the requester: another admin has to confirm."""
+    bot = build(slack, sandbox, redis_url)
+    try:
+        execution = await start_step(bot, target=ALICE, requester=ADMIN)
+        value = button(await step_card(slack), "seat_step_confirm")["value"]
+        _, key = await bot.click("seat_step_confirm", value, user=ADMIN)
+        (refusal,) = await slack.wait_responses(key, 1)
+        assert "Two-person rule" in refusal["text"] and slack.completions == []
+        await bot.click("seat_step_confirm", value, user=ADMIN2)
+        method, _ = await completion(slack, execution)
+        assert method == "functions.completeSuccess"
+    finally:
+        await bot.aclose()
+
+
+async def test_a_seat_already_gone_or_a_bad_input_completes_at_once(
+    slack: FakeSlack, sandbox: Sandbox, redis_url: str
+) -> None:
+    """No seat to remove: success with outcome already_removed and no card; no target: an error."""
+    bot = build(slack, sandbox, redis_url)
+    try:
+        uid = next(u for u, rec in sandbox.users.items() if rec["email"] == ALICE)
+        sandbox.users[uid].update(access_seat=False, gateway_seat=False)
+        gone = await start_step(bot, target=ALICE)
+        method, done = await completion(slack, gone)
+        assert method == "functions.completeSuccess" and done["outputs"]["outcome"] == "already_removed"
+        bad = await start_step(bot)
+        method, done = await completion(slack, bad)
+        assert method == "functions.completeError" and "exactly one of" in done["error"]
+        assert slack.posts == [] and sandbox.patches == []
+    finally:
+        await bot.aclose()
+
+
+async def test_the_step_works_over_socket_mode(
+    slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: aredis.Redis
+) -> None:
+    """The Socket Mode app (no signatures) runs the same step: event → card → confirm → completeSuccess."""
+    settings = settings_for(slack, sandbox, redis_url, slack_app_token="xapp-test-app-token")
+    runtime, app = build_slack(settings, verify_signatures=False, seats_transport=sandbox.transport())
+    try:
+        event = function_executed({"channel": CHANNEL, "target": ALICE}, "FxSock")
+        response = await app.async_dispatch(AsyncBoltRequest(body=event, mode="socket_mode"))
+        assert response.status == 200
+        value = button(await step_card(slack), "seat_step_confirm")["value"]
+        click = action_body(
+            "seat_step_confirm", value, user=ADMIN, channel=CHANNEL, response_url=slack.response_url("s")
+        )
+        payload = json.loads(dict(parse_qsl(click))["payload"])
+        await app.async_dispatch(AsyncBoltRequest(body=payload, mode="socket_mode"))
+        method, done = await completion(slack, "FxSock")
+        assert method == "functions.completeSuccess" and done["outputs"]["outcome"] == "revoked"
+    finally:
+        await runtime.aclose()
