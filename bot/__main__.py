@@ -15,7 +15,7 @@ from pathlib import Path
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError
 from bot.logs import setup_logging
-from bot.startup import announce, require_for
+from bot.startup import announce, require_for, require_listenable
 
 
 def run_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -24,6 +24,7 @@ def run_serve(settings: Settings, args: argparse.Namespace) -> int:
     if settings.web_concurrency > 1 and settings.redis_url is None:
         # each worker would keep its own confirmations: a click landing elsewhere would "expire"
         raise ConfigError("REDIS_URL: required when WEB_CONCURRENCY is more than 1")
+    require_listenable(settings)
     announce(settings, mode="http")
     from bot.slack.server import serve
 

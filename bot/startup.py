@@ -6,7 +6,9 @@ runs, so it stays the same whichever ASGI server or listener serves the requests
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -34,6 +36,25 @@ def require_for(settings: Settings, *, mode: Mode) -> None:
     gone = missing_for(settings, mode=mode)
     if gone:
         raise ConfigError(f"not set: {', '.join(gone)}")
+
+
+def require_listenable(settings: Settings) -> None:
+    """HOST and PORT checked before the server starts, so a bad one is named instead of an
+    ASGI server's bare `[Errno 98]` (the port is free now; a race with another process stays possible)."""
+    try:
+        infos = socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_STREAM)
+    except OSError:
+        raise ConfigError(
+            f"HOST: {settings.host} is not an address or a name this machine resolves"
+        ) from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            why = "already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or "cannot be bound")
+            raise ConfigError(f"PORT: {settings.host}:{settings.port} {why}") from None
 
 
 def redis_label(settings: Settings) -> str:

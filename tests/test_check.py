@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 import threading
@@ -211,3 +212,23 @@ def test_starting_names_every_missing_setting(
     (line,) = result.stderr.splitlines()
     assert result.returncode == 2 and all(name in line for name in names), line
     assert ("SLACK_SIGNING_SECRET" in line) == (command == "serve")
+
+
+def test_a_taken_port_or_unknown_host_is_named(tmp_path: Path) -> None:
+    """PORT already in use, or a HOST that does not resolve: one line naming it, not `[Errno 98]`."""
+    base = {
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "CLOUDFLARE_ACCOUNT_ID": DEMO_ACCOUNT_ID,
+        "CLOUDFLARE_API_TOKEN": DEMO_TOKEN,
+    }
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))  # noqa: S104 - where the bot listens by default
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        busy = run_bot(tmp_path, "serve", PORT=port, **base)
+    (line,) = busy.stderr.splitlines()
+    assert busy.returncode == 2 and line.endswith(f"PORT: 0.0.0.0:{port} already in use")
+    nowhere = run_bot(tmp_path, "serve", PORT=str(free_port()), HOST="seatbot-no-such-host.invalid", **base)
+    (line,) = nowhere.stderr.splitlines()
+    assert nowhere.returncode == 2 and "HOST: seatbot-no-such-host.invalid is not an address" in line
