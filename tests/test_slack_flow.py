@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import redis.asyncio as aredis
@@ -102,8 +103,12 @@ async def test_twenty_concurrent_confirms_patch_once(bot: SlackClient, sandbox: 
     await bot.slack.wait_for(lambda: sum(len(bot.slack.responses[k]) for k in keys) >= 19 + 3)
     await asyncio.sleep(0.1)
     assert len(sandbox.patches) == 1
-    expired = [k for k in keys if "already handled" in all_text(bot.slack.responses[k])]
-    assert len(expired) == 19
+    # The other 19 are told the card was handled, or (while the first click's lease runs) that it
+    # is still being handled: which one depends only on timing, and neither acts.
+    told = [
+        k for k in keys if re.search("already handled|still being handled", all_text(bot.slack.responses[k]))
+    ]
+    assert len(told) == 19
 
 
 async def test_command_on_one_instance_click_on_another(
