@@ -359,6 +359,7 @@ TOPICS: dict[str, Callable[[], Awaitable[None]]] = {
     "edge": main,
     "idle": lambda: __import__("bench.idle", fromlist=["main"]).main(),
     "directory": directory,
+    "schedule": lambda: __import__("bench.schedule", fromlist=["main"]).main(),
 }
 
 

@@ -245,7 +245,12 @@ class Schedules:
                 remaining = [t for t in remaining if t.seat_uid not in done]
                 if self._clock() + delay > deadline:
                     break
-                log.warning("scheduled removal %s: attempt %d failed, retrying", entry.id, attempts)
+                log.warning(
+                    "scheduled removal %s: attempt %d failed (%s), retrying",
+                    entry.id,
+                    attempts,
+                    error.describe(),
+                )
                 await self._sleep(delay)
                 delay = min(delay * 2, 60.0)
         ok = await flow.audit.record_many(

@@ -254,15 +254,15 @@ class Sandbox:
                 body = json.loads(raw)
             except ValueError:
                 body = raw.decode("utf-8", "replace")
-        self.requests.append(
-            RecordedRequest(
-                request.method,
-                request.url.path,
-                dict(request.query_params),
-                {k.lower(): v for k, v in request.headers.items()},
-                body,
-            )
+        recorded = RecordedRequest(
+            request.method,
+            request.url.path,
+            dict(request.query_params),
+            {k.lower(): v for k, v in request.headers.items()},
+            body,
         )
+        self.requests.append(recorded)
+        request.state.recorded = recorded  # its own body: requests[-1] may be another's by now
         if self.latency:
             await asyncio.sleep(self.latency)
         for index, fault in enumerate(self.faults):
@@ -344,7 +344,7 @@ class Sandbox:
         problem = await self._common(request)
         if problem is not None:
             return problem
-        body = self.requests[-1].body
+        body = request.state.recorded.body
         if not isinstance(body, list):
             return _failure(400, 10001, "Request body must be a JSON array of seats")
         for item in body:
