@@ -27,6 +27,7 @@ from bot.seat_lookup import age_text
 from bot.state.directory import DirectoryStatus, SeatDirectory
 
 log = logging.getLogger("seatbot.directory")
+RETRY_AFTER_FAILURE = 300.0  # seconds: a sync that failed (say at page 700) is not restarted sooner
 OFF = "The seat directory is off (SEATBOT_DIRECTORY_REFRESH_SECONDS=0): seat UIDs are found by scanning."
 
 
@@ -103,6 +104,13 @@ class DirectorySync:
         status = await self.status()
         if not self.enabled or status.state == "syncing":
             return False
+        failed_at = status.last.get("last_at")
+        if failed_at is not None:  # a failed sync is retried after a pause, not every check
+            try:
+                if self._clock() - float(failed_at) < min(self.refresh_seconds, RETRY_AFTER_FAILURE):
+                    return False
+            except ValueError:
+                pass
         return status.synced_at is None or self._clock() - status.synced_at >= self.refresh_seconds
 
     async def refresh_loop(self, *, every: float | None = None) -> None:

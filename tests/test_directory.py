@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -294,3 +296,28 @@ async def test_a_sync_that_lost_its_lease_cannot_swap_in(redis_client: aredis.Re
     snapshot = await directory.lookup(["seat-a", "seat-b"])
     assert snapshot.emails == {"seat-a": None, "seat-b": "b@example.com"} and snapshot.synced_at == 2.0
     assert await directory.uids_for(["B@Example.com"]) == {"B@Example.com": "seat-b"}
+
+
+async def test_a_failed_sync_keeps_the_directory_says_why_and_backs_off(
+    bot: SlackClient, sandbox: Sandbox
+) -> None:
+    """Cloudflare refuses page 3: the previous directory stays, `/seat sync` says why, and the periodic
+    check waits before it tries again (a failing sync must not eat the budget every minute)."""
+    sandbox.synthetic.resize(400)
+    sync = sync_of(bot)
+    assert await sync.run_once() is not None
+    sandbox.synthetic.resize(450)
+    sandbox.inject(status=403, code=10000, message="listing denied", methods=("GET",), skip=2)
+    text = all_text(await card_for(bot, "sync"))
+    assert "Directory sync failed" in text and "listing denied" in text and "405 users" in text
+    health = (await bot.http.get("/healthz")).json()["directory"]
+    assert health["state"] == "ready" and health["users"] == 405
+    now = time.time()
+    for later, due in ((0.0, False), (301.0, True)):  # overdue (refresh 1 s), but the failure is recent
+        check = DirectorySync(
+            directory=sync.directory,
+            seats=sync.seats,
+            refresh_seconds=1,
+            clock=functools.partial(sum, (now, later)),
+        )
+        assert await check.due() is due
