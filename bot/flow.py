@@ -429,6 +429,8 @@ class SeatFlow:
         return tuple(SeatResult(t, by_uid.get(t.seat_uid)) for t in pending.targets)
 
     async def _record_results(self, pending: Pending, confirmer: str, results: Sequence[SeatResult]) -> bool:
+        if self.idle is not None:  # the directory's idle facts learn it before the next sync
+            await self.idle.source.freed([r.target.seat_uid for r in results if r.confirmed])
         events: list[tuple[AuditEvent, dict[str, Any]]] = []
         for result in results:
             seat = result.seat

@@ -124,3 +124,18 @@ async def test_a_sweep_without_room_in_the_budget_pauses_and_the_job_runner_fini
     assert "200 freed, 0 skipped, 0 failed" in post["text"] and post["channel"] == "C0OPS"
     freed_files = [f for f in slack.uploaded() if f["filename"].startswith("freed-seats-")]
     assert [f["content"].count(b"\n") - 1 for f in freed_files] == [200, 200]
+
+
+async def test_a_revoked_seat_leaves_the_idle_list_before_the_next_sync(
+    bot: SlackClient, sandbox: Sandbox
+) -> None:
+    """A person revoked with `/seat revoke` is not listed again by `/seat idle` on the same directory."""
+    (user,) = add_idle(sandbox, 1)
+    await sync(bot)
+    assert (await card_for(bot, "idle"))["text"].startswith("1 idle seat")
+    card = await card_for(bot, f"revoke {user['email']}")
+    _, key = await bot.click("seat_confirm", button(card, "seat_confirm")["value"])
+    await bot.slack.wait_for(
+        lambda: any(r.get("response_type") == "in_channel" for r in bot.slack.responses[key])
+    )
+    assert (await card_for(bot, "idle"))["text"].startswith("0 idle seats of 5 in use")
