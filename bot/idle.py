@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from bot.models import SEAT_UID_RE, AccessUser, Pending
 
@@ -34,24 +34,65 @@ CSV_COLUMNS = (
 _FACT_FIELDS = ("email", "name", "access_seat", "gateway_seat", "last_successful_login", "created_at")
 
 
+class UserFacts(Protocol):
+    """What the idle rule reads of a user: an AccessUser, or a directory Fact (cheaper by far)."""
+
+    @property
+    def seat_uid(self) -> str | None: ...
+    @property
+    def email(self) -> str | None: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def access_seat(self) -> bool | None: ...
+    @property
+    def gateway_seat(self) -> bool | None: ...
+    @property
+    def last_successful_login(self) -> str | None: ...
+    @property
+    def created_at(self) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """One seat as the directory keeps it for the idle rule (a plain record: no validation cost)."""
+
+    seat_uid: str
+    email: str | None
+    name: str | None
+    access_seat: bool | None
+    gateway_seat: bool | None
+    last_successful_login: str | None
+    created_at: str | None
+
+
 def fact(item: Mapping[str, Any]) -> str:
     """What the idle rule reads of one user, as compact JSON (the seat directory keeps it per seat)."""
     return json.dumps([item.get(name) for name in _FACT_FIELDS], separators=(",", ":"))
 
 
-def user_from_fact(seat_uid: str, raw: str | bytes) -> AccessUser | None:
-    """The AccessUser a directory fact describes (None if it cannot be read)."""
+def read_fact(seat_uid: str, raw: str | bytes) -> Fact | None:
+    """The seat a directory fact describes; None if it cannot be read (wrong shape or types)."""
     try:
         values = json.loads(raw)
     except ValueError:
         return None
     if not isinstance(values, list) or len(values) != len(_FACT_FIELDS):
         return None
-    data = dict(zip(_FACT_FIELDS, values, strict=True))
-    try:
-        return AccessUser.model_validate({"seat_uid": seat_uid, **data})
-    except ValueError:
+    email, name, access, gateway, last_login, created = values
+    if not all(v is None or type(v) is str for v in (email, name, last_login, created)):
         return None
+    if not all(v is None or type(v) is bool for v in (access, gateway)):
+        return None
+    return Fact(seat_uid, email, name, access, gateway, last_login, created)
+
+
+def user_from_fact(seat_uid: str, raw: str | bytes) -> AccessUser | None:
+    """The AccessUser a directory fact describes (None if it cannot be read)."""
+    found = read_fact(seat_uid, raw)
+    if found is None:
+        return None
+    return AccessUser.model_validate({name: getattr(found, name) for name in ("seat_uid", *_FACT_FIELDS)})
 
 
 class SourceChanged(Exception):
@@ -139,10 +180,10 @@ class IdleRule:
     def cutoff(self) -> float:
         return self.now - self.days * DAY
 
-    def holds_seat(self, user: AccessUser) -> bool:
+    def holds_seat(self, user: UserFacts) -> bool:
         return bool(user.access_seat) or bool(user.gateway_seat)
 
-    def idle(self, user: AccessUser) -> IdleSeat | None:
+    def idle(self, user: UserFacts) -> IdleSeat | None:
         """The user as an IdleSeat when the rule says idle (exclusions not applied), else None."""
         if not self.holds_seat(user) or not user.seat_uid or not SEAT_UID_RE.fullmatch(user.seat_uid):
             return None
@@ -167,7 +208,7 @@ class IdleTally:
     excluded: int = 0
     idle: list[IdleSeat] = field(default_factory=list)
 
-    def add(self, users: Iterable[AccessUser]) -> None:
+    def add(self, users: Iterable[UserFacts]) -> None:
         for user in users:
             self.users += 1
             if not self.rule.holds_seat(user):
@@ -186,7 +227,7 @@ class IdleTally:
         return sorted(self.idle, key=lambda s: (s.since, s.email or "", s.seat_uid))
 
 
-def find_idle(users: Iterable[AccessUser], rule: IdleRule) -> IdleTally:
+def find_idle(users: Iterable[UserFacts], rule: IdleRule) -> IdleTally:
     """The whole rule over one listing."""
     tally = IdleTally(rule)
     tally.add(users)
@@ -273,7 +314,7 @@ class SweepOutcome:
 
 
 def recheck(
-    shown: Iterable[IdleSeat], current: Mapping[str, AccessUser], rule: IdleRule
+    shown: Iterable[IdleSeat], current: Mapping[str, UserFacts], rule: IdleRule
 ) -> tuple[list[IdleSeat], list[tuple[IdleSeat, str]]]:
     """At confirm time: the seats still idle (to free) and the ones skipped, with why."""
     keep: list[IdleSeat] = []

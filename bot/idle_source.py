@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from bot.directory_sync import DirectorySync
-from bot.idle import SourceInfo
-from bot.models import AccessUser
+from bot.idle import SourceInfo, UserFacts
 from bot.seat_lookup import age_text
 from bot.state.directory import DirectoryStatus
 from bot.state.seat_facts import SeatFacts
@@ -51,7 +50,7 @@ class DirectorySource:
             return None, "the seat directory's first sync has not finished yet"
         return status, None
 
-    async def scan(self, each: Callable[[Sequence[AccessUser]], None]) -> SourceInfo:
+    async def scan(self, each: Callable[[Sequence[UserFacts]], None]) -> SourceInfo:
         status, why = await self._fresh()
         if status is None or status.synced_at is None:
             info = await self.fallback.scan(each)
@@ -63,7 +62,7 @@ class DirectorySource:
             note = f"the directory is {age_text(age)} old: a refresh is running and did not finish in time"
         return SourceInfo("directory", status.synced_at, True, note)
 
-    async def current(self, seat_uids: Sequence[str]) -> dict[str, AccessUser]:
+    async def current(self, seat_uids: Sequence[str]) -> Mapping[str, UserFacts]:
         status, _ = await self._fresh()
         if status is None:
             return await self.fallback.current(seat_uids)

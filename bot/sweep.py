@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from bot.cloudflare.budget import Lane
@@ -32,6 +32,7 @@ from bot.idle import (
     SourceInfo,
     SweepOutcome,
     SweepProgress,
+    UserFacts,
     recheck,
 )
 from bot.models import AccessUser, AuditEvent, Pending, Seat, SeatUpdate, new_id
@@ -55,9 +56,9 @@ Announce = Callable[[SweepOutcome], Awaitable[None]]
 class UserSource(Protocol):
     """Where the idle rule reads the account's users: the seat directory, or a Cloudflare scan."""
 
-    async def scan(self, each: Callable[[Sequence[AccessUser]], None]) -> SourceInfo: ...
+    async def scan(self, each: Callable[[Sequence[UserFacts]], None]) -> SourceInfo: ...
 
-    async def current(self, seat_uids: Sequence[str]) -> dict[str, AccessUser]: ...
+    async def current(self, seat_uids: Sequence[str]) -> Mapping[str, UserFacts]: ...
 
     async def freed(self, seat_uids: Sequence[str]) -> None: ...
 
@@ -105,17 +106,17 @@ class ScanSource:
         self._pages = pages
         self._clock = clock
 
-    async def scan(self, each: Callable[[Sequence[AccessUser]], None]) -> SourceInfo:
+    async def scan(self, each: Callable[[Sequence[UserFacts]], None]) -> SourceInfo:
         started = self._clock()
         complete = await self._pages.each_user_page(each)
         note = None if complete else "the listing stopped at CLOUDFLARE_MAX_PAGES: counts are partial"
         return SourceInfo("scan", started, complete, note)
 
-    async def current(self, seat_uids: Sequence[str]) -> dict[str, AccessUser]:
+    async def current(self, seat_uids: Sequence[str]) -> Mapping[str, UserFacts]:
         wanted = set(seat_uids)
-        found: dict[str, AccessUser] = {}
+        found: dict[str, UserFacts] = {}
 
-        def keep(batch: Sequence[AccessUser]) -> None:
+        def keep(batch: Sequence[UserFacts]) -> None:
             found.update((str(u.seat_uid), u) for u in batch if u.seat_uid in wanted)
 
         await self.scan(keep)

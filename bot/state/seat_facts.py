@@ -14,7 +14,7 @@ import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
 from bot.errors import StoreUnavailable
-from bot.idle import SourceChanged, fact, user_from_fact
+from bot.idle import SourceChanged, UserFacts, fact, read_fact, user_from_fact
 from bot.models import AccessUser
 from bot.state.directory import FACTS, META
 
@@ -30,7 +30,7 @@ class SeatFacts:
         self._redis = redis
         self._batch = batch
 
-    async def scan(self, each: Callable[[Sequence[AccessUser]], None]) -> int:
+    async def scan(self, each: Callable[[Sequence[UserFacts]], None]) -> int:
         """Every seat's facts, batch by batch into `each`; returns the count. SourceChanged if a sync
         swapped in meanwhile (the caller starts over, so a report never mixes two syncs)."""
         try:
@@ -42,21 +42,21 @@ class SeatFacts:
             raise StoreUnavailable(f"Redis: {type(exc).__name__}") from None
         return users
 
-    async def _read(self, each: Callable[[Sequence[AccessUser]], None]) -> int:
+    async def _read(self, each: Callable[[Sequence[UserFacts]], None]) -> int:
         seen: set[str] = set()  # HSCAN may return a field twice
         cursor = 0
         while True:
             cursor, found = await self._redis.hscan(FACTS, cursor, count=self._batch)
-            batch = []
+            batch: list[UserFacts] = []
             assert isinstance(found, dict)  # HSCAN without NOVALUES answers field → value
             for raw_uid, raw in found.items():
                 uid = _text(raw_uid)
                 if uid in seen:
                     continue
                 seen.add(uid)
-                user = user_from_fact(uid, raw)
-                if user is not None:
-                    batch.append(user)
+                found_fact = read_fact(uid, raw)
+                if found_fact is not None:
+                    batch.append(found_fact)
             each(batch)
             if cursor == 0:
                 return len(seen)
