@@ -291,3 +291,27 @@ async def test_bad_time_makes_no_cloudflare_call(slack: FakeSlack, sandbox: Sand
         assert "in the past" in reply["text"] and sandbox.requests == []
     finally:
         await bot.aclose()
+
+
+async def test_a_firing_lease_makes_a_second_run_wait_and_a_dead_run_retry(
+    redis_client: aredis.Redis,
+) -> None:
+    """Two runs of one job: the second finds it busy; if the first died, a run after its lease fires."""
+    from bot.models import Pending, PendingTarget
+    from bot.state.schedules import Entry, ScheduleStore
+
+    store = ScheduleStore(redis_client)
+    target = PendingTarget(label=ALICE, seat_uid="c6edcb67-0714-5d82-ab67-eac89e8458f6", email=ALICE)
+    pending = Pending("a" * 32, ADMIN, CHANNEL, [target], None, 0.0, 600.0, at=100.0)
+    entry = Entry(id="b" * 32, pending=pending, at=100.0, confirmer=ADMIN2, scheduled_at=0.0)
+    assert await store.add(entry) == ("added", entry.id)
+    again = Entry(id="c" * 32, pending=pending, at=200.0, confirmer=ADMIN2, scheduled_at=0.0)
+    assert await store.add(again) == ("duplicate", entry.id)  # one pending schedule per seat
+    status, claimed = await store.claim_firing(entry.id, now=100.0, lease=60)
+    assert status == "claimed" and claimed is not None and claimed.confirmer == ADMIN2
+    assert (await store.claim_firing(entry.id, now=130.0, lease=60))[0] == "busy"
+    assert (await store.remove(entry.id, now=130.0, mode="cancel"))[0] == "firing"  # too late to cancel
+    assert (await store.claim_firing(entry.id, now=161.0, lease=60))[0] == "claimed"  # the first died
+    assert (await store.remove(entry.id, now=170.0, mode="done"))[0] == "removed"
+    assert (await store.claim_firing(entry.id, now=171.0, lease=60))[0] == "missing"
+    assert await store.holders([target.seat_uid]) == {}  # the seat can be scheduled again
