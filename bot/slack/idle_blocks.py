@@ -36,7 +36,7 @@ def _n(count: int, noun: str) -> str:
 
 def source_line(info: SourceInfo, now: float) -> str:
     if info.kind == "directory":
-        fresh = "seat directory"
+        fresh = "the seat directory"
         if info.synced_at:
             fresh += f", synced {age_text(now - info.synced_at)} ago"
     else:
