@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
+from typing import Any
 
 import httpx
 import pytest
@@ -24,6 +25,7 @@ from tests.support.harness import (
     command_body,
     running,
     settings_for,
+    sign,
 )
 
 API = "http://127.0.0.1:9999/api/"
@@ -141,8 +143,10 @@ class Timed(httpx.AsyncBaseTransport):
     def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
         self.inner = inner
         self.patched_at: list[float] = []
+        self.called_at: list[float] = []
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.called_at.append(time.perf_counter())
         if request.method == "PATCH":
             self.patched_at.append(time.perf_counter())
         return await self.inner.handle_async_request(request)
@@ -205,3 +209,46 @@ async def test_audit_command_does_not_wait_either(
         _, key = await bot.command("audit")
         await slack.wait_responses(key, 1)
         assert time.perf_counter() - started < 0.5
+
+
+# -- item 9: work after the ack never runs ahead of it -----------------------------------------
+
+
+async def test_command_work_starts_only_after_the_ack_is_sent(
+    slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: object
+) -> None:
+    """The first Cloudflare call of `/seat status` leaves after the 200 is written, not before."""
+    timed = Timed(sandbox.transport())
+    app = build_app(settings_for(slack, sandbox, redis_url), seats_transport=timed)
+    body = command_body(f"status {ALICE}", user=ADMIN, channel=CHANNEL, response_url=slack.response_url("a"))
+    raw = body.encode()
+    sent_at: list[float] = []
+    chunks = [{"type": "http.request", "body": raw, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        return chunks.pop() if chunks else {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            sent_at.append(time.perf_counter())
+
+    headers = [(k.lower().encode(), v.encode()) for k, v in sign(body).items()]
+    scope: dict[str, Any] = {
+        "type": "http",
+        "method": "POST",
+        "path": "/slack/events",
+        "headers": headers,
+        "query_string": b"",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "scheme": "http",
+        "root_path": "",
+        "client": ("127.0.0.1", 1),
+        "server": ("bot.test", 80),
+    }
+    try:
+        await app(scope, receive, send)
+        await slack.wait_responses("a", 1)
+        assert sent_at and timed.called_at and timed.called_at[0] > sent_at[0]
+    finally:
+        await app.state.runtime.aclose()

@@ -138,6 +138,7 @@ class Sandbox:
         self.omit: set[str] = set()  # seat UIDs a PATCH silently leaves out of `result` (not updated)
         self.garble: set[str] = set()  # seat UIDs a PATCH updates but returns with seat_uid null
         self.requests: list[RecordedRequest] = []
+        self.applied_at: deque[float] = deque(maxlen=100)  # wall clock of each applied PATCH (benchmarks)
         base = "/client/v4/accounts/{account_id}/access"
         self.app = Starlette(
             routes=[
@@ -232,6 +233,7 @@ class Sandbox:
                 "rate_limit": self.rate_limit,
                 "rate_peak": self.rate_peak,
                 "rejected": self.rejected,
+                "applied_at": list(self.applied_at),
             }
         )
 
@@ -377,6 +379,7 @@ class Sandbox:
             if item["seat_uid"] in self.garble:
                 seat["seat_uid"] = None
             result.append(seat)
+        self.applied_at.append(time.time())
         return self._ok(result)
 
     async def _users(self, request: Request) -> Response:

@@ -11,6 +11,8 @@ drops slash commands that merely mention the word (a channel `payload-oncall`, a
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import hashlib
 import hmac
 import json
@@ -22,10 +24,13 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from slack_bolt.async_app import AsyncApp, AsyncBoltRequest
+from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 log = logging.getLogger("seatbot.edge")
+# Set while Bolt handles a request; the response's background task sets it once the ack is sent.
+_ack_sent: contextvars.ContextVar[asyncio.Event | None] = contextvars.ContextVar("ack_sent", default=None)
 
 # Slack signs `v0:<timestamp>:<body>` and rejects requests older than five minutes; so do we.
 MAX_SKEW_SECONDS = 300
@@ -183,9 +188,26 @@ class SlackEdge:
         }
         forwarded["content-type"] = "application/json"
         bolt_request = AsyncBoltRequest(body=json.dumps(parsed), headers=forwarded)
-        answer = await self._bolt.async_dispatch(bolt_request)
+        sent = asyncio.Event()
+        token = _ack_sent.set(sent)  # the listener task Bolt starts inherits it
+        try:
+            answer = await self._bolt.async_dispatch(bolt_request)
+        except BaseException:
+            sent.set()
+            raise
+        finally:
+            _ack_sent.reset(token)
         return Response(
             status_code=answer.status,
             content=answer.body,
             headers=answer.first_headers_without_set_cookie(),
+            background=BackgroundTask(sent.set),
         )
+
+
+async def after_ack(*, at_most: float = 0.5) -> None:
+    """Wait until the ack has been written to Slack (HTTP), so work after it never delays it."""
+    sent = _ack_sent.get()
+    if sent is not None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(sent.wait(), at_most)

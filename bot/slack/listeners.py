@@ -16,6 +16,7 @@ from bot.logs import request_scope
 from bot.outcomes import Failure, Notice, Outcome
 from bot.slack import blocks, files, replies
 from bot.slack.delivery import Respond, Responder, deliver, send
+from bot.slack.edge import after_ack
 from bot.slack.lanes import DeadlineExceeded, Lane
 
 log = logging.getLogger("seatbot.listeners")
@@ -77,6 +78,7 @@ def build_bolt_app(
     @app.command("/seat")
     async def seat_command(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()  # before anything slow: Slack gives up after 3 seconds
+        await after_ack()  # the work starts once the ack is on the wire, never ahead of it
         user, channel = str(body.get("user_id", "")), str(body.get("channel_id", ""))
         respond = responder.to(str(body.get("response_url", "")), channel=channel, user=user)
         with request_scope() as rid:

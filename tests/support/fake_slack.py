@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -28,6 +29,7 @@ class FakeSlack:
         self.reject_responses = False  # answer every response_url post with 404
         self.latency = 0.0  # seconds added before every answer (Slack 100 ms away)
         self.ephemerals: list[dict[str, Any]] = []
+        self.received_at: dict[str, list[float]] = defaultdict(list)  # wall clock per response_url post
         self.files: dict[str, dict[str, Any]] = {}  # file id → filename, length, content, channel, title
         self.file_error: str | None = None  # e.g. "not_in_channel" from files.completeUploadExternal
         self.views: list[dict[str, Any]] = []  # views.publish calls: user_id and the parsed view
@@ -43,6 +45,7 @@ class FakeSlack:
         app.router.add_post("/redirect/{key}", self._redirect)
         app.router.add_post("/upload/{file_id}", self._upload)
         app.router.add_get("/_responses/{key}", self._recorded)
+        app.router.add_get("/_times/{key}", self._times)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", port)
@@ -223,12 +226,17 @@ class FakeSlack:
             return web.Response(status=404, text="expired_url")
         async with self._changed:
             self.responses[request.match_info["key"]].append(body)
+            self.received_at[request.match_info["key"]].append(time.time())
             self._changed.notify_all()
         return web.Response(text="ok")
 
     async def _redirect(self, request: web.Request) -> web.Response:
         """A response_url that redirects elsewhere: a bot that follows it would post to /response/."""
         raise web.HTTPTemporaryRedirect(f"/response/{request.match_info['key']}")
+
+    async def _times(self, request: web.Request) -> web.Response:
+        """When each response_url post to `key` was recorded (wall clock), for the benchmark."""
+        return web.json_response(self.received_at.get(request.match_info["key"], []))
 
     async def _recorded(self, request: web.Request) -> web.Response:
         """For a fake Slack in another process (the benchmark): what a response_url received."""
