@@ -214,8 +214,9 @@ async def test_cloudflare_failure_past_the_window_is_reported_with_try_again(
         retry = button({"blocks": json.loads(blocks_of(post))}, "seat_confirm")
         sandbox.faults.clear()
         _, key = await bot.click("seat_confirm", retry["value"], user=ADMIN)
-        results = await slack.wait_responses(key, 1)
-        assert "revoked" in all_text(results) and sandbox.users[alice_uid(sandbox)]["access_seat"] is False
+        # the progress note and the PATCH start together: wait for the outcome, not the first post
+        await slack.wait_for(lambda: "revoked" in all_text(slack.responses[key]))
+        assert sandbox.users[alice_uid(sandbox)]["access_seat"] is False
     finally:
         await bot.aclose()
 
