@@ -150,7 +150,7 @@ def _option_at(token: str) -> str | None:
     return "--" + m.group(1).lower() if m else None
 
 
-def _option_value(rest: str, start: int, *, targets_before: bool) -> tuple[str, int, str | None]:
+def _option_value(rest: str, start: int, *, option: str, targets_before: bool) -> tuple[str, int, str | None]:
     """An option's text from `start`: (text, where parsing goes on, a note for the card or None).
 
     Quoted ("…") text ends at its closing quote. Unquoted text runs to the next option or the end;
@@ -180,8 +180,8 @@ def _option_value(rest: str, start: int, *, targets_before: bool) -> tuple[str, 
     note = None
     if people:
         note = (
-            f"The reason mentions {', '.join(people)}; that was not taken as a target. To revoke "
-            "it too, put it before `--reason`."
+            f"The text of `{option}` mentions {', '.join(people)}; that was not taken as a target. "
+            f"To revoke it too, put it before `{option}`."
         )
     return rest[offset:stop], stop, note
 
@@ -209,7 +209,7 @@ def _split(verb: str, rest: str) -> tuple[list[str], dict[str, object], list[str
             raise ParseError(f"`{name}` is given twice.")
         equals = unescape(token).find("=")
         start = m.start() + len(token) if equals < 0 else m.start() + len(token.split("=", 1)[0]) + 1
-        text, pos, note = _option_value(rest, start, targets_before=bool(tokens))
+        text, pos, note = _option_value(rest, start, option=name, targets_before=bool(tokens))
         values[spec.field] = spec.convert(text)
         if note:
             notes.append(note)
