@@ -120,6 +120,7 @@ class Sandbox:
         self.email = email
         self.api_key = api_key
         self.latency = latency
+        self.hold: asyncio.Event | None = None  # set: every request waits for it (tests pause mid-call)
         self.clock = clock
         self.users: dict[str, dict[str, Any]] = {}
         seed = (
@@ -267,6 +268,8 @@ class Sandbox:
         request.state.recorded = recorded  # its own body: requests[-1] may be another's by now
         if self.latency:
             await asyncio.sleep(self.latency)
+        if self.hold is not None:
+            await self.hold.wait()
         for index, fault in enumerate(self.faults):
             if request.method in fault.methods:
                 if fault.skip > 0:
