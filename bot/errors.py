@@ -4,6 +4,7 @@
     ├── ConfigError                 a setting is missing or malformed (start-up stops)
     ├── ParseError                  a /seat command cannot be read (the message says what to type)
     ├── StoreUnavailable            Redis cannot be reached
+    ├── OutdatedRecord              a stored record of another format version, or unreadable: not used
     └── SeatsError                  anything the Cloudflare adapter raises
         ├── InvalidRequest          input rejected before sending, or HTTP 400/422
         ├── AuthenticationFailed    HTTP 401
@@ -20,9 +21,10 @@ Messages never contain credentials: they are built from Cloudflare's codes and m
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
-from bot.models import Seat
+if TYPE_CHECKING:  # bot.models raises OutdatedRecord from here
+    from bot.models import Seat
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,10 @@ class ParseError(SeatbotError):
 
 class StoreUnavailable(SeatbotError):
     """Redis could not be reached."""
+
+
+class OutdatedRecord(SeatbotError):
+    """A stored record this release cannot use (another format version, or unreadable): never acted on."""
 
 
 class SeatsError(SeatbotError):

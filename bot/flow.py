@@ -58,7 +58,7 @@ BUSY = (
     "resumes (repeating it is safe)."
 )
 OUTDATED = (
-    "This card was made by an earlier version of the bot and can no longer be used. Run the command again."
+    "This card was made by another version of the bot and can no longer be used. Run the command again."
 )
 NO_SEAT = "has no Zero Trust seat (access ✗ / gateway ✗ already); nothing to revoke."
 Progress = Callable[[Any], Awaitable[None]]  # a Pending (revoke) or a SweepProgress (idle sweep)

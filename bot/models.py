@@ -10,7 +10,9 @@ import secrets
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, field_validator
+
+from bot.errors import OutdatedRecord
 
 SEAT_UID_RE = re.compile(r"^[A-Za-z0-9-]{1,36}$")
 
@@ -78,7 +80,15 @@ class AccessUser(BaseModel):
         return self.access_seat is False and self.gateway_seat is False
 
 
-FORMAT_VERSION = 1  # of a stored Pending; a record with another version is refused as outdated
+# Of a stored Pending; a record with another version is refused as outdated (never acted on), so a
+# release never reads a card whose fields it does not know. Bump it with every change of fields.
+# 1: up to scheduled removals (`sweep`, then `at` and `tz`, were added without a bump);
+# 2: the same fields as the last release of 1, with the bump they should have had.
+FORMAT_VERSION = 2
+# Read as current: every field of 1 is in 2, and a field 1 lacked defaults to what 1 meant
+# (no `at`: revoke now). A release that changes a field's meaning raises this floor too.
+OLDEST_READABLE = 1
+READABLE = tuple(range(OLDEST_READABLE, FORMAT_VERSION + 1))
 _ID_CHARS = frozenset("0123456789abcdef")
 
 
@@ -112,15 +122,31 @@ class Pending:
     tz: str = "UTC"  # the time zone `at` was written in
     v: int = FORMAT_VERSION
 
+    __pydantic_config__ = ConfigDict(extra="forbid")  # an unknown field is another format
+
     def dumps(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
 
     @classmethod
     def loads(cls, raw: str | bytes) -> Pending:
-        data = json.loads(raw)
-        data["targets"] = [PendingTarget(**t) for t in data["targets"]]
-        return cls(**data)
+        """The stored record (a readable older version as the current one), or OutdatedRecord when
+        it is of a version this release does not know or cannot be read."""
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise OutdatedRecord("a pending record that is not JSON") from None
+        if not isinstance(data, dict) or data.get("v") not in READABLE:
+            v = data.get("v") if isinstance(data, dict) else None
+            raise OutdatedRecord(f"a pending record of format version {v!r}, not {READABLE}")
+        data["v"] = FORMAT_VERSION
+        try:
+            return _PENDING.validate_python(data)
+        except ValidationError as exc:
+            fields = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors())
+            raise OutdatedRecord(f"a pending record whose fields do not fit: {fields}") from None
 
+
+_PENDING = TypeAdapter(Pending)
 
 ClaimStatus = Literal["claimed", "missing", "outdated", "own_request", "not_requester", "busy"]
 

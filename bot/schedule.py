@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.errors import ParseError, SeatsError, StoreUnavailable
+from bot.errors import OutdatedRecord, ParseError, SeatsError, StoreUnavailable
 from bot.flow import UNAVAILABLE, SeatFlow
 from bot.jobs import JobRunner
 from bot.models import Pending, PendingTarget, Seat, SeatUpdate, new_id
@@ -203,6 +203,9 @@ class Schedules:
     async def fire(self, entry_id: str) -> Fired | None:
         """Run one scheduled removal if no other run holds it; None when there was nothing to do."""
         status, entry = await self.store.claim_firing(entry_id, now=self._clock(), lease=self.lease)
+        if status == "outdated":  # made by a newer release: never acted on here; saq retries it later
+            await self.flow.audit.record("outdated", id=entry_id, action="scheduled removal")
+            raise OutdatedRecord(f"scheduled removal {entry_id} was made by another release; not run here")
         if status != "claimed" or entry is None:
             log.info("scheduled removal %s: %s, nothing to do", entry_id, status)
             return None

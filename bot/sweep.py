@@ -18,6 +18,7 @@ from bot.errors import (
     AuthenticationFailed,
     InvalidRequest,
     NotFound,
+    OutdatedRecord,
     PermissionDenied,
     RateLimited,
     SeatsError,
@@ -267,7 +268,11 @@ class IdleFlow:
         sweep = await self.sweeps.take_rest(sweep_id)
         if sweep is None or sweep.pending is None or sweep.confirmer is None:
             return  # another runner has it, or it was finished
-        pending = Pending.loads(sweep.pending)
+        try:
+            pending = Pending.loads(sweep.pending)
+        except OutdatedRecord as exc:  # never acted on
+            log.error("paused sweep %s cannot be resumed by this release: %s", sweep_id, exc)
+            return
         try:
             outcome = await self._run(pending, sweep.confirmer, sweep, None)
         except SeatsError as exc:  # re-check failed: the seats were not sent, say so

@@ -136,7 +136,7 @@ async def test_card_from_an_older_release_says_it_is_outdated(
     await redis_client.set(PREFIX + old.id, old.dumps(), ex=60)
     _, key = await bot.click("seat_confirm", old.id)
     (reply,) = await bot.slack.wait_responses(key, 1)
-    assert "earlier version" in reply["text"] and "Run the command again" in reply["text"]
+    assert "another version" in reply["text"] and "Run the command again" in reply["text"]
     assert await redis_client.exists(PREFIX + old.id) == 0
     assert sandbox.patches == []
 

@@ -7,20 +7,24 @@ step, so of any number of clicks on any number of processes exactly one gets the
 
 from __future__ import annotations
 
+import logging
 from typing import Literal, cast
 
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
-from bot.errors import StoreUnavailable
-from bot.models import FORMAT_VERSION, Claim, ClaimStatus, Pending, new_id, valid_id
+from bot.errors import OutdatedRecord, StoreUnavailable
+from bot.models import FORMAT_VERSION, OLDEST_READABLE, Claim, ClaimStatus, Pending, new_id, valid_id
+
+log = logging.getLogger("seatbot.pending")
 
 PREFIX = "seatbot:pending:"
 CLAIMED = "seatbot:claimed:"
 
 # KEYS[1] the record, KEYS[2] its claim marker.
 # ARGV: clicker, action, clicker_is_admin, format version, two_person now ("1"/"0"), click nonce,
-# lease seconds.
+# lease seconds, oldest readable format version. A record of another version is deleted and
+# answered 'outdated' (a release before 2 compared with its own 1, so it refuses newer cards).
 # The marker makes the claim idempotent: if the client re-sends the script (a read timeout, then a
 # retry) the same click gets "claimed" again. A later click by the same admin on the same button
 # finds the claim "busy" while the lease (the longest a revoke can take) runs, then resumes it:
@@ -43,7 +47,8 @@ end
 local raw = redis.call('GET', KEYS[1])
 if not raw then return {'missing', false} end
 local ok, rec = pcall(cjson.decode, raw)
-if not ok or type(rec) ~= 'table' or rec.v ~= tonumber(ARGV[4]) then
+local v = ok and type(rec) == 'table' and tonumber(rec.v)
+if not v or v > tonumber(ARGV[4]) or v < tonumber(ARGV[8]) then
   redis.call('DEL', KEYS[1])
   return {'outdated', raw}
 end
@@ -119,6 +124,7 @@ class PendingStore:
                     int(two_person),
                     nonce,
                     self._lease,
+                    OLDEST_READABLE,
                 ],
             )
         except RedisError as exc:
@@ -128,5 +134,11 @@ class PendingStore:
             return Claim("busy", wait=int(raw))
         pending = None
         if raw and status != "outdated":
-            pending = Pending.loads(raw)
+            try:
+                pending = Pending.loads(raw)
+            except OutdatedRecord as exc:  # used up, never acted on: later clicks are "handled"
+                log.warning("pending record %s: %s", pending_id, exc)
+                if status == "claimed":
+                    await self.finish(pending_id)
+                return Claim("outdated")
         return Claim(cast(ClaimStatus, status), pending)

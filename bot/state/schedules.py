@@ -11,14 +11,17 @@ deleting: if the process dies mid-way the lease runs out and the job library's r
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
-from bot.errors import StoreUnavailable
-from bot.models import Pending, PendingTarget, valid_id
+from bot.errors import OutdatedRecord, StoreUnavailable
+from bot.models import FORMAT_VERSION, OLDEST_READABLE, Pending, PendingTarget, valid_id
+
+log = logging.getLogger("seatbot.schedules")
 
 PREFIX = "seatbot:sched:"
 INDEX = "seatbot:sched:index"
@@ -40,10 +43,13 @@ class Entry:
 
     @classmethod
     def loads(cls, raw: str | bytes) -> Entry:
-        data = json.loads(raw)
-        data.pop("firing_until", None)
-        data["pending"] = Pending.loads(json.dumps(data["pending"]))
-        return cls(**data)
+        try:
+            data = json.loads(raw)
+            data.pop("firing_until", None)
+            data["pending"] = Pending.loads(json.dumps(data["pending"]))
+            return cls(**data)
+        except (ValueError, TypeError, KeyError) as exc:  # OutdatedRecord from the card passes as is
+            raise OutdatedRecord(f"a scheduled removal that cannot be read ({type(exc).__name__})") from None
 
     @property
     def seat_uids(self) -> list[str]:
@@ -66,11 +72,15 @@ redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 return {'added', ARGV[1]}
 """
 
-# KEYS[1] record. ARGV: now, lease seconds. Takes the firing lease unless another run holds it.
+# KEYS[1] record. ARGV: now, lease seconds, oldest and newest readable format version of its card.
+# Takes the firing lease unless another run holds it; a card of a version this release does not
+# know is left as it is, unfired, for a release that knows it.
 _FIRE = """
 local raw = redis.call('GET', KEYS[1])
 if not raw then return {'missing', false} end
-local rec = cjson.decode(raw)
+local ok, rec = pcall(cjson.decode, raw)
+local v = ok and type(rec) == 'table' and type(rec.pending) == 'table' and tonumber(rec.pending.v)
+if not v or v < tonumber(ARGV[3]) or v > tonumber(ARGV[4]) then return {'outdated', false} end
 local now = tonumber(ARGV[1])
 if rec.firing_until and tonumber(rec.firing_until) > now then return {'busy', false} end
 rec.firing_until = now + tonumber(ARGV[2])
@@ -97,7 +107,7 @@ return {'removed', raw}
 """
 
 AddStatus = Literal["added", "duplicate"]
-FireStatus = Literal["claimed", "missing", "busy"]
+FireStatus = Literal["claimed", "missing", "busy", "outdated"]
 RemoveStatus = Literal["removed", "missing", "firing"]
 
 
@@ -138,7 +148,15 @@ class ScheduleStore:
             raws = await self._redis.mget([PREFIX + i for i in ids])
         except RedisError as exc:
             raise StoreUnavailable(f"Redis: {type(exc).__name__}") from None
-        return [Entry.loads(raw) for raw in raws if raw is not None]
+        entries = []
+        for entry_id, raw in zip(ids, raws, strict=True):
+            if raw is None:
+                continue
+            try:
+                entries.append(Entry.loads(raw))
+            except OutdatedRecord as exc:  # the release that wrote it lists it
+                log.warning("scheduled removal %s cannot be read by this release: %s", entry_id, exc)
+        return entries
 
     async def upcoming(self, limit: int = 200) -> list[Entry]:
         """The pending schedules, soonest first."""
@@ -160,7 +178,9 @@ class ScheduleStore:
         if not valid_id(entry_id):
             return "missing", None
         try:
-            status, raw = await self._fire(keys=[PREFIX + entry_id], args=[now, lease])
+            status, raw = await self._fire(
+                keys=[PREFIX + entry_id], args=[now, lease, OLDEST_READABLE, FORMAT_VERSION]
+            )
         except RedisError as exc:
             raise StoreUnavailable(f"Redis: {type(exc).__name__}") from None
         return _text(status), (Entry.loads(raw) if raw else None)  # type: ignore[return-value]
