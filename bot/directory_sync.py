@@ -1,10 +1,12 @@
 """Keep the seat directory fresh: one full listing of Access users at a time, across every process.
 
-`maybe_refresh()` is the one trigger (the periodic loop, `/seat sync`): it starts a sync in the
-background when the directory is older than `refresh_seconds` (or empty) and no process holds the
-lease. A sync lists page 1, learns `total_pages`, then lists the rest with bounded concurrency on
-the budget's sync lane, writes each page to its build keys and swaps them in when the listing is
-complete. A sync that cannot finish leaves the previous directory in place and records why.
+The periodic refresh is a job on the job runner (bot/directory_jobs.py) that calls `due()` and
+`run_once()`; `maybe_refresh()` (`/seat sync`, a look-up that needs a fresh directory) starts a sync
+in the background when the directory is older than `refresh_seconds` (or empty). Either way the
+lease lets one process sync at a time. A sync lists page 1, learns `total_pages`, then lists
+the rest with bounded concurrency on the budget's sync lane, writes each page to its build keys
+and swaps them in when the listing is complete. A sync that cannot finish leaves the previous
+directory in place and records why.
 """
 
 from __future__ import annotations
@@ -112,22 +114,6 @@ class DirectorySync:
             except ValueError:
                 pass
         return status.synced_at is None or self._clock() - status.synced_at >= self.refresh_seconds
-
-    async def refresh_loop(self, *, every: float | None = None) -> None:
-        """The periodic trigger: check often, sync when due (cheap when not: one Redis round trip)."""
-        every = every if every is not None else min(60.0, max(1.0, self.refresh_seconds / 10))
-        while True:
-            try:
-                if await self.due():
-                    await self.maybe_refresh()
-            except Exception:  # Redis down, say: try again next time, never kill the loop
-                log.warning("directory refresh check failed", exc_info=True)
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                # A cancel that arrived inside a Redis pipeline can be absorbed there; honour it here,
-                # or the process waits out the whole sleep (up to a minute) when it shuts down.
-                raise asyncio.CancelledError
-            await self._sleep(every)
 
     async def aclose(self) -> None:
         if self.task is not None and not self.task.done():

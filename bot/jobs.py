@@ -24,6 +24,7 @@ log = logging.getLogger("seatbot.jobs")
 
 JobFunction = Callable[..., Awaitable[Any]]
 QUEUE = "seatbot"
+SWEEP_SECONDS = 60  # saq's default: how often one process looks for jobs stuck on a dead worker
 
 
 class _Quiet(logging.Filter):
@@ -60,7 +61,7 @@ class JobRunner:
         redis: aredis.Redis,
         *,
         in_process: bool = False,
-        concurrency: int = 2,
+        concurrency: int = 3,  # a directory sync may hold one for minutes; removals keep two
         dequeue_timeout: float = 5.0,
     ) -> None:
         queue_type = _InProcessQueue if in_process else RedisQueue
@@ -121,6 +122,14 @@ class JobRunner:
             concurrency=self._concurrency,
             dequeue_timeout=self._dequeue_timeout,
         )
+        # saq's sweep aborts a job it finds in the active list still marked queued: one a worker
+        # has just taken (saq issues #124, #277), and the worker's first sweep runs as it takes the
+        # jobs that are due at start. Sweeping first takes the Redis-wide sweep lock for a period,
+        # so no sweep runs while this worker takes its first jobs.
+        try:
+            await self.queue.sweep(lock=SWEEP_SECONDS)
+        except Exception:
+            log.warning("could not sweep the job queue at start", exc_info=True)
         for hook in self.on_start:
             await hook()
         self._task = asyncio.create_task(self._worker.start(), name="seatbot-jobs")

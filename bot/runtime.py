@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -15,6 +13,7 @@ from bot.cloudflare.budget import RateBudget
 from bot.cloudflare.client import CloudflareClient
 from bot.cloudflare.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, Sandbox
 from bot.config import Settings
+from bot.directory_jobs import DirectoryRefresh
 from bot.directory_sync import DirectorySync
 from bot.flow import SeatFlow
 from bot.home import Home
@@ -48,7 +47,6 @@ class Runtime:
     home: Home | None = None
     idle_report: PeriodicReport | None = None  # with SEATBOT_IDLE_REPORT_CHANNEL (and a job runner)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    background: list[asyncio.Task[None]] = field(default_factory=list)
     jobs: JobRunner | None = None
     schedules: Schedules | None = None
     steps: WorkflowSteps | None = None
@@ -57,14 +55,10 @@ class Runtime:
     def in_process_store(self) -> bool:
         return self.settings.redis_url is None
 
-    def start_background(self) -> None:
-        """The seat directory's periodic refresh (the first sync starts at once if the directory is
-        empty; Slack is served meanwhile, UID look-ups scan until it is ready)."""
-        if self.directory_sync.enabled and not self.background:
-            self.background.append(asyncio.create_task(self.directory_sync.refresh_loop()))
-
     async def start_jobs(self) -> None:
-        """The background job runner (scheduled removals, paused sweeps) unless SEATBOT_JOB_RUNNER is off."""
+        """The background job runner unless SEATBOT_JOB_RUNNER is off: scheduled removals, paused
+        sweeps, and the seat directory's refresh (an empty directory's first sync starts at once;
+        Slack is served meanwhile and UID look-ups scan until it is ready)."""
         if self.jobs is not None and self.settings.seatbot_job_runner:
             await self.jobs.start()
 
@@ -73,10 +67,6 @@ class Runtime:
             await self.jobs.stop()
             if self.jobs.redis is not self.redis:
                 await self.jobs.redis.aclose()
-        for task in self.background:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         await self.directory_sync.aclose()
         for close in self.closers:
             await close()
@@ -174,6 +164,7 @@ def build_runtime(
     idle.later = runtime.jobs
     runtime.jobs.register(RESUME_JOB, idle.resume)
     home.schedules = runtime.schedules
+    DirectoryRefresh(sync=sync, jobs=runtime.jobs).attach()  # the directory's refresh, once Redis-wide
     if settings.seatbot_idle_report_channel:  # once per run time across processes: the job's key
         report = PeriodicReport(
             idle=idle,

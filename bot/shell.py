@@ -280,7 +280,6 @@ async def run_shell(
     if runtime.schedules is not None:
         runtime.schedules.announce = shell.announce
     shell.say(banner(runtime, user, go_live_hint))
-    runtime.start_background()
     interactive = stdin.isatty()
 
     def read() -> str | None:
@@ -292,7 +291,7 @@ async def run_shell(
         return line if line else None
 
     try:
-        await runtime.start_jobs()  # scheduled removals fire in this process, between your lines
+        await runtime.start_jobs()  # scheduled removals and the directory's refresh run in this process
         # At a terminal, read in a thread so a scheduled removal fires while you sit at the prompt;
         # piped input is read in line (deterministic: only `wait N` and commands let time pass).
         while (raw := (await asyncio.to_thread(read)) if interactive else read()) is not None:

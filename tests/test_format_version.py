@@ -128,4 +128,4 @@ async def test_a_scheduled_removal_of_another_version_is_listed_and_fired_by_nob
         await schedules.fire(entry_id)
     assert sandbox.requests == []
     stored = await redis_client.get(SCHEDULED + entry_id)
-    assert stored is not None and "firing_until" not in json.loads(stored)  # left for a release that can read it
+    assert stored is not None and "firing_until" not in json.loads(stored)  # left for one that can

@@ -17,9 +17,8 @@ async def run_socket_mode(settings: Settings) -> None:
     runtime, app = build_slack(settings, verify_signatures=False)
     handler = AsyncSocketModeHandler(app, settings.app_token())
     log.info("connecting to Slack over Socket Mode")
-    runtime.start_background()
     try:
-        await runtime.start_jobs()  # the background job runner (scheduled removals, paused sweeps)
+        await runtime.start_jobs()  # the job runner: schedules, paused sweeps, the directory's refresh
         await handler.start_async()  # type: ignore[no-untyped-call]
     finally:
         await runtime.aclose()

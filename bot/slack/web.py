@@ -49,8 +49,7 @@ def build_app(settings: Settings, *, seats_transport: httpx.AsyncBaseTransport |
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        runtime.start_background()  # the seat directory's refresh; Slack is served meanwhile
-        await runtime.start_jobs()  # the background job runner (scheduled removals, paused sweeps)
+        await runtime.start_jobs()  # the job runner: schedules, paused sweeps, the directory's refresh
         yield
         await runtime.aclose()
 
