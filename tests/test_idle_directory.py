@@ -3,6 +3,7 @@ off, and sweeps inside the shared rate budget (a sweep without room pauses, resu
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -107,8 +108,13 @@ async def test_a_sweep_without_room_in_the_budget_pauses_and_the_job_runner_fini
         "seatbot_sweep_resume_seconds": 0.5,
     }
     async with running(slack, sandbox, redis_url, **settings) as bot:
-        await bot.app.state.runtime.start_jobs()
-        await sync(bot)
+        await bot.app.state.runtime.start_jobs()  # the job runner's first refresh syncs the directory
+        sync_ = bot.app.state.runtime.directory_sync
+        for _ in range(200):
+            if (await sync_.status()).state == "ready":
+                break
+            await asyncio.sleep(0.05)
+        assert (await sync_.status()).users == 405
         await redis_client.delete(f"{BUDGET}:window")  # the sync's pages leave the window
         await redis_client.zadd(f"{BUDGET}:window", {f"other-{n}": NOW.timestamp() * 1000 for n in range(6)})
         message = await card_for(bot, "idle --reason budget")
