@@ -1,4 +1,5 @@
-"""`python -m bot check`: settings, Slack auth.test, one read-only Cloudflare call, Redis PING.
+"""`python -m bot check`: settings, Slack auth.test, one read-only Cloudflare call, Redis PING,
+the seat directory, and whether a job runner is alive (WARN, not FAIL, when none is).
 
 One line per part, each service tried once with a short timeout (no retries, no log lines in
 between), and every FAIL says what failed (Slack's error string, the host:port), and what to do.
@@ -31,6 +32,7 @@ from bot.errors import (
 )
 from bot.logs import redact
 from bot.netdiag import endpoint, why
+from bot.runner_status import WHAT_WAITS, runners
 from bot.startup import missing_for
 from bot.state.directory import SeatDirectory
 from bot.state.redis import connect_redis
@@ -50,6 +52,13 @@ _SLACK_ADVICE = {
 @dataclass(frozen=True)
 class Skip(Exception):
     """A part that cannot be tried because a setting it needs is missing (the config line says so)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Warn(Exception):
+    """A part that works but needs attention (no job runner alive): said, without failing `check`."""
 
     reason: str
 
@@ -170,17 +179,34 @@ async def run_checks(
             await client.aclose()
         return f"{status.state}: " + describe(status, now=time.time())
 
+    async def jobs() -> str:
+        if settings.redis_url is None:
+            if settings.seatbot_job_runner:
+                return "in-process store: each process runs its own job runner"
+            raise Warn(f"SEATBOT_JOB_RUNNER=false without REDIS_URL: nothing runs {WHAT_WAITS}")
+        client: aredis.Redis = connect_redis(settings, retries=0)
+        try:
+            found = await runners(client)
+        except (RedisError, OSError):
+            raise SeatbotError("Redis unreachable: whether a job runner is alive is unknown") from None
+        finally:
+            await client.aclose()
+        if not found.alive:
+            raise Warn(found.text())
+        return found.text()
+
     probes: list[tuple[str, Callable[[], Awaitable[str]]]] = [
         ("config", config),
         ("slack", slack),
         ("cloudflare", cloudflare),
         ("redis", redis),
         ("directory", directory),
+        ("jobs", jobs),
     ]
     results = await asyncio.gather(*(_run(probe, timeout + 2) for _, probe in probes))
     failures = 0
     for (name, _), (status, text) in zip(probes, results, strict=True):
-        failures += status != "OK"
+        failures += status not in ("OK", "WARN")
         out(redact(f"{status:<4} {name}: {text}"))
     return 1 if failures else 0
 
@@ -191,6 +217,8 @@ async def _run(probe: Callable[[], Awaitable[str]], limit: float) -> tuple[str, 
             return "OK", await probe()
     except Skip as skip:
         return "SKIP", skip.reason
+    except Warn as warn:
+        return "WARN", warn.reason
     except SeatbotError as exc:
         return "FAIL", str(exc)
     except TimeoutError:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -121,6 +123,8 @@ class JobRunner:
             functions=functions,
             concurrency=self._concurrency,
             dequeue_timeout=self._dequeue_timeout,
+            # saq writes it to Redis every 10 s: `check` names the live runners (bot/runner_status.py)
+            metadata={"host": socket.gethostname(), "pid": os.getpid()},
         )
         # saq's sweep aborts a job it finds in the active list still marked queued: one a worker
         # has just taken (saq issues #124, #277), and the worker's first sweep runs as it takes the
@@ -132,6 +136,10 @@ class JobRunner:
             log.warning("could not sweep the job queue at start", exc_info=True)
         for hook in self.on_start:
             await hook()
+        try:  # listed as alive from now on (saq's own upkeep refreshes it every 10 s)
+            await self._worker.worker_info(ttl=self._worker.timers["worker_info"] + 1)
+        except Exception:
+            log.warning("could not register the job runner as alive", exc_info=True)
         self._task = asyncio.create_task(self._worker.start(), name="seatbot-jobs")
         log.info("job runner started (queue %s)", QUEUE)
 
@@ -152,5 +160,16 @@ class JobRunner:
             _, pending = await asyncio.wait(pending, timeout=0.1)
             pending |= {t for t in worker.tasks if not t.done()}
             if not pending:
-                return
-        log.warning("job runner did not stop cleanly")
+                break
+        else:
+            log.warning("job runner did not stop cleanly")
+        await self._forget(worker)
+
+    async def _forget(self, worker: Worker[Context]) -> None:
+        """A runner that stopped leaves saq's list of live workers now, not when its entry expires."""
+        key = self.queue.namespace(f"worker_info:{worker.id}")
+        try:
+            await self.redis.delete(key)
+            await self.redis.zrem(self.queue.namespace("stats"), key)
+        except Exception:  # Redis gone: the entry expires in seconds anyway
+            log.debug("could not remove the runner's worker info", exc_info=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,6 +25,7 @@ from bot.idle_report import PeriodicReport
 from bot.idle_source import DirectorySource
 from bot.jobs import JobRunner
 from bot.policy import Authorizer, Directory, Policy
+from bot.runner_status import warn_if_none
 from bot.schedule import Announce, Schedules
 from bot.seat_lookup import SeatLookup
 from bot.state.audit import Audit
@@ -61,6 +64,10 @@ class Runtime:
         Slack is served meanwhile and UID look-ups scan until it is ready)."""
         if self.jobs is not None and self.settings.seatbot_job_runner:
             await self.jobs.start()
+        elif self.jobs is not None and not self.in_process_store:  # a warning if nobody runs one
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(3):
+                    await warn_if_none(self.redis)
 
     async def aclose(self) -> None:
         if self.jobs is not None:

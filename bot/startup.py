@@ -77,7 +77,7 @@ def admins_label(settings: Settings) -> str:
 
 
 def describe(settings: Settings, *, mode: Mode) -> str:
-    """The start-up line: mode and port, Redis, Cloudflare account and API, admins."""
+    """The start-up line: mode and port, Redis, Cloudflare account and API, admins, job runner."""
     if mode == "http":
         workers = settings.web_concurrency
         where = (
@@ -86,9 +86,15 @@ def describe(settings: Settings, *, mode: Mode) -> str:
         )
     else:
         where = "Slack over Socket Mode (no HTTP port)"
+    jobs = (
+        "job runner in this process"
+        if settings.seatbot_job_runner
+        else "no job runner here (SEATBOT_JOB_RUNNER=false: `python -m bot jobs` runs them)"
+    )
     return (
         f"seatbot {__version__} serving {where} · Redis: {redis_label(settings)} · Cloudflare account "
         f"{settings.cloudflare_account_id} at {settings.cloudflare_base_url} · {admins_label(settings)}"
+        f" · {jobs}"
     )
 
 

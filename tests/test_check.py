@@ -152,7 +152,7 @@ def test_check_tries_cloudflare_once_and_prints_only_its_own_lines(
     elapsed = time.monotonic() - started
     assert len(hits) == 1 and elapsed < 5
     assert "FAIL cloudflare: 10503: busy" in result.stdout
-    assert len(result.stdout.splitlines()) == 5 and result.stderr == ""  # config … redis, directory
+    assert len(result.stdout.splitlines()) == 6 and result.stderr == ""  # config … directory, jobs
 
 
 @pytest.mark.parametrize("command", ["serve", "check", "shell"])
