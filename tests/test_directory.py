@@ -138,10 +138,14 @@ async def test_two_processes_one_sync_and_lookups_see_one_sync_only(
     async with running(slack, sandbox, redis_url) as a, running(slack, sandbox, redis_url) as b:
         assert await sync_of(a).run_once() is not None
         first = await SeatDirectory(redis_client).status()
-        sandbox.latency = 0.02
         sandbox.remove_user(synthetic_uid(10))
+        # page 1 is listed and written, the rest wait: "mid-sync" holds however slow the machine is
+        sandbox.hold, sandbox.hold_from = asyncio.Event(), len(sandbox.requests) + 1
         assert await sync_of(a).maybe_refresh(force=True) == "started"
-        await asyncio.sleep(0.1)
+        for _ in range(200):
+            if int((await redis_client.hget("seatbot:dir:progress", "pages")) or 0) >= 1:
+                break
+            await asyncio.sleep(0.02)
         assert await sync_of(b).maybe_refresh(force=True) == "running"
         assert await sync_of(b).run_once() is None
         assert "already running" in all_text(await card_for(b, "sync"))
@@ -151,7 +155,8 @@ async def test_two_processes_one_sync_and_lookups_see_one_sync_only(
         mid = await SeatDirectory(redis_client).lookup([synthetic_uid(10)])
         assert mid.synced_at == first.synced_at and mid.emails[synthetic_uid(10)] is not None
         task = sync_of(a).task
-        assert task is not None
+        assert task is not None and not task.done()
+        sandbox.hold.set()
         result = await task
         assert result is not None and result.users == 3_004
         after = await SeatDirectory(redis_client).lookup([synthetic_uid(10)])

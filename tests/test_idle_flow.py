@@ -192,8 +192,18 @@ async def test_two_person_rule_and_exactly_once(
         (_, k1), (_, k2) = await asyncio.gather(
             bot.click("seat_confirm", value, user=ADMIN2), bot.click("seat_confirm", value, user=ADMIN2)
         )
-        await slack.wait_for(lambda: len(slack.responses[k1]) + len(slack.responses[k2]) >= 2, 10)
-        await asyncio.sleep(0.2)
+
+        def said() -> list[str]:
+            return [str(r.get("text")) for r in slack.responses[k1] + slack.responses[k2]]
+
+        # both clicks have had their last word (the sweep's outcome, the other's refusal): no sleep
+        await slack.wait_for(
+            lambda: (
+                any("Idle sweep: 4 freed" in t for t in said())
+                and any("already handled" in t or "still being handled" in t for t in said())
+            ),
+            10,
+        )
     assert len([r for r in sandbox.requests if r.method == "PATCH"]) == 1
     texts = [r["text"] for r in slack.responses[k1] + slack.responses[k2]]
     assert sum("Idle sweep: 4 freed" in t for t in texts) == 1

@@ -120,7 +120,8 @@ class Sandbox:
         self.email = email
         self.api_key = api_key
         self.latency = latency
-        self.hold: asyncio.Event | None = None  # set: every request waits for it (tests pause mid-call)
+        self.hold: asyncio.Event | None = None  # set: requests wait for it (tests pause mid-call) …
+        self.hold_from = 0  # … once this many requests were received (let the first ones through)
         self.clock = clock
         self.users: dict[str, dict[str, Any]] = {}
         seed = (
@@ -268,7 +269,7 @@ class Sandbox:
         request.state.recorded = recorded  # its own body: requests[-1] may be another's by now
         if self.latency:
             await asyncio.sleep(self.latency)
-        if self.hold is not None:
+        if self.hold is not None and len(self.requests) > self.hold_from:
             await self.hold.wait()
         for index, fault in enumerate(self.faults):
             if request.method in fault.methods:
