@@ -124,8 +124,10 @@ def build_runtime(
         directory=seat_directory if sync.enabled else None,
         concurrency=settings.cloudflare_lookup_concurrency,
     )
-    # a revoke ends within Cloudflare's retry deadline plus one last attempt (≤ 15 s)
-    lease = math.ceil(settings.cloudflare_retry_deadline_seconds) + 30
+    # a revoke ends within the rate budget's wait, Cloudflare's retry deadline and one last attempt (≤ 15 s)
+    lease = (
+        math.ceil(settings.cloudflare_budget_wait_seconds + settings.cloudflare_retry_deadline_seconds) + 30
+    )
     store = PendingStore(redis, lease_seconds=lease)
     audit = Audit(redis, maxlen=settings.seatbot_audit_maxlen)
     authorizer = Authorizer(policy, directory, cache_seconds=settings.seatbot_group_cache_seconds)
