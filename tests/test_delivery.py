@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
@@ -250,5 +251,53 @@ async def test_command_work_starts_only_after_the_ack_is_sent(
         await app(scope, receive, send)
         await slack.wait_responses("a", 1)
         assert sent_at and timed.called_at and timed.called_at[0] > sent_at[0]
+    finally:
+        await app.state.runtime.aclose()
+
+
+async def test_command_work_waits_while_other_acks_are_pending(
+    slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: object
+) -> None:
+    """In a burst, acks go first: work starts once no other request awaits its ack."""
+    timed = Timed(sandbox.transport())
+    app = build_app(settings_for(slack, sandbox, redis_url), seats_transport=timed)
+    release = asyncio.Event()
+
+    def scope() -> dict[str, Any]:
+        return {
+            "type": "http",
+            "method": "POST",
+            "path": "/slack/events",
+            "headers": [],
+            "query_string": b"",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "scheme": "http",
+            "root_path": "",
+            "client": ("127.0.0.1", 1),
+            "server": ("bot.test", 80),
+        }
+
+    async def slow_receive() -> dict[str, Any]:  # a request whose body is still on its way
+        await release.wait()
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def ignore(message: MutableMapping[str, Any]) -> None:
+        pass
+
+    try:
+        pending = asyncio.create_task(app(scope(), slow_receive, ignore))
+        await asyncio.sleep(0.05)
+        client = SlackClient(app, slack)
+        response = await client.command(f"status {ALICE}")
+        assert response[0].status_code == 200
+        await asyncio.sleep(0.3)
+        assert timed.called_at == []  # acked, but its work waits for the other ack
+        released = time.perf_counter()
+        release.set()
+        await pending
+        await slack.wait_responses(response[1], 1)
+        assert timed.called_at and timed.called_at[0] >= released
+        await client.http.aclose()
     finally:
         await app.state.runtime.aclose()

@@ -29,8 +29,10 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 log = logging.getLogger("seatbot.edge")
-# Set while Bolt handles a request; the response's background task sets it once the ack is sent.
-_ack_sent: contextvars.ContextVar[asyncio.Event | None] = contextvars.ContextVar("ack_sent", default=None)
+# Set while Bolt handles a request: its ack's "sent" event and the edge (for its other acks in flight).
+_ticket: contextvars.ContextVar[tuple[asyncio.Event, SlackEdge] | None] = contextvars.ContextVar(
+    "ack_ticket", default=None
+)
 
 # Slack signs `v0:<timestamp>:<body>` and rejects requests older than five minutes; so do we.
 MAX_SKEW_SECONDS = 300
@@ -162,11 +164,43 @@ class SlackEdge:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._bolt = bolt
+        self._acking = 0  # requests received whose response is not on the wire yet
+        self._quiet = asyncio.Event()
         self._secret = signing_secret.encode()
         self._limits = limits
         self._clock = clock
 
     async def handle(self, request: Request) -> Response:
+        self._acking += 1
+        self._quiet.clear()
+        try:
+            response = await self._handle(request)
+        except BaseException:
+            self._acked()
+            raise
+        then = response.background
+
+        async def on_the_wire() -> None:  # async: Starlette runs sync background tasks in threads
+            self._acked()
+            if then is not None:
+                await then()
+
+        response.background = BackgroundTask(on_the_wire)
+        return response
+
+    def _acked(self) -> None:
+        """A response is on the wire: when no other ack is pending, deferred work may run."""
+        self._acking -= 1
+        if self._acking == 0:
+            self._quiet.set()
+
+    async def quiet(self, *, at_most: float) -> None:
+        """Until no request of this edge awaits its ack (or `at_most` seconds)."""
+        if self._acking:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._quiet.wait(), at_most)
+
+    async def _handle(self, request: Request) -> Response:
         client = request.client.host if request.client else "-"
         try:
             body = await read_body(request, self._limits)
@@ -189,25 +223,37 @@ class SlackEdge:
         forwarded["content-type"] = "application/json"
         bolt_request = AsyncBoltRequest(body=json.dumps(parsed), headers=forwarded)
         sent = asyncio.Event()
-        token = _ack_sent.set(sent)  # the listener task Bolt starts inherits it
+        token = _ticket.set((sent, self))  # the listener task Bolt starts inherits it
         try:
             answer = await self._bolt.async_dispatch(bolt_request)
         except BaseException:
             sent.set()
             raise
         finally:
-            _ack_sent.reset(token)
+            _ticket.reset(token)
         return Response(
             status_code=answer.status,
             content=answer.body,
             headers=answer.first_headers_without_set_cookie(),
-            background=BackgroundTask(sent.set),
+            background=BackgroundTask(_set, sent),
         )
 
 
+async def _set(event: asyncio.Event) -> None:
+    event.set()
+
+
 async def after_ack(*, at_most: float = 0.5) -> None:
-    """Wait until the ack has been written to Slack (HTTP), so work after it never delays it."""
-    sent = _ack_sent.get()
-    if sent is not None:
+    """Work after an ack waits until that ack is on the wire, so it never delays it."""
+    ticket = _ticket.get()
+    if ticket is not None:  # None in Socket Mode: Slack's socket carries the ack
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(sent.wait(), at_most)
+            await asyncio.wait_for(ticket[0].wait(), at_most)
+
+
+async def acks_first(*, at_most: float = 1.0) -> None:
+    """Heavy work (Cloudflare-bound) waits, within `at_most` seconds, until no other request of
+    this process awaits its ack: in a burst the acks go first and the work follows."""
+    ticket = _ticket.get()
+    if ticket is not None:
+        await ticket[1].quiet(at_most=at_most)

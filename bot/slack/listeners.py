@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -16,7 +18,7 @@ from bot.logs import request_scope
 from bot.outcomes import Failure, Notice, Outcome
 from bot.slack import blocks, files, replies
 from bot.slack.delivery import Respond, Responder, deliver, send
-from bot.slack.edge import after_ack
+from bot.slack.edge import acks_first, after_ack
 from bot.slack.lanes import DeadlineExceeded, Lane
 
 log = logging.getLogger("seatbot.listeners")
@@ -75,6 +77,12 @@ def build_bolt_app(
             note = blocks.notice(Notice(problem, kind="error"))
             await send(respond, note, response_type="ephemeral", replace_original=False)
 
+    @contextlib.asynccontextmanager
+    async def cloudflare_bound() -> AsyncIterator[None]:
+        await acks_first()  # heavy work yields to the acks of a burst (bounded)
+        async with lane.enter():
+            yield
+
     @app.command("/seat")
     async def seat_command(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()  # before anything slow: Slack gives up after 3 seconds
@@ -84,7 +92,7 @@ def build_bolt_app(
         with request_scope() as rid:
             try:
                 reply = await flow.command(
-                    user=user, channel=channel, text=str(body.get("text", "")), lane=lane.enter
+                    user=user, channel=channel, text=str(body.get("text", "")), lane=cloudflare_bound
                 )
                 answer = replies.for_command(reply)
                 await deliver(respond, answer, first=True)
