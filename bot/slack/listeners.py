@@ -79,8 +79,8 @@ def build_bolt_app(
 
     @contextlib.asynccontextmanager
     async def cloudflare_bound() -> AsyncIterator[None]:
-        await acks_first()  # heavy work yields to the acks of a burst (bounded)
         async with lane.enter():
+            await acks_first()  # each place yields to the acks of a burst (bounded), one at a time
             yield
 
     @app.command("/seat")
