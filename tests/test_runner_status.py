@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aredis
 
 from bot.checks import run_checks
-from bot.cloudflare.sandbox import Sandbox
+from bot.cloudflare.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, Sandbox
 from bot.config import Settings
 from bot.runtime import Runtime
 from bot.startup import describe
 from tests.support.fake_slack import FakeSlack
-from tests.support.harness import running, settings_for
+from tests.support.harness import BOT_TOKEN, running, settings_for
+from tests.support.servers import clean_env
 
 
 async def jobs_line(settings: Settings) -> tuple[str, int]:
@@ -91,3 +97,41 @@ def test_the_start_up_line_says_where_jobs_run() -> None:
     assert "no job runner here (SEATBOT_JOB_RUNNER=false: `python -m bot jobs` runs them)" in describe(
         off, mode="socket"
     )
+
+
+async def test_a_jobs_process_is_listed_while_it_runs_and_leaves_on_sigterm(
+    tmp_path: Path, slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: aredis.Redis
+) -> None:
+    """`python -m bot jobs` (the Procfile's optional process type): alive in `check`; a deploy's
+    SIGTERM stops it cleanly (exit 0) and `check` says at once that nothing runs the jobs."""
+    settings = settings_for(slack, sandbox, redis_url, seatbot_directory_refresh_seconds=0)
+    env = clean_env(
+        REDIS_URL=redis_url,
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_API_URL=slack.api_url,
+        CLOUDFLARE_ACCOUNT_ID=DEMO_ACCOUNT_ID,
+        CLOUDFLARE_API_TOKEN=DEMO_TOKEN,
+        CLOUDFLARE_BASE_URL=sandbox.base_url,
+        SEATBOT_DIRECTORY_REFRESH_SECONDS="0",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "jobs"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(200):
+            line, _ = await jobs_line(settings)
+            if line.startswith("OK"):
+                break
+            assert proc.poll() is None
+            await asyncio.sleep(0.05)
+        assert line.startswith("OK   jobs: 1 job runner alive") and f"pid {proc.pid}" in line
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 20) == 0
+        line, _ = await jobs_line(settings)
+        assert line.startswith("WARN jobs: no job runner is alive")
+    finally:
+        proc.kill()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 
 import httpx
 from slack_bolt.async_app import AsyncApp
@@ -80,8 +81,12 @@ async def run_job_runner(settings: Settings) -> None:
     """`python -m bot jobs`: the job runner alone, for web processes run with SEATBOT_JOB_RUNNER=false."""
     runtime, _ = build_slack(settings, verify_signatures=False)
     assert runtime.jobs is not None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # a stopped runner leaves the live list at once
+        loop.add_signal_handler(sig, stop.set)
     try:
         await runtime.jobs.start()
-        await asyncio.Event().wait()
+        await stop.wait()
     finally:
         await runtime.aclose()
