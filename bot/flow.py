@@ -6,7 +6,6 @@ click:   authorise → claim (atomic, once) → call Cloudflare → record → o
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -15,35 +14,24 @@ from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from bot.directory_sync import DirectorySync, sync_command
-from bot.errors import ParseError, SeatsError, StoreUnavailable
-from bot.models import (
-    SEAT_UID_RE,
-    AccessUser,
-    AuditEvent,
-    Claim,
-    Pending,
-    PendingTarget,
-    Seat,
-    SeatUpdate,
-    new_id,
-)
+from bot.errors import ParseError, StoreUnavailable
+from bot.models import AccessUser, AuditEvent, Claim, Pending, PendingTarget, Seat, SeatUpdate, new_id
 from bot.outcomes import (
     AuditReport,
     Cancelled,
     Card,
     ClickReply,
     CommandReply,
-    Failure,
     Notice,
     NoticeKind,
-    Outcome,
-    SeatResult,
     StatusReport,
 )
-from bot.parse import USAGE, Command, Target, parse
+from bot.parse import USAGE, Command, parse
 from bot.policy import Authorizer, Directory
-from bot.seat_lookup import Cloudflare, SeatLookup, age_text
+from bot.revocation import Revocation, seat_uids
+from bot.seat_lookup import Cloudflare, SeatLookup
 from bot.sweep import IdleFlow
+from bot.targets import TargetResolver, pending_target
 
 if TYPE_CHECKING:
     from bot.schedule import Schedules
@@ -63,11 +51,6 @@ OUTDATED = (
 NO_SEAT = "has no Zero Trust seat (access ✗ / gateway ✗ already); nothing to revoke."
 Progress = Callable[[Any], Awaitable[None]]  # a Pending (revoke) or a SweepProgress (idle sweep)
 Lane = Callable[[], AbstractAsyncContextManager[None]]
-
-
-def _seats(pending: Pending) -> list[str]:
-    """The seat UIDs a pending revoke is about: every audit event about it names them."""
-    return [t.seat_uid for t in pending.targets]
 
 
 class SeatsAPI(Protocol):
@@ -129,11 +112,16 @@ class SeatFlow:
         self.directory = directory
         self.auth = authorizer
         self.policy = authorizer.policy
-        self._lookups = lookup_concurrency
-        self._clock = clock
+        self.clock = clock
         self.idle = idle
         # seat UID targets: through the seat directory when there is one (bot/seat_lookup.py)
-        self.uids = seat_lookup or SeatLookup(seats=cast(Cloudflare, seats), concurrency=lookup_concurrency)
+        uids = seat_lookup or SeatLookup(seats=cast(Cloudflare, seats), concurrency=lookup_concurrency)
+        self.targets = TargetResolver(
+            seats=seats, directory=directory, uids=uids, concurrency=lookup_concurrency
+        )
+        self.revocation = Revocation(
+            seats=seats, store=store, audit=audit, policy=self.policy, clock=clock, freed=self._freed
+        )
         self.directory_sync = directory_sync
         self.schedules: Schedules | None = None  # set by bot.schedule.Schedules
 
@@ -166,7 +154,7 @@ class SeatFlow:
                     if self.schedules is None:
                         return Notice("Scheduled removals are not available here.", kind="error")
                     return await self.schedules.command(user=user, channel=channel, cmd=cmd)
-                return await self._revoke(user, channel, cmd)
+                return await self.request(user, channel, cmd)
         except StoreUnavailable:
             log.error("Redis unavailable while handling a command")
             return Notice(UNAVAILABLE, kind="unavailable")
@@ -194,11 +182,12 @@ class SeatFlow:
         return Notice(text, kind="refused")
 
     async def _status(self, cmd: Command) -> StatusReport:
-        found, problems, source = await self._resolve(cmd.targets)
+        found, problems, source = await self.targets.resolve(cmd.targets)
         return StatusReport(tuple(user for _, user in found), tuple(problems), source=source)
 
-    async def _revoke(self, user: str, channel: str, cmd: Command, at: float | None = None) -> CommandReply:
-        found, problems, _ = await self._resolve(cmd.targets)
+    async def request(self, user: str, channel: str, cmd: Command, at: float | None = None) -> CommandReply:
+        """`/seat revoke` (with `at`: `--at`): resolve the targets and make the confirmation card."""
+        found, problems, _ = await self.targets.resolve(cmd.targets)
         targets: dict[str, PendingTarget] = {}
         notes = list(cmd.notes)
         no_seat = 0
@@ -211,20 +200,13 @@ class SeatFlow:
             if uid in targets:
                 notes.append(f"{label} is the same seat as {targets[uid].label}.")
                 continue
-            targets[uid] = PendingTarget(
-                label=label,
-                seat_uid=uid,
-                email=access_user.email,
-                name=access_user.name,
-                access_seat=access_user.access_seat,
-                gateway_seat=access_user.gateway_seat,
-            )
+            targets[uid] = pending_target(label, access_user)
         if not targets:
             kind: NoticeKind = "info" if no_seat == len(problems) else "error"
             return Notice("\n".join(["Nothing to revoke.", *problems]), kind=kind)
         if at is not None and self.schedules and (dup := await self.schedules.duplicates(list(targets))):
             return dup
-        now = self._clock()
+        now = self.clock()
         pending = Pending(
             id=new_id(),
             requester=user,
@@ -248,55 +230,6 @@ class SeatFlow:
             at=at,
         )
         return Card(pending, tuple(problems), tuple(notes), audit_ok=audit_ok)
-
-    async def _resolve(
-        self, targets: Sequence[Target]
-    ) -> tuple[list[tuple[str, AccessUser]], list[str], str | None]:
-        """Each target → (label, the user holding its seat); every other target gets a problem line;
-        and, when the seat directory answered, a note saying how old it is."""
-        limit = asyncio.Semaphore(self._lookups)
-        uids = [t.value for t in targets if t.kind == "uid"]
-        answers = await self.uids.by_uids(uids)
-        source = None
-        if answers.directory_age is not None:
-            source = (
-                f"Seat UIDs found in the seat directory (synced {age_text(answers.directory_age)} ago) "
-                "and confirmed with Cloudflare."
-            )
-
-        async def one(target: Target) -> tuple[str, AccessUser] | str:
-            if target.kind == "uid":  # an unknown UID is never sent: a typo far more often than a seat
-                if target.value in answers.found:
-                    return (target.value, answers.found[target.value])
-                return answers.problems[target.value]
-            async with limit:
-                email, label = target.value, target.value
-                if target.kind == "mention":
-                    label = f"<@{target.value}>"
-                    found = await self.directory.email_of(target.value)
-                    if not found:
-                        return f"Slack user {target.value}: no email visible to the bot."
-                    email = found.lower()
-                try:
-                    users = await self.seats.find_users(email=email)
-                except SeatsError as exc:
-                    return f"{email}: Cloudflare look-up failed: {exc.describe()}"
-                await self.uids.remember(users)
-            holders = [u for u in users if u.seat_uid and SEAT_UID_RE.fullmatch(u.seat_uid)]
-            if not holders:
-                return f"{email}: no Zero Trust user with this email."
-            if len(holders) > 1:
-                return f"{email}: {len(holders)} Zero Trust users share this email; use their seat UIDs."
-            return (label, holders[0])
-
-        found: list[tuple[str, AccessUser]] = []
-        problems: list[str] = []
-        for item in await asyncio.gather(*(one(t) for t in targets)):
-            if isinstance(item, str):
-                problems.append(item)
-            else:
-                found.append(item)
-        return found, problems, source
 
     # -- clicks ----------------------------------------------------------------------------
 
@@ -345,22 +278,22 @@ class SeatFlow:
                 "not_requester": f"Only the admin who asked for this can {action} it.",
             }.get(claim.status, "That button is not valid.")
             await self.audit.record(
-                "refused", user=user, action=action, id=pending_id, why=claim.status, seats=_seats(pending)
+                "refused", user=user, action=action, id=pending_id, why=claim.status, seats=seat_uids(pending)
             )
             return Notice(text, kind="refused")
         if action == "cancel":
             await self._finish(pending.id)
             ok = await self.audit.record(
-                "cancelled", user=user, id=pending.id, requester=pending.requester, seats=_seats(pending)
+                "cancelled", user=user, id=pending.id, requester=pending.requester, seats=seat_uids(pending)
             )
             return Cancelled(pending, user, audit_ok=ok)
         if not self.policy.channel_allowed(pending.channel):
             await self.audit.record(
-                "refused", user=user, id=pending.id, why="channel no longer allowed", seats=_seats(pending)
+                "refused", user=user, id=pending.id, why="channel no longer allowed", seats=seat_uids(pending)
             )
             return Notice("Seats can no longer be revoked from this channel.", kind="refused", replace=True)
         await self.audit.record(
-            "confirmed", user=user, id=pending.id, requester=pending.requester, seats=_seats(pending)
+            "confirmed", user=user, id=pending.id, requester=pending.requester, seats=seat_uids(pending)
         )
         if pending.sweep and self.idle is not None:
             swept = await self.idle.execute(pending, user, progress)
@@ -377,7 +310,7 @@ class SeatFlow:
                 await progress(pending)
             except Exception:  # a progress note is a courtesy; the revoke goes on
                 log.warning("could not show progress", exc_info=True)
-        result = await self._execute(pending, user)
+        result = await self.revocation.execute(pending, user)
         await self._finish(pending.id)
         return result
 
@@ -388,98 +321,6 @@ class SeatFlow:
         except StoreUnavailable:
             log.warning("could not mark the claim finished; a retry by the same admin would repeat it")
 
-    async def _execute(self, pending: Pending, confirmer: str) -> Outcome | Failure:
-        try:
-            updates = [SeatUpdate(seat_uid=t.seat_uid) for t in pending.targets]
-            seats = await self.seats.update_seats(updates)
-        except Exception as exc:
-            if isinstance(exc, SeatsError):
-                error = exc
-            else:  # a bug or a surprise: the outcome is unknown, so say so and record it
-                log.exception("revoke failed unexpectedly")
-                error = SeatsError(
-                    f"unexpected error ({type(exc).__name__}); check the seats with /seat status"
-                )
-            # Earlier chunks may have gone through: report exactly those, retry only the rest.
-            completed = [s for s in error.completed if isinstance(s, Seat)]
-            done = tuple(r for r in self._results(pending, completed) if r.confirmed)
-            ok = await self._record_results(pending, confirmer, done)
-            ok &= await self.audit.record(
-                "failed",
-                id=pending.id,
-                user=confirmer,
-                requester=pending.requester,
-                seats=_seats(pending),
-                error=error.describe(),
-                status=error.status,
-                cf_ray=error.cf_ray,
-                attempts=error.attempts,
-            )
-            done_uids = {r.target.seat_uid for r in done}
-            rest = [t for t in pending.targets if t.seat_uid not in done_uids]
-            retry = await self._fresh_try(pending, rest)
-            return Failure(pending, confirmer, error.describe(), retry, audit_ok=ok, done=done)
-        results = self._results(pending, seats)
-        ok = await self._record_results(pending, confirmer, results)
-        return Outcome(pending, confirmer, results, audit_ok=ok)
-
-    @staticmethod
-    def _results(pending: Pending, seats: Sequence[Seat]) -> tuple[SeatResult, ...]:
-        by_uid = {seat.seat_uid: seat for seat in seats}
-        return tuple(SeatResult(t, by_uid.get(t.seat_uid)) for t in pending.targets)
-
-    async def _record_results(self, pending: Pending, confirmer: str, results: Sequence[SeatResult]) -> bool:
+    async def _freed(self, uids: Sequence[str]) -> None:
         if self.idle is not None:  # the directory's idle facts learn it before the next sync
-            await self.idle.source.freed([r.target.seat_uid for r in results if r.confirmed])
-        events: list[tuple[AuditEvent, dict[str, Any]]] = []
-        for result in results:
-            seat = result.seat
-            events.append(
-                (
-                    "succeeded" if result.confirmed else "failed",
-                    {
-                        "id": pending.id,
-                        "user": confirmer,
-                        "requester": pending.requester,
-                        "reason": pending.reason,
-                        "seat_uid": result.target.seat_uid,
-                        "email": result.target.email,
-                        "access_seat": seat.access_seat if seat else None,
-                        "gateway_seat": seat.gateway_seat if seat else None,
-                        "updated_at": seat.updated_at if seat else None,
-                        "cf_ray": seat.cf_ray if seat else None,
-                        "error": None if result.confirmed else "not confirmed by Cloudflare",
-                    },
-                )
-            )
-        return await self.audit.record_many(events)
-
-    async def _fresh_try(self, failed: Pending, targets: list[PendingTarget]) -> Pending | None:
-        if not targets:
-            return None
-        now = self._clock()
-        retry = Pending(
-            id=new_id(),
-            requester=failed.requester,
-            channel=failed.channel,
-            targets=targets,
-            reason=failed.reason,
-            created_at=now,
-            expires_at=now + self.policy.confirm_ttl,
-            two_person=failed.two_person or self.policy.two_person,
-            attempt=failed.attempt + 1,
-        )
-        try:
-            await self.store.put(retry, ttl=self.policy.confirm_ttl)
-        except StoreUnavailable:
-            return None
-        await self.audit.record(
-            "requested",
-            id=retry.id,
-            retry_of=failed.id,
-            user=failed.requester,
-            channel=failed.channel,
-            seats=[t.seat_uid for t in targets],
-            reason=failed.reason,
-        )
-        return retry
+            await self.idle.source.freed(uids)

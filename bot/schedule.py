@@ -24,6 +24,7 @@ from bot.jobs import JobRunner
 from bot.models import Pending, PendingTarget, Seat, SeatUpdate, new_id
 from bot.outcomes import CommandReply, Failure, Notice, SeatResult
 from bot.parse import Command
+from bot.revocation import seat_results, unexpected
 from bot.schedule_outcomes import Fired, ScheduleConfirmed, ScheduleList, Unscheduled, stamp
 from bot.state.schedules import Entry, ScheduleStore
 
@@ -105,7 +106,7 @@ class Schedules:
             at = self.when(cmd.at or "")
         except ParseError as exc:
             return Notice(str(exc), kind="error")
-        return await self.flow._revoke(user, channel, cmd, at)
+        return await self.flow.request(user, channel, cmd, at)
 
     def when(self, text: str) -> float:
         return resolve_at(text, now=self._clock(), tz=self.tz)
@@ -238,8 +239,7 @@ class Schedules:
                     seats = await flow.seats.update_seats(
                         [SeatUpdate(seat_uid=t.seat_uid) for t in remaining]
                     )
-                    by_uid = {s.seat_uid: s for s in seats}
-                    results += [SeatResult(t, by_uid.get(t.seat_uid)) for t in remaining]
+                    results += seat_results(remaining, seats)
                 remaining, error = [], None
             except Exception as exc:
                 error = exc if isinstance(exc, SeatsError) else _unexpected(exc)
@@ -259,7 +259,7 @@ class Schedules:
         ok = await flow.audit.record_many(
             [("already_removed", {"id": entry.id, "seat_uid": t.seat_uid, "email": t.email}) for t in gone]
         )
-        ok &= await flow._record_results(pending, entry.confirmer, results)
+        ok &= await flow.revocation.record_results(pending, entry.confirmer, results)
         failure = None
         if error is not None and remaining:
             ok &= await flow.audit.record(
@@ -272,7 +272,7 @@ class Schedules:
                 cf_ray=error.cf_ray,
                 attempts=attempts,
             )
-            retry = await flow._fresh_try(pending, remaining)
+            retry = await flow.revocation.fresh_try(pending, remaining)
             failure = Failure(pending, entry.confirmer, error.describe(), retry, audit_ok=ok)
         return Fired(entry, tuple(results), tuple(gone), failure, attempts, audit_ok=ok)
 
@@ -287,4 +287,4 @@ class Schedules:
 
 def _unexpected(exc: Exception) -> SeatsError:
     log.error("scheduled removal failed unexpectedly", exc_info=exc)
-    return SeatsError(f"unexpected error ({type(exc).__name__}); check the seats with /seat status")
+    return unexpected(exc)

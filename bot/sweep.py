@@ -40,6 +40,7 @@ from bot.models import AccessUser, AuditEvent, Pending, Seat, SeatUpdate, new_id
 from bot.outcomes import Notice
 from bot.parse import Command
 from bot.policy import Policy
+from bot.revocation import unexpected
 from bot.state.sweeps import SweepList
 
 log = logging.getLogger("seatbot.sweep")
@@ -371,7 +372,7 @@ class IdleFlow:
             return {}, [(s, exc.describe()) for s in chunk], stop
         except Exception as exc:  # the outcome of this chunk is unknown: stop and say so
             log.exception("sweep chunk failed unexpectedly")
-            why = f"unexpected error ({type(exc).__name__}); check these seats with /seat status"
+            why = unexpected(exc, "these seats").message
             return {}, [(s, why) for s in chunk], why
         by_uid = {seat.seat_uid: seat for seat in seats}
         ok: dict[IdleSeat, str] = {}

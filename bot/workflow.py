@@ -18,6 +18,7 @@ from typing import Any, Literal
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
+from bot import targets
 from bot.errors import ParseError, StoreUnavailable
 from bot.flow import SeatFlow
 from bot.jobs import JobRunner
@@ -129,22 +130,15 @@ class WorkflowSteps:
         cmd = parse(f"revoke {text}")
         if len(cmd.targets) != 1:
             raise ValueError("The step removes one seat at a time.")
-        found, problems, _ = await self.flow._resolve(cmd.targets)
+        found, problems, _ = await self.flow.targets.resolve(cmd.targets)
         if not found:
             raise ValueError(problems[0] if problems else "No Zero Trust user found.")
         label, holder = found[0]
-        pending_target = PendingTarget(
-            label=label,
-            seat_uid=str(holder.seat_uid),
-            email=holder.email,
-            name=holder.name,
-            access_seat=holder.access_seat,
-            gateway_seat=holder.gateway_seat,
-        )
+        pending_target = targets.pending_target(label, holder)
         if holder.has_no_seat:
             return Started(done=Completion(step, outputs=outputs("already_removed", pending_target)))
         requester = str(inputs.get("requester") or "").strip() or UNKNOWN_REQUESTER
-        now = self.flow._clock()
+        now = self.flow.clock()
         ttl = policy.confirm_ttl
         pending = Pending(
             id=new_id(),
@@ -171,7 +165,7 @@ class WorkflowSteps:
 
     async def remember(self, pending: Pending, step: Step) -> None:
         """Keep the step beside its card (same lifetime) and set the card's expiry job."""
-        ttl = max(1, int(pending.expires_at - self.flow._clock()) + 30)  # the expiry job's few seconds
+        ttl = max(1, int(pending.expires_at - self.flow.clock()) + 30)  # the expiry job's few seconds
         try:
             await self._redis.set(STEP + pending.id, json.dumps(asdict(step)), ex=ttl)
         except RedisError as exc:

@@ -158,7 +158,7 @@ async def test_an_unexpected_error_is_a_recorded_failure_not_a_success(
 ) -> None:
     """A bug during the PATCH: a Failure naming it, nothing reported done, audited, a fresh try offered."""
     async with seat_flow(sandbox, redis_client) as flow:
-        flow.seats = Exploding(flow.seats)
+        flow.revocation.seats = Exploding(flow.seats)
         pending = await card(flow, f"revoke {ALICE}")
         failure = await confirm(flow, pending)
     assert isinstance(failure, Failure)

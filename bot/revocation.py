@@ -1,0 +1,163 @@
+"""Executing a confirmed revoke and recording what Cloudflare said: shared by every path that PATCHes.
+
+A click (bot/flow.py) and a scheduled removal (bot/schedule.py) both end here: one audit event per
+seat, the idle facts told which seats were freed, and, when some seats were not removed, a fresh
+confirmation card for exactly those.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+from bot.errors import SeatsError, StoreUnavailable
+from bot.models import AuditEvent, Pending, PendingTarget, Seat, SeatUpdate, new_id
+from bot.outcomes import Failure, Outcome, SeatResult
+from bot.policy import Policy
+
+log = logging.getLogger("seatbot.flow")
+
+Freed = Callable[[Sequence[str]], Awaitable[None]]
+
+
+class SeatUpdater(Protocol):
+    async def update_seats(self, updates: Sequence[SeatUpdate]) -> list[Seat]: ...
+
+
+class PendingPut(Protocol):
+    async def put(self, pending: Pending, *, ttl: int) -> None: ...
+
+
+class Recorder(Protocol):
+    async def record(self, event: AuditEvent, **fields: Any) -> bool: ...
+
+    async def record_many(self, events: list[tuple[AuditEvent, dict[str, Any]]]) -> bool: ...
+
+
+def unexpected(exc: BaseException, what: str = "the seats") -> SeatsError:
+    """A bug or a surprise while PATCHing: the outcome is unknown, so the error says so."""
+    return SeatsError(f"unexpected error ({type(exc).__name__}); check {what} with /seat status")
+
+
+def seat_results(targets: Sequence[PendingTarget], seats: Sequence[Seat]) -> tuple[SeatResult, ...]:
+    """Each target with the seat Cloudflare returned for it (None: not in the answer)."""
+    by_uid = {seat.seat_uid: seat for seat in seats}
+    return tuple(SeatResult(t, by_uid.get(t.seat_uid)) for t in targets)
+
+
+def seat_uids(pending: Pending) -> list[str]:
+    """The seat UIDs a pending revoke is about: every audit event about it names them."""
+    return [t.seat_uid for t in pending.targets]
+
+
+class Revocation:
+    def __init__(
+        self,
+        *,
+        seats: SeatUpdater,
+        store: PendingPut,
+        audit: Recorder,
+        policy: Policy,
+        clock: Callable[[], float] = time.time,
+        freed: Freed | None = None,
+    ) -> None:
+        self.seats = seats
+        self.store = store
+        self.audit = audit
+        self.policy = policy
+        self.clock = clock
+        self.freed = freed  # the directory's idle facts learn it before the next sync
+
+    async def execute(self, pending: Pending, confirmer: str) -> Outcome | Failure:
+        """PATCH the card's seats once; record each seat's outcome; offer a fresh try for the rest."""
+        try:
+            updates = [SeatUpdate(seat_uid=t.seat_uid) for t in pending.targets]
+            seats = await self.seats.update_seats(updates)
+        except Exception as exc:
+            if isinstance(exc, SeatsError):
+                error = exc
+            else:  # a bug or a surprise: the outcome is unknown, so say so and record it
+                log.exception("revoke failed unexpectedly")
+                error = unexpected(exc)
+            # Earlier chunks may have gone through: report exactly those, retry only the rest.
+            completed = [s for s in error.completed if isinstance(s, Seat)]
+            done = tuple(r for r in seat_results(pending.targets, completed) if r.confirmed)
+            ok = await self.record_results(pending, confirmer, done)
+            ok &= await self.audit.record(
+                "failed",
+                id=pending.id,
+                user=confirmer,
+                requester=pending.requester,
+                seats=seat_uids(pending),
+                error=error.describe(),
+                status=error.status,
+                cf_ray=error.cf_ray,
+                attempts=error.attempts,
+            )
+            done_uids = {r.target.seat_uid for r in done}
+            rest = [t for t in pending.targets if t.seat_uid not in done_uids]
+            retry = await self.fresh_try(pending, rest)
+            return Failure(pending, confirmer, error.describe(), retry, audit_ok=ok, done=done)
+        results = seat_results(pending.targets, seats)
+        ok = await self.record_results(pending, confirmer, results)
+        return Outcome(pending, confirmer, results, audit_ok=ok)
+
+    async def record_results(self, pending: Pending, confirmer: str, results: Sequence[SeatResult]) -> bool:
+        """One audit event per seat (in one round trip); False when the audit trail missed it."""
+        if self.freed is not None:
+            await self.freed([r.target.seat_uid for r in results if r.confirmed])
+        events: list[tuple[AuditEvent, dict[str, Any]]] = []
+        for result in results:
+            seat = result.seat
+            events.append(
+                (
+                    "succeeded" if result.confirmed else "failed",
+                    {
+                        "id": pending.id,
+                        "user": confirmer,
+                        "requester": pending.requester,
+                        "reason": pending.reason,
+                        "seat_uid": result.target.seat_uid,
+                        "email": result.target.email,
+                        "access_seat": seat.access_seat if seat else None,
+                        "gateway_seat": seat.gateway_seat if seat else None,
+                        "updated_at": seat.updated_at if seat else None,
+                        "cf_ray": seat.cf_ray if seat else None,
+                        "error": None if result.confirmed else "not confirmed by Cloudflare",
+                    },
+                )
+            )
+        return await self.audit.record_many(events)
+
+    async def fresh_try(self, failed: Pending, targets: list[PendingTarget]) -> Pending | None:
+        """A new confirmation card for the seats a failed revoke did not remove (None: nothing left)."""
+        if not targets:
+            return None
+        now = self.clock()
+        retry = Pending(
+            id=new_id(),
+            requester=failed.requester,
+            channel=failed.channel,
+            targets=targets,
+            reason=failed.reason,
+            created_at=now,
+            expires_at=now + self.policy.confirm_ttl,
+            two_person=failed.two_person or self.policy.two_person,
+            attempt=failed.attempt + 1,
+        )
+        try:
+            await self.store.put(retry, ttl=self.policy.confirm_ttl)
+        except StoreUnavailable:
+            return None
+        await self.audit.record(
+            "requested",
+            id=retry.id,
+            retry_of=failed.id,
+            user=failed.requester,
+            channel=failed.channel,
+            seats=[t.seat_uid for t in targets],
+            reason=failed.reason,
+        )
+        return retry

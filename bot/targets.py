@@ -1,0 +1,92 @@
+"""Targets → the Zero Trust users holding their seats: the look-up every revoke path shares.
+
+`/seat status`, `/seat revoke` (now or `--at`) and the Workflow Builder step all resolve their
+targets here, so a mention, an email and a seat UID mean the same seat wherever they are typed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Protocol
+
+from bot.errors import SeatsError
+from bot.models import SEAT_UID_RE, AccessUser, PendingTarget
+from bot.parse import Target
+from bot.policy import Directory
+from bot.seat_lookup import SeatLookup, age_text
+
+Found = list[tuple[str, AccessUser]]  # (the target as the card shows it, the user holding its seat)
+
+
+class UserFinder(Protocol):
+    async def find_users(self, *, email: str) -> list[AccessUser]: ...
+
+
+def pending_target(label: str, user: AccessUser) -> PendingTarget:
+    """What a card keeps of a resolved target: the seat and its state when the card was made."""
+    return PendingTarget(
+        label=label,
+        seat_uid=str(user.seat_uid),
+        email=user.email,
+        name=user.name,
+        access_seat=user.access_seat,
+        gateway_seat=user.gateway_seat,
+    )
+
+
+class TargetResolver:
+    def __init__(
+        self, *, seats: UserFinder, directory: Directory, uids: SeatLookup, concurrency: int = 8
+    ) -> None:
+        self.seats = seats
+        self.directory = directory
+        self.uids = uids
+        self.concurrency = concurrency
+
+    async def resolve(self, targets: Sequence[Target]) -> tuple[Found, list[str], str | None]:
+        """Each target → (label, the user holding its seat); every other target gets a problem line;
+        and, when the seat directory answered, a note saying how old it is."""
+        limit = asyncio.Semaphore(self.concurrency)
+        uids = [t.value for t in targets if t.kind == "uid"]
+        answers = await self.uids.by_uids(uids)
+        source = None
+        if answers.directory_age is not None:
+            source = (
+                f"Seat UIDs found in the seat directory (synced {age_text(answers.directory_age)} ago) "
+                "and confirmed with Cloudflare."
+            )
+
+        async def one(target: Target) -> tuple[str, AccessUser] | str:
+            if target.kind == "uid":  # an unknown UID is never sent: a typo far more often than a seat
+                if target.value in answers.found:
+                    return (target.value, answers.found[target.value])
+                return answers.problems[target.value]
+            async with limit:
+                email, label = target.value, target.value
+                if target.kind == "mention":
+                    label = f"<@{target.value}>"
+                    found = await self.directory.email_of(target.value)
+                    if not found:
+                        return f"Slack user {target.value}: no email visible to the bot."
+                    email = found.lower()
+                try:
+                    users = await self.seats.find_users(email=email)
+                except SeatsError as exc:
+                    return f"{email}: Cloudflare look-up failed: {exc.describe()}"
+                await self.uids.remember(users)
+            holders = [u for u in users if u.seat_uid and SEAT_UID_RE.fullmatch(u.seat_uid)]
+            if not holders:
+                return f"{email}: no Zero Trust user with this email."
+            if len(holders) > 1:
+                return f"{email}: {len(holders)} Zero Trust users share this email; use their seat UIDs."
+            return (label, holders[0])
+
+        found: Found = []
+        problems: list[str] = []
+        for item in await asyncio.gather(*(one(t) for t in targets)):
+            if isinstance(item, str):
+                problems.append(item)
+            else:
+                found.append(item)
+        return found, problems, source
