@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 
 from bot.cloudflare import demo_idle
-from bot.cloudflare.client import DEFAULT_BASE_URL
 from bot.cloudflare.sandbox import DEMO_USERS
+from bot.cloudflare.transport import DEFAULT_BASE_URL
 from bot.config import Settings
 from bot.parse import unescape
 from bot.runtime import Runtime, build_runtime
