@@ -1,5 +1,5 @@
 """Where `/seat idle` reads the account: the seat directory (no Cloudflare request when it is warm),
-or a scan of Cloudflare's user list when the directory is off or has never finished a sync."""
+or a scan of Cloudflare's user list (`ScanSource`) when the directory is off or has never finished a sync."""
 
 from __future__ import annotations
 
@@ -7,13 +7,55 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 from bot.directory_sync import DirectorySync
 from bot.idle import SourceInfo, UserFacts
+from bot.models import AccessUser
 from bot.seat_lookup import age_text
 from bot.state.directory import DirectoryStatus
 from bot.state.seat_facts import SeatFacts
-from bot.sweep import UserSource
+
+
+class UserSource(Protocol):
+    """Where the idle rule reads the account's users: the seat directory, or a Cloudflare scan."""
+
+    async def scan(self, each: Callable[[Sequence[UserFacts]], None]) -> SourceInfo: ...
+
+    async def current(self, seat_uids: Sequence[str]) -> Mapping[str, UserFacts]: ...
+
+    async def freed(self, seat_uids: Sequence[str]) -> None: ...
+
+
+class UserPages(Protocol):
+    async def each_user_page(self, each: Callable[[list[AccessUser]], None]) -> bool: ...
+
+
+class ScanSource:
+    """No directory: page through Cloudflare's user list (bounded by CLOUDFLARE_MAX_PAGES)."""
+
+    def __init__(self, pages: UserPages, *, clock: Callable[[], float] = time.time) -> None:
+        self._pages = pages
+        self._clock = clock
+
+    async def scan(self, each: Callable[[Sequence[UserFacts]], None]) -> SourceInfo:
+        started = self._clock()
+        complete = await self._pages.each_user_page(each)
+        note = None if complete else "the listing stopped at CLOUDFLARE_MAX_PAGES: counts are partial"
+        return SourceInfo("scan", started, complete, note)
+
+    async def current(self, seat_uids: Sequence[str]) -> Mapping[str, UserFacts]:
+        wanted = set(seat_uids)
+        found: dict[str, UserFacts] = {}
+
+        def keep(batch: Sequence[UserFacts]) -> None:
+            found.update((str(u.seat_uid), u) for u in batch if u.seat_uid in wanted)
+
+        await self.scan(keep)
+        return found
+
+    async def freed(self, seat_uids: Sequence[str]) -> None:
+        """Nothing is kept between scans."""
 
 
 class DirectorySource:

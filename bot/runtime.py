@@ -22,7 +22,7 @@ from bot.home import Home
 from bot.idle import Exclusions
 from bot.idle_report import JOB as REPORT_JOB
 from bot.idle_report import PeriodicReport
-from bot.idle_source import DirectorySource
+from bot.idle_source import DirectorySource, ScanSource
 from bot.jobs import JobRunner
 from bot.policy import Authorizer, Directory, Policy
 from bot.runner_status import warn_if_none
@@ -35,7 +35,7 @@ from bot.state.redis import connect_redis
 from bot.state.schedules import ScheduleStore
 from bot.state.seat_facts import SeatFacts
 from bot.state.sweeps import SweepStore
-from bot.sweep import RESUME_JOB, IdleFlow, ScanSource
+from bot.sweep import RESUME_JOB, IdleFlow
 from bot.workflow import WorkflowSteps
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from bot.cloudflare.budget import Lane
@@ -33,10 +33,10 @@ from bot.idle import (
     SourceInfo,
     SweepOutcome,
     SweepProgress,
-    UserFacts,
     recheck,
 )
-from bot.models import AccessUser, AuditEvent, Pending, Seat, SeatUpdate, new_id
+from bot.idle_source import UserSource
+from bot.models import AuditEvent, Pending, Seat, SeatUpdate, new_id
 from bot.outcomes import Notice
 from bot.parse import Command
 from bot.policy import Policy
@@ -53,20 +53,6 @@ PROGRESS_FROM = 10  # chunks: sweeps at least this long get a progress message h
 _FATAL = (AuthenticationFailed, PermissionDenied, NotFound, InvalidRequest)
 Report = Callable[[SweepProgress], Awaitable[None]]
 Announce = Callable[[SweepOutcome], Awaitable[None]]
-
-
-class UserSource(Protocol):
-    """Where the idle rule reads the account's users: the seat directory, or a Cloudflare scan."""
-
-    async def scan(self, each: Callable[[Sequence[UserFacts]], None]) -> SourceInfo: ...
-
-    async def current(self, seat_uids: Sequence[str]) -> Mapping[str, UserFacts]: ...
-
-    async def freed(self, seat_uids: Sequence[str]) -> None: ...
-
-
-class UserPages(Protocol):
-    async def each_user_page(self, each: Callable[[list[AccessUser]], None]) -> bool: ...
 
 
 class SeatUpdater(Protocol):
@@ -99,33 +85,6 @@ class Audit(Protocol):
     async def record(self, event: AuditEvent, **fields: Any) -> bool: ...
 
     async def record_many(self, events: list[tuple[AuditEvent, dict[str, Any]]]) -> bool: ...
-
-
-class ScanSource:
-    """No directory: page through Cloudflare's user list (bounded by CLOUDFLARE_MAX_PAGES)."""
-
-    def __init__(self, pages: UserPages, *, clock: Callable[[], float] = time.time) -> None:
-        self._pages = pages
-        self._clock = clock
-
-    async def scan(self, each: Callable[[Sequence[UserFacts]], None]) -> SourceInfo:
-        started = self._clock()
-        complete = await self._pages.each_user_page(each)
-        note = None if complete else "the listing stopped at CLOUDFLARE_MAX_PAGES: counts are partial"
-        return SourceInfo("scan", started, complete, note)
-
-    async def current(self, seat_uids: Sequence[str]) -> Mapping[str, UserFacts]:
-        wanted = set(seat_uids)
-        found: dict[str, UserFacts] = {}
-
-        def keep(batch: Sequence[UserFacts]) -> None:
-            found.update((str(u.seat_uid), u) for u in batch if u.seat_uid in wanted)
-
-        await self.scan(keep)
-        return found
-
-    async def freed(self, seat_uids: Sequence[str]) -> None:
-        """Nothing is kept between scans."""
 
 
 class IdleFlow:

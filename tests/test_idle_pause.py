@@ -13,12 +13,13 @@ from bot.cloudflare.client import CloudflareClient
 from bot.cloudflare.demo_idle import user_at
 from bot.cloudflare.sandbox import Sandbox
 from bot.idle import IdleReport, SweepOutcome
+from bot.idle_source import ScanSource
 from bot.parse import parse
 from bot.policy import Policy
 from bot.state.audit import STREAM, Audit
 from bot.state.pending import PendingStore
 from bot.state.sweeps import SweepStore
-from bot.sweep import RESUME_JOB, IdleFlow, ScanSource
+from bot.sweep import RESUME_JOB, IdleFlow
 
 NOW = datetime.now(UTC)
 

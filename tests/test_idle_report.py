@@ -18,12 +18,13 @@ from bot.config import load_settings
 from bot.errors import ConfigError
 from bot.idle import IdleReport
 from bot.idle_report import JOB, PeriodicReport
+from bot.idle_source import ScanSource
 from bot.policy import Policy
 from bot.slack import replies
 from bot.state.audit import Audit
 from bot.state.pending import PendingStore
 from bot.state.sweeps import SweepStore
-from bot.sweep import IdleFlow, ScanSource
+from bot.sweep import IdleFlow
 from tests.support.fake_slack import FakeSlack
 from tests.support.harness import ADMIN, OUTSIDER, SlackClient, all_text, button, running
 
