@@ -97,3 +97,27 @@ def test_the_shell_loads_neither_bolt_nor_aiohttp() -> None:
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
+
+
+def private_reaches(source: str) -> list[str]:
+    """Where `source` uses an underscore name of another object: `from bot.x import _y`, `thing._y`."""
+
+    def private(name: str) -> bool:
+        return name.startswith("_") and not name.endswith("__")
+
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("bot"):
+            found += [f"{node.lineno}: import {a.name}" for a in node.names if private(a.name)]
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load) and private(node.attr):
+            own = isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")
+            found += [] if own else [f"{node.lineno}: {ast.unparse(node)}"]
+    return found
+
+
+def test_no_module_uses_another_modules_private_names() -> None:
+    """What several modules share has a public name (bot/targets.py, bot/revocation.py, bot/slack/kit.py)."""
+    old = "from bot.slack.blocks import _context, esc\nasync def f(self):\n    self._x = self.flow._revoke()"
+    assert private_reaches(old) == ["1: import _context", "3: self.flow._revoke"]  # the check sees them
+    found = {name: hits for name, path in MODULES.items() if (hits := private_reaches(path.read_text()))}
+    assert found == {}

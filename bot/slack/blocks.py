@@ -1,14 +1,12 @@
 """Block Kit rendering: pure functions from the flow's answers to Slack message payloads.
 
 Every user- or API-supplied string goes through `esc`; only mentions of user IDs that the bot
-itself produced (`<@U…>`) are left live. Messages stay inside Block Kit's limits: at most 50
-blocks, 3000 characters per text object; long target lists are summarised.
+itself produced (`<@U…>`) are left live. Messages stay inside Block Kit's limits (bot/slack/kit.py):
+at most 50 blocks, 3000 characters per text object; long target lists are summarised.
 """
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime
 from typing import Any
 
 from bot.models import AccessUser, Pending, PendingTarget, Seat
@@ -23,13 +21,22 @@ from bot.outcomes import (
 )
 from bot.parse import USAGE
 from bot.schedule_outcomes import stamp
+from bot.slack.kit import (  # Message and esc are re-exported: every renderer and sender uses them
+    MAX_TEXT,
+    USER_ID,
+    clip,
+    compose,
+    context,
+    flags,
+    header,
+    line_sections,
+    section,
+    when,
+    who,
+)
+from bot.slack.kit import Message as Message
+from bot.slack.kit import esc as esc
 
-Message = dict[str, Any]
-MAX_BLOCKS = 50
-MAX_TEXT = 3000
-_SECTION_BUDGET = 2900
-_MAX_LINE_SECTIONS = 40
-_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,20}$")
 _ICON = {
     "info": ":information_source:",
     "error": ":warning:",
@@ -39,82 +46,20 @@ _ICON = {
 }
 
 
-def esc(text: object) -> str:
-    """Escape the three characters Slack's mrkdwn treats as control characters."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def who(user_id: str) -> str:
-    """A live mention for a Slack user ID the bot got from Slack itself; anything else is escaped."""
-    return f"<@{user_id}>" if _USER_ID.match(user_id) else esc(user_id)
-
-
-def when(ts: float) -> str:
-    fallback = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return f"<!date^{int(ts)}^{{date_short_pretty}} at {{time}}|{fallback}>"
-
-
-def flags(access: bool | None, gateway: bool | None) -> str:
-    def one(name: str, value: bool | None) -> str:
-        return f"{name} {'?' if value is None else ('✓' if value else '✗')}"
-
-    return f"{one('access', access)} / {one('gateway', gateway)}"
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": _clip(text, MAX_TEXT)}}
-
-
-def _context(text: str) -> dict[str, Any]:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(text, MAX_TEXT)}]}
-
-
-def _header(text: str) -> dict[str, Any]:
-    return {"type": "header", "text": {"type": "plain_text", "text": _clip(text, 150), "emoji": True}}
-
-
-def _lines(lines: list[str], *, max_sections: int = _MAX_LINE_SECTIONS) -> list[dict[str, Any]]:
-    """Pack lines into as few sections as fit; summarise what does not fit."""
-    sections: list[str] = []
-    current = ""
-    for index, line in enumerate(lines):
-        line = _clip(line, 1000)
-        if current and len(current) + 1 + len(line) > _SECTION_BUDGET:
-            if len(sections) + 1 >= max_sections:
-                current += f"\n…and {len(lines) - index} more"
-                break
-            sections.append(current)
-            current = line
-        else:
-            current = f"{current}\n{line}" if current else line
-    if current:
-        sections.append(current)
-    return [_section(s) for s in sections]
-
-
-def _message(text: str, blocks: list[dict[str, Any]], **extra: Any) -> Message:
-    assert len(blocks) <= MAX_BLOCKS
-    return {"text": _clip(text, MAX_TEXT), "blocks": blocks, **extra}
-
-
 def _target_line(t: PendingTarget) -> str:
     name = f" ({esc(t.name)})" if t.name else ""
     person = esc(t.email) if t.email else ("seat " + esc(t.seat_uid))
-    if t.label.startswith("<@") and t.label.endswith(">") and _USER_ID.fullmatch(t.label[2:-1]):
+    if t.label.startswith("<@") and t.label.endswith(">") and USER_ID.fullmatch(t.label[2:-1]):
         person = f"{t.label} {person}"
     return f"• *{person}*{name} — seat `{esc(t.seat_uid)}` — now {flags(t.access_seat, t.gateway_seat)}"
 
 
 def notice(n: Notice) -> Message:
     text = esc(n.text)
-    blocks = [_section(f"{_ICON.get(n.kind, '')} {text}".strip())]
+    blocks = [section(f"{_ICON.get(n.kind, '')} {text}".strip())]
     if n.usage and n.kind != "info":
-        blocks.append(_context(esc(USAGE)))
-    return _message(text, blocks)
+        blocks.append(context(esc(USAGE)))
+    return compose(text, blocks)
 
 
 def card(c: Card) -> Message:
@@ -126,13 +71,13 @@ def card(c: Card) -> Message:
         title = f"Revoke failed — try again? ({count} {noun})"
     elif p.at is not None:
         title = f"Schedule the removal of {count} Zero Trust {noun}?"
-    blocks: list[dict[str, Any]] = [_header(title)]
+    blocks: list[dict[str, Any]] = [header(title)]
     if p.at is not None:
-        blocks.append(_section(f":alarm_clock: *Runs at {stamp(p.at, p.tz)}*; confirming only schedules it."))
+        blocks.append(section(f":alarm_clock: *Runs at {stamp(p.at, p.tz)}*; confirming only schedules it."))
     if c.error:
-        blocks.append(_section(f":x: Last attempt failed, nothing was confirmed done: {esc(c.error)}"))
-    blocks += _lines([_target_line(t) for t in p.targets], max_sections=35)
-    blocks.append(_section("*Will change to:* access ✗ / gateway ✗ (removed from their Zero Trust seat)"))
+        blocks.append(section(f":x: Last attempt failed, nothing was confirmed done: {esc(c.error)}"))
+    blocks += line_sections([_target_line(t) for t in p.targets], max_sections=35)
+    blocks.append(section("*Will change to:* access ✗ / gateway ✗ (removed from their Zero Trust seat)"))
     meta = [
         f"Requested by {who(p.requester)}",
         f"reason: {esc(p.reason) if p.reason else '_none given_'}",
@@ -140,14 +85,14 @@ def card(c: Card) -> Message:
     ]
     if p.two_person:
         meta.append(f"needs a second admin: {who(p.requester)} cannot confirm their own request")
-    blocks.append(_context(" · ".join(meta)))
+    blocks.append(context(" · ".join(meta)))
     extra = [esc(x) for x in (*c.problems, *c.notes)]
     if not c.audit_ok:
         extra.append("The audit trail could not be written (see the bot's logs).")
     if extra:
-        blocks.append(_context(_clip("\n".join(extra), MAX_TEXT)))
+        blocks.append(context(clip("\n".join(extra), MAX_TEXT)))
     blocks.append(_buttons(p, count, noun))
-    return _message(title, blocks)
+    return compose(title, blocks)
 
 
 def _buttons(p: Pending, count: int, noun: str) -> dict[str, Any]:
@@ -166,12 +111,12 @@ def confirm_buttons(p: Pending, *, label: str, title: str, dialog: str, yes: str
     confirm = {
         "type": "button",
         "action_id": "seat_confirm",
-        "text": {"type": "plain_text", "text": _clip(label, 75)},
+        "text": {"type": "plain_text", "text": clip(label, 75)},
         "style": "danger",
         "value": p.id,
         "confirm": {
-            "title": {"type": "plain_text", "text": _clip(title, 100)},
-            "text": {"type": "plain_text", "text": _clip(dialog, 300)},
+            "title": {"type": "plain_text", "text": clip(title, 100)},
+            "text": {"type": "plain_text", "text": clip(dialog, 300)},
             "confirm": {"type": "plain_text", "text": yes},
             "deny": {"type": "plain_text", "text": "Back"},
             "style": "danger",
@@ -188,10 +133,10 @@ def confirm_buttons(p: Pending, *, label: str, title: str, dialog: str, yes: str
 
 def progress(p: Pending) -> Message:
     text = f":hourglass_flowing_sand: Revoking {len(p.targets)} seat(s)…"
-    return _message(text, [_section(text)])
+    return compose(text, [section(text)])
 
 
-def _seat_line(t: PendingTarget, seat: Seat | None) -> str:
+def seat_line(t: PendingTarget, seat: Seat | None) -> str:
     """One seat of an outcome: the whole seat UID (to match the ticket) and what Cloudflare returned."""
     person = f"*{esc(t.email)}* — seat `{esc(t.seat_uid)}`" if t.email else f"seat `{esc(t.seat_uid)}`"
     if seat is None:
@@ -211,9 +156,12 @@ def outcome(o: Outcome) -> Message:
         if o.all_confirmed
         else f"Revoke partly confirmed: {done} of {len(o.results)} seats"
     )
-    blocks = [_header(title), *_lines([_seat_line(r.target, r.seat) for r in o.results], max_sections=44)]
-    blocks.append(_context(_trailer(p, o.confirmer, o.audit_ok)))
-    return _message(title, blocks, response_type="in_channel")
+    blocks = [
+        header(title),
+        *line_sections([seat_line(r.target, r.seat) for r in o.results], max_sections=44),
+    ]
+    blocks.append(context(_trailer(p, o.confirmer, o.audit_ok)))
+    return compose(title, blocks, response_type="in_channel")
 
 
 def _trailer(p: Pending, confirmer: str, audit_ok: bool) -> str:
@@ -228,30 +176,30 @@ def _trailer(p: Pending, confirmer: str, audit_ok: bool) -> str:
 
 
 def failure(f: Failure) -> Message:
-    done = [_seat_line(r.target, r.seat) for r in f.done]
+    done = [seat_line(r.target, r.seat) for r in f.done]
     if f.retry is not None:
         msg = card(Card(f.retry, error=f.error, audit_ok=f.audit_ok))
         if done:  # earlier chunks went through: say exactly which, above the buttons
-            note = _context(_clip("Removed before the failure:\n" + "\n".join(done), MAX_TEXT))
+            note = context(clip("Removed before the failure:\n" + "\n".join(done), MAX_TEXT))
             msg["blocks"].insert(-1, note)
         return msg
     text = f":x: Revoke failed, nothing more was confirmed done: {esc(f.error)}. Run the command again."
-    blocks = [_section(text)]
+    blocks = [section(text)]
     if done:
-        blocks.append(_context(_clip("Removed before the failure:\n" + "\n".join(done), MAX_TEXT)))
-    return _message(text, [*blocks, _context(_trailer(f.pending, f.confirmer, f.audit_ok))])
+        blocks.append(context(clip("Removed before the failure:\n" + "\n".join(done), MAX_TEXT)))
+    return compose(text, [*blocks, context(_trailer(f.pending, f.confirmer, f.audit_ok))])
 
 
 def cancelled(c: Cancelled) -> Message:
     text = f"Cancelled by {who(c.by)}: nothing was changed."
     if not c.audit_ok:
         text += " (The audit trail could not be written.)"
-    return _message(text, [_section(f":no_entry_sign: {text}")])
+    return compose(text, [section(f":no_entry_sign: {text}")])
 
 
 def done_note() -> Message:
     text = "Done: the result is posted in the channel."
-    return _message(text, [_section(text)])
+    return compose(text, [section(text)])
 
 
 def _user_line(u: AccessUser) -> str:
@@ -264,12 +212,12 @@ def _user_line(u: AccessUser) -> str:
 
 def status_report(r: StatusReport) -> Message:
     title = f"Seat status ({len(r.users)} found)"
-    blocks = [_header(title), *_lines([_user_line(u) for u in r.users], max_sections=40)]
+    blocks = [header(title), *line_sections([_user_line(u) for u in r.users], max_sections=40)]
     if r.problems:
-        blocks.append(_context(_clip("\n".join(esc(p) for p in r.problems), MAX_TEXT)))
+        blocks.append(context(clip("\n".join(esc(p) for p in r.problems), MAX_TEXT)))
     if r.source:
-        blocks.append(_context(esc(r.source)))
-    return _message(title, blocks)
+        blocks.append(context(esc(r.source)))
+    return compose(title, blocks)
 
 
 _SHOWN_SEATS = 3
@@ -282,7 +230,7 @@ def _seat_list(seats: list[Any]) -> str:
     return f"{shown} and {more} more" if more > 0 else shown
 
 
-def _event_line(e: dict[str, Any], seats_by_id: dict[str, list[Any]]) -> str:
+def event_line(e: dict[str, Any], seats_by_id: dict[str, list[Any]]) -> str:
     at = e.get("at")
     stamp = when(float(at)) if isinstance(at, int | float) else "?"
     actor = who(str(e["user"])) if e.get("user") else "?"
@@ -307,11 +255,11 @@ def _event_line(e: dict[str, Any], seats_by_id: dict[str, list[Any]]) -> str:
 def audit_report(r: AuditReport) -> Message:
     title = f"Last {len(r.events)} audit events"
     if not r.events:
-        return _message("No audit events yet.", [_section("No audit events yet.")])
+        return compose("No audit events yet.", [section("No audit events yet.")])
     # Older events (and clicks refused before their card was read) name their seats through the
     # `requested` event of the same card.
     seats_by_id = {
         str(e["id"]): e["seats"] for e in r.events if e.get("id") and isinstance(e.get("seats"), list)
     }
-    lines = [_event_line(e, seats_by_id) for e in r.events]
-    return _message(title, [_header(title), *_lines(lines, max_sections=45)])
+    lines = [event_line(e, seats_by_id) for e in r.events]
+    return compose(title, [header(title), *line_sections(lines, max_sections=45)])

@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from bot.home import HomeOverview, ScheduledItem
-from bot.slack.blocks import _context, _event_line, _header, _lines, _section, esc, when, who
+from bot.slack.blocks import event_line
 from bot.slack.idle_blocks import source_line
+from bot.slack.kit import context, esc, header, line_sections, section, when, who
 
 MAX_VIEW_BLOCKS = 100
 MAX_SCHEDULED = 15
@@ -34,7 +35,7 @@ def _admins(o: HomeOverview) -> str:
 
 def _scheduled_block(item: ScheduledItem) -> dict[str, Any]:
     reason = f" · reason: {esc(item.reason)}" if item.reason else ""
-    block = _section(f"*{esc(item.targets)}* at {when(item.at)} · by {who(item.by)}{reason}")
+    block = section(f"*{esc(item.targets)}* at {when(item.at)} · by {who(item.by)}{reason}")
     block["accessory"] = {
         "type": "button",
         "action_id": "home_unschedule",
@@ -51,44 +52,44 @@ def _scheduled_block(item: ScheduledItem) -> dict[str, Any]:
 
 
 def home_view(o: HomeOverview) -> View:
-    blocks: list[dict[str, Any]] = [_header("Seat Bot"), _section(ABOUT), _context(_admins(o))]
+    blocks: list[dict[str, Any]] = [header("Seat Bot"), section(ABOUT), context(_admins(o))]
     if not o.is_admin:
-        blocks.append(_context("Only admins see the seat overview here. Ask one of them for help."))
+        blocks.append(context("Only admins see the seat overview here. Ask one of them for help."))
         return _view(blocks)
     blocks.append({"type": "divider"})
-    blocks.append(_header("Seats"))
+    blocks.append(header("Seats"))
     if o.counts is not None:
         c = o.counts
         blocks.append(
-            _section(
+            section(
                 f"*{c.in_use:,}* seats in use of *{c.users:,}* users in the account\n"
                 f"*{c.idle:,}* idle seats (no sign-in for {c.days}+ days)"
                 + (f" · {c.excluded:,} more excluded" if c.excluded else "")
                 + " · `/seat idle` to review and free them"
             )
         )
-        blocks.append(_context(source_line(c.source, o.now)))
+        blocks.append(context(source_line(c.source, o.now)))
     else:
-        blocks.append(_section(f":warning: {esc(o.counts_error or 'Seat counts are unavailable.')}"))
-    blocks.append(_header("Scheduled removals"))
+        blocks.append(section(f":warning: {esc(o.counts_error or 'Seat counts are unavailable.')}"))
+    blocks.append(header("Scheduled removals"))
     if o.scheduled is None:
-        blocks.append(_context("Scheduled removals are not available in this deployment."))
+        blocks.append(context("Scheduled removals are not available in this deployment."))
     elif not o.scheduled:
-        blocks.append(_context("None scheduled."))
+        blocks.append(context("None scheduled."))
     else:
         blocks += [_scheduled_block(item) for item in o.scheduled[:MAX_SCHEDULED]]
         if len(o.scheduled) > MAX_SCHEDULED:
-            blocks.append(_context("…and more: `/seat scheduled` lists them all."))
-    blocks.append(_header("Recent activity"))
+            blocks.append(context("…and more: `/seat scheduled` lists them all."))
+    blocks.append(header("Recent activity"))
     if o.events_error:
-        blocks.append(_context(esc(o.events_error)))
+        blocks.append(context(esc(o.events_error)))
     elif not o.events:
-        blocks.append(_context("No audit events yet."))
+        blocks.append(context("No audit events yet."))
     else:
         seats_by_id = {
             str(e["id"]): e["seats"] for e in o.events if e.get("id") and isinstance(e.get("seats"), list)
         }
-        blocks += _lines([_event_line(e, seats_by_id) for e in o.events], max_sections=10)
+        blocks += line_sections([event_line(e, seats_by_id) for e in o.events], max_sections=10)
     return _view(blocks)
 
 

@@ -13,19 +13,8 @@ from typing import Any
 from bot.idle import OLDEST_SHOWN, IdleReport, IdleSeat, SourceInfo, SweepOutcome, SweepProgress
 from bot.models import Pending
 from bot.seat_lookup import age_text
-from bot.slack.blocks import (
-    Message,
-    _clip,
-    _context,
-    _header,
-    _lines,
-    _message,
-    _section,
-    confirm_buttons,
-    esc,
-    when,
-    who,
-)
+from bot.slack.blocks import confirm_buttons
+from bot.slack.kit import Message, clip, compose, context, esc, header, line_sections, section, when, who
 
 MAX_LISTED_FAILURES = 40
 
@@ -66,17 +55,17 @@ def outcome_filename(o: SweepOutcome) -> str:
 def idle_report(r: IdleReport) -> Message:
     count = len(r.idle)
     title = f"{_n(count, 'idle seat')} of {r.in_use:,} in use (no sign-in for {r.days}+ days)"
-    blocks: list[dict[str, Any]] = [_header(title)]
+    blocks: list[dict[str, Any]] = [header(title)]
     summary = f"*{count:,}* idle · *{r.in_use:,}* seats in use · {r.users:,} users in the account" + (
         f" · {r.excluded:,} idle but excluded (SEATBOT_IDLE_EXCLUDE)" if r.excluded else ""
     )
-    blocks.append(_section(summary))
+    blocks.append(section(summary))
     if count:
         shown = min(count, OLDEST_SHOWN)
-        blocks.append(_context(f"The oldest {shown}:" if count > shown else "All of them, oldest first:"))
-        blocks += _lines([seat_line(s, r.now) for s in r.idle[:OLDEST_SHOWN]], max_sections=8)
+        blocks.append(context(f"The oldest {shown}:" if count > shown else "All of them, oldest first:"))
+        blocks += line_sections([seat_line(s, r.now) for s in r.idle[:OLDEST_SHOWN]], max_sections=8)
         if count > shown:
-            blocks.append(_context(f"…and {count - shown:,} more: the full list is in the CSV file."))
+            blocks.append(context(f"…and {count - shown:,} more: the full list is in the CSV file."))
     asked = f"Asked by {who(r.requester)}"
     if r.schedule is not None:
         asked = f"Periodic report (SEATBOT_IDLE_REPORT_CRON `{esc(r.schedule)}`, UTC)"
@@ -89,19 +78,19 @@ def idle_report(r: IdleReport) -> Message:
         ]
         if p.two_person:
             meta.append(f"needs a second admin: {who(p.requester)} cannot confirm their own request")
-    blocks.append(_context(" · ".join(meta)))
+    blocks.append(context(" · ".join(meta)))
     notes = []
     if r.no_button and count:
         notes.append(esc(r.no_button))
     if not r.audit_ok:
         notes.append("The audit trail could not be written (see the bot's logs).")
     if notes:
-        blocks.append(_context("\n".join(notes)))
+        blocks.append(context("\n".join(notes)))
     if r.pending is not None:
         blocks.append(sweep_buttons(r.pending))
     elif r.schedule is not None and count:
         blocks.append(review_button(r))
-    return _message(title, blocks)
+    return compose(title, blocks)
 
 
 def review_button(r: IdleReport) -> dict[str, Any]:
@@ -110,7 +99,7 @@ def review_button(r: IdleReport) -> dict[str, Any]:
     button = {
         "type": "button",
         "action_id": "idle_review",
-        "text": {"type": "plain_text", "text": _clip(f"Free {_n(len(r.idle), 'idle seat')}…", 75)},
+        "text": {"type": "plain_text", "text": clip(f"Free {_n(len(r.idle), 'idle seat')}…", 75)},
         "value": str(r.days),
     }
     return {"type": "actions", "block_id": "idle_review", "elements": [button]}
@@ -136,7 +125,7 @@ def sweep_progress(p: SweepProgress) -> Message:
     else:
         eta = f", about {age_text(p.eta_seconds)} left" if p.eta_seconds is not None else ""
         text = f":hourglass_flowing_sand: Freed {p.done:,} of {p.total:,} idle seats so far{eta}…"
-    return _message(text, [_section(text)])
+    return compose(text, [section(text)])
 
 
 def sweep_outcome(o: SweepOutcome) -> Message:
@@ -146,13 +135,13 @@ def sweep_outcome(o: SweepOutcome) -> Message:
         title = "Idle sweep, continued after a rate-budget pause: " + title.removeprefix("Idle sweep: ")
     if o.deferred:
         title += f", {o.deferred:,} continuing"
-    blocks: list[dict[str, Any]] = [_header(title)]
+    blocks: list[dict[str, Any]] = [header(title)]
     if o.failed:
         lines = [f"• :warning: *{esc(s.email or s.seat_uid)}* — {esc(why)}" for s, why in o.failed]
-        blocks.append(_section("*Failed* (nothing reported done for these):"))
-        blocks += _lines(lines[:MAX_LISTED_FAILURES], max_sections=10)
+        blocks.append(section("*Failed* (nothing reported done for these):"))
+        blocks += line_sections(lines[:MAX_LISTED_FAILURES], max_sections=10)
         if len(lines) > MAX_LISTED_FAILURES:
-            blocks.append(_context(f"…and {len(lines) - MAX_LISTED_FAILURES:,} more failures."))
+            blocks.append(context(f"…and {len(lines) - MAX_LISTED_FAILURES:,} more failures."))
     if o.skipped:
         reasons = Counter(why for _, why in o.skipped)
         text = "*Skipped* (checked again at confirm): " + "; ".join(
@@ -160,16 +149,16 @@ def sweep_outcome(o: SweepOutcome) -> Message:
         )
         names = ", ".join(esc(s.email or s.seat_uid) for s, _ in o.skipped[:20])
         more = f" and {len(o.skipped) - 20:,} more" if len(o.skipped) > 20 else ""
-        blocks.append(_section(_clip(f"{text}\n{names}{more}", 2900)))
+        blocks.append(section(clip(f"{text}\n{names}{more}", 2900)))
     if o.deferred:
         blocks.append(
-            _section(
+            section(
                 f":hourglass: {_n(o.deferred, 'seat')} wait for the Cloudflare rate budget; the sweep "
                 "continues on its own and posts its result here."
             )
         )
     if o.freed:
-        blocks.append(_context("The seats freed, with Cloudflare's `updated_at`, are in the CSV file."))
+        blocks.append(context("The seats freed, with Cloudflare's `updated_at`, are in the CSV file."))
     parts = [
         f"Requested by {who(p.requester)}",
         f"confirmed by {who(o.confirmer)}",
@@ -177,5 +166,5 @@ def sweep_outcome(o: SweepOutcome) -> Message:
     ]
     if not o.audit_ok:
         parts.append(":warning: audit trail write failed (see the bot's logs)")
-    blocks.append(_context(" · ".join(parts)))
-    return _message(title, blocks, response_type="in_channel")
+    blocks.append(context(" · ".join(parts)))
+    return compose(title, blocks, response_type="in_channel")

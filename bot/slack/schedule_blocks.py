@@ -5,18 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from bot.schedule_outcomes import Fired, ScheduleConfirmed, ScheduleList, Unscheduled, stamp
-from bot.slack.blocks import (
-    Message,
-    _context,
-    _header,
-    _lines,
-    _message,
-    _seat_line,
-    _section,
-    esc,
-    failure,
-    who,
-)
+from bot.slack.blocks import failure, seat_line
+from bot.slack.kit import Message, compose, context, esc, header, line_sections, section, who
 from bot.state.schedules import Entry
 
 MAX_LISTED = 40  # one block each, inside Block Kit's 50
@@ -36,7 +26,7 @@ def _meta(entry: Entry) -> str:
 
 def _entry_block(entry: Entry, *, button: bool) -> dict[str, Any]:
     text = f"*{esc(stamp(entry.at, entry.pending.tz))}* — {_people(entry)}\n{_meta(entry)}"
-    block: dict[str, Any] = _section(text)
+    block: dict[str, Any] = section(text)
     if button:
         block["accessory"] = {
             "type": "button",
@@ -61,25 +51,25 @@ def schedule_list(r: ScheduleList) -> Message:
         title = "Already scheduled: these seats have a pending removal"
         head = "Nothing new was scheduled. Cancel the existing one first to change it."
     elif not r.entries:
-        return _message("No scheduled removals.", [_section("No scheduled removals.")])
+        return compose("No scheduled removals.", [section("No scheduled removals.")])
     else:
         title = f"Scheduled removals ({r.total})"
         head = "Soonest first."
     shown = r.entries[:MAX_LISTED]
-    blocks = [_header(title), _context(head), *(_entry_block(e, button=True) for e in shown)]
+    blocks = [header(title), context(head), *(_entry_block(e, button=True) for e in shown)]
     if r.total > len(shown):
-        blocks.append(_context(f"…and {r.total - len(shown)} more"))
-    return _message(title, blocks)
+        blocks.append(context(f"…and {r.total - len(shown)} more"))
+    return compose(title, blocks)
 
 
 def schedule_confirmed(c: ScheduleConfirmed) -> Message:
     e = c.entry
     when = "now (its time had passed)" if c.late else esc(stamp(e.at, e.pending.tz))
     text = f":alarm_clock: Removal of {len(e.targets)} seat(s) scheduled for {when}: {_people(e)}"
-    blocks = [_section(text), _context(_meta(e))]
+    blocks = [section(text), context(_meta(e))]
     if not c.audit_ok:
-        blocks.append(_context(":warning: audit trail write failed (see the bot's logs)"))
-    return _message(f"Removal scheduled for {when}", blocks, response_type="in_channel")
+        blocks.append(context(":warning: audit trail write failed (see the bot's logs)"))
+    return compose(f"Removal scheduled for {when}", blocks, response_type="in_channel")
 
 
 def unscheduled(u: Unscheduled) -> Message:
@@ -88,10 +78,10 @@ def unscheduled(u: Unscheduled) -> Message:
         f":no_entry_sign: Scheduled removal cancelled by {who(u.by)}: {_people(e)} "
         f"(was due {esc(stamp(e.at, e.pending.tz))}). Nothing was changed."
     )
-    blocks = [_section(text), _context(_meta(e))]
+    blocks = [section(text), context(_meta(e))]
     if not u.audit_ok:
-        blocks.append(_context(":warning: audit trail write failed (see the bot's logs)"))
-    return _message("Cancelled scheduled removal", blocks)
+        blocks.append(context(":warning: audit trail write failed (see the bot's logs)"))
+    return compose("Cancelled scheduled removal", blocks)
 
 
 def fired(f: Fired) -> Message:
@@ -103,18 +93,18 @@ def fired(f: Fired) -> Message:
         title = f"Scheduled removal done: {done} seat(s) revoked"
     else:
         title = f"Scheduled removal partly confirmed: {done} of {len(f.results)} seats"
-    lines = [_seat_line(r.target, r.seat) for r in f.results]
+    lines = [seat_line(r.target, r.seat) for r in f.results]
     lines += [
         f"• :heavy_minus_sign: *{esc(t.email or t.seat_uid)}* — already removed before the time; not re-sent"
         for t in f.gone
     ]
-    blocks = [_header(title), *_lines(lines, max_sections=8)]
+    blocks = [header(title), *line_sections(lines, max_sections=8)]
     trailer = f"due {esc(stamp(e.at, e.pending.tz))} · {_meta(e)}"
     if not f.audit_ok:
         trailer += " · :warning: audit trail write failed (see the bot's logs)"
-    blocks.append(_context(trailer))
+    blocks.append(context(trailer))
     if f.failure is not None:  # the try-again card (its buttons run the rest now, after a click)
         card = failure(f.failure)["blocks"]
         room = 50 - len(blocks)
         blocks += card if len(card) <= room else [*card[: room - 1], card[-1]]  # keep the buttons
-    return _message(title, blocks)
+    return compose(title, blocks)

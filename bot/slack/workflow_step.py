@@ -19,7 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.flow import SeatFlow
 from bot.logs import redact, request_scope
 from bot.outcomes import Notice
-from bot.slack import blocks, replies
+from bot.slack import blocks, kit, replies
 from bot.slack.delivery import Responder, deliver, send
 from bot.workflow import CALLBACK_ID, Completion, Step, WorkflowSteps
 
@@ -34,7 +34,7 @@ def step_card(message: blocks.Message) -> blocks.Message:
         for element in block.get("elements", []):
             if element.get("action_id") in ACTIONS:
                 element["action_id"] = ACTIONS[element["action_id"]]
-    note = blocks._context(":zap: From a Workflow Builder step: it continues once an admin decides here.")
+    note = kit.context(":zap: From a Workflow Builder step: it continues once an admin decides here.")
     card["blocks"].insert(-1, note)
     return card
 
@@ -67,7 +67,7 @@ def register_workflow_step(
         await complete(done)
         if done.step.ts:
             text = f":hourglass: Expired: nobody confirmed in time, nothing was changed. {done.error or ''}"
-            message = blocks._message(text, [blocks._section(blocks.esc(text))])
+            message = kit.compose(text, [kit.section(kit.esc(text))])
             try:
                 await client.chat_update(
                     channel=done.step.channel, ts=done.step.ts, text=message["text"], blocks=message["blocks"]
