@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import report
 from bench.run import RemoteSlack, rss_kb, start, wait_up
-from bot.cloudflare.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN
+from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
 from bot.cloudflare.synthetic import synthetic_email, synthetic_uid
 from tests.support.harness import BOT_TOKEN, SIGNING_SECRET, command_body, sign
 from tests.support.servers import RedisServer, clean_env, free_port

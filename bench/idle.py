@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import report
 from bench.run import RemoteSlack, rss_kb, start, wait_up
-from bot.cloudflare.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN
+from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
 from tests.support.harness import BOT_TOKEN, SIGNING_SECRET, action_body, command_body, sign
 from tests.support.servers import RedisServer, clean_env, free_port
 

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import report
-from bot.cloudflare.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN
+from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
 from tests.support.harness import BOT_TOKEN, SIGNING_SECRET, action_body, command_body, sign
 from tests.support.servers import RedisServer, clean_env, free_port
 

@@ -13,7 +13,8 @@ import redis.asyncio as aredis
 
 from bot.cloudflare.budget import RateBudget
 from bot.cloudflare.client import CloudflareClient
-from bot.cloudflare.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, Sandbox
+from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
+from bot.cloudflare.sandbox import Sandbox
 from bot.config import Settings
 from bot.directory_jobs import DirectoryRefresh
 from bot.directory_sync import DirectorySync

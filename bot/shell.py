@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 
 from bot.cloudflare import demo_idle
-from bot.cloudflare.sandbox import DEMO_USERS
+from bot.cloudflare.demo_account import DEMO_USERS
 from bot.cloudflare.transport import DEFAULT_BASE_URL
 from bot.config import Settings
 from bot.parse import unescape

@@ -11,7 +11,8 @@ import redis.asyncio as aredis
 
 from bot.cloudflare.budget import RateBudget, parse_ratelimit
 from bot.cloudflare.client import CloudflareClient
-from bot.cloudflare.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, Sandbox
+from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
+from bot.cloudflare.sandbox import Sandbox
 from bot.cloudflare.synthetic import synthetic_email, synthetic_uid
 from bot.errors import BudgetExhausted, RateLimited
 from bot.models import SeatUpdate

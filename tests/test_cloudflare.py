@@ -16,7 +16,8 @@ import pytest
 from pydantic import ValidationError
 
 from bot.cloudflare.client import CloudflareClient
-from bot.cloudflare.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, Sandbox, demo_user
+from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN, demo_user
+from bot.cloudflare.sandbox import Sandbox
 from bot.cloudflare.transport import parse_retry_after
 from bot.config import load_settings
 from bot.errors import (

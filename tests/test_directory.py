@@ -14,7 +14,8 @@ import redis.asyncio as aredis
 
 from bot.cloudflare.budget import RateBudget
 from bot.cloudflare.client import CloudflareClient
-from bot.cloudflare.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, Sandbox, demo_user
+from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN, demo_user
+from bot.cloudflare.sandbox import Sandbox
 from bot.cloudflare.synthetic import synthetic_uid
 from bot.directory_sync import DirectorySync
 from bot.slack.web import build_app

@@ -15,7 +15,8 @@ import redis.asyncio as aredis
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from bot.cloudflare.sandbox import DEMO_TOKEN, Sandbox
+from bot.cloudflare.demo_account import DEMO_TOKEN
+from bot.cloudflare.sandbox import Sandbox
 from bot.errors import ParseError
 from bot.logs import JsonFormatter, redact, request_scope, setup_logging
 from bot.models import Pending, PendingTarget

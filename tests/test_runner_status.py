@@ -14,7 +14,8 @@ import pytest
 import redis.asyncio as aredis
 
 from bot.checks import run_checks
-from bot.cloudflare.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, Sandbox
+from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
+from bot.cloudflare.sandbox import Sandbox
 from bot.config import Settings
 from bot.runtime import Runtime
 from bot.startup import describe

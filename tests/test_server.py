@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cloudflare.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN
+from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
 from bot.slack.server import RateLimitedLines, connection_cap, limit_accept_errors
 from tests.support.harness import BOT_TOKEN, SIGNING_SECRET
 from tests.support.servers import clean_env, free_port, wait_http

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bot.cloudflare.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN
+from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
 from tests.support.servers import clean_env
 
 

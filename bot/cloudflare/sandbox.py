@@ -15,12 +15,11 @@ import dataclasses
 import json
 import math
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 from starlette.applications import Starlette
@@ -28,17 +27,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN, DEMO_USERS, demo_user
+from bot.cloudflare.sandbox_faults import Fault, FaultSpec, failure, make_fault, new_ray
 from bot.cloudflare.synthetic import SyntheticUsers
-
-DEMO_ACCOUNT_ID = "0123456789abcdef0123456789abcdef"
-DEMO_TOKEN = "sandbox-token"  # noqa: S105 - a fixed, public demo value
-DEMO_USERS = (
-    ("alice@example.com", "Alice Example"),
-    ("malice@example.com", "Mallory Lice"),
-    ("bob@example.com", "Bob Builder"),
-    ("carol@example.com", "Carol Danvers"),
-    ("dave@example.com", "Dave Lister"),
-)
 
 
 def _now() -> datetime:
@@ -49,36 +40,6 @@ def _stamp(when: datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def demo_user(email: str, name: str, *, index: int = 0) -> dict[str, Any]:
-    """A user record shaped like Cloudflare's, with stable ids derived from the email."""
-    seat = uuid.uuid5(uuid.NAMESPACE_URL, f"seat:{email}")
-    return {
-        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"id:{email}")),
-        "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"uid:{email}")),
-        "seat_uid": str(seat),
-        "email": email,
-        "name": name,
-        "access_seat": True,
-        "gateway_seat": True,
-        "active_device_count": 1 + index % 3,
-        "last_successful_login": "2026-11-20T09:30:00Z",
-        "created_at": "2025-01-15T10:00:00.000000Z",
-        "updated_at": "2025-01-15T10:00:00.000000Z",
-    }
-
-
-@dataclass
-class Fault:
-    """One injected answer, served instead of the real one."""
-
-    status: int
-    body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
-    content_type: str = "application/json"
-    methods: tuple[str, ...] = ("GET", "PATCH")
-    skip: int = 0  # let this many matching requests through first
-
-
 @dataclass
 class RecordedRequest:
     method: str
@@ -86,15 +47,6 @@ class RecordedRequest:
     query: dict[str, str]
     headers: dict[str, str]
     body: Any
-
-
-def _new_ray() -> str:
-    return uuid.uuid4().hex[:16] + "-SBX"
-
-
-def _failure(status: int, code: int, message: str, **headers: str) -> Response:
-    body = {"success": False, "errors": [{"code": code, "message": message}], "messages": [], "result": None}
-    return JSONResponse(body, status_code=status, headers={"cf-ray": _new_ray(), **headers})
 
 
 class Sandbox:
@@ -157,33 +109,9 @@ class Sandbox:
         self.users[str(record["seat_uid"])] = record
         return record
 
-    def inject(
-        self,
-        *,
-        status: int = 503,
-        times: int = 1,
-        retry_after: str | None = None,
-        retry_after_ms: str | None = None,
-        empty_errors: bool = False,
-        html: bool = False,
-        code: int = 10000,
-        message: str = "injected failure",
-        methods: tuple[str, ...] = ("GET", "PATCH"),
-        skip: int = 0,
-    ) -> None:
+    def inject(self, *, times: int = 1, **spec: Unpack[FaultSpec]) -> None:
         """Serve `times` failures before the real answers (429 + Retry-After, 5xx, odd bodies)."""
-        headers = {}
-        if retry_after is not None:
-            headers["Retry-After"] = retry_after
-        if retry_after_ms is not None:
-            headers["retry-after-ms"] = retry_after_ms
-        if html:
-            body = b"<html><body><h1>502 Bad Gateway</h1>cloudflare</body></html>"
-            fault = Fault(status, body, headers, "text/html", methods, skip)
-        else:
-            errors = [] if empty_errors else [{"code": code, "message": message}]
-            envelope = {"success": False, "errors": errors, "messages": [], "result": None}
-            fault = Fault(status, json.dumps(envelope).encode(), headers, "application/json", methods, skip)
+        fault = make_fault(**spec)
         self.faults.extend(dataclasses.replace(fault) for _ in range(times))
 
     def remove_user(self, seat_uid: str) -> bool:
@@ -280,7 +208,7 @@ class Sandbox:
                 return Response(
                     fault.body,
                     status_code=fault.status,
-                    headers={**fault.headers, "cf-ray": _new_ray()},
+                    headers={**fault.headers, "cf-ray": new_ray()},
                     media_type=fault.content_type,
                 )
         return self._rate() or self._auth(request) or self._account(request)
@@ -295,7 +223,7 @@ class Sandbox:
         if len(self._hits) >= self.rate_limit:
             self.rejected += 1
             wait = str(max(1, math.ceil(self._hits[0] + self.rate_window - now)))
-            return _failure(
+            return failure(
                 429,
                 971,
                 "Please wait and consider throttling your request speed",
@@ -321,30 +249,30 @@ class Sandbox:
         bearer = request.headers.get("authorization")
         key, email = request.headers.get("x-auth-key"), request.headers.get("x-auth-email")
         if bearer and (key or email):
-            return _failure(400, 6003, "Invalid request headers: send one authentication scheme")
+            return failure(400, 6003, "Invalid request headers: send one authentication scheme")
         if bearer:
             if self.token is not None and bearer == f"Bearer {self.token}":
                 return None
-            return _failure(401, 10000, "Authentication error")
+            return failure(401, 10000, "Authentication error")
         if key or email:
             if self.api_key is not None and (email, key) == (self.email, self.api_key):
                 return None
-            return _failure(403, 9103, "Unknown X-Auth-Key or X-Auth-Email")
-        return _failure(400, 9106, "Missing X-Auth-Key, X-Auth-Email or Authorization headers")
+            return failure(403, 9103, "Unknown X-Auth-Key or X-Auth-Email")
+        return failure(400, 9106, "Missing X-Auth-Key, X-Auth-Email or Authorization headers")
 
     def _account(self, request: Request) -> Response | None:
         account = request.path_params["account_id"]
         if len(account) > 32:
-            return _failure(400, 7003, "Could not route: the account identifier is invalid")
+            return failure(400, 7003, "Could not route: the account identifier is invalid")
         if account != self.account_id:
-            return _failure(
+            return failure(
                 404, 7003, "Could not route to this account, perhaps your object identifier is invalid?"
             )
         return None
 
     def _ok(self, result: Any, **extra: Any) -> Response:
         body = {"success": True, "errors": [], "messages": [], "result": result, **extra}
-        return JSONResponse(body, headers={"cf-ray": _new_ray(), **self._rate_headers()})
+        return JSONResponse(body, headers={"cf-ray": new_ray(), **self._rate_headers()})
 
     async def _seats(self, request: Request) -> Response:
         problem = await self._common(request)
@@ -352,7 +280,7 @@ class Sandbox:
             return problem
         body = request.state.recorded.body
         if not isinstance(body, list):
-            return _failure(400, 10001, "Request body must be a JSON array of seats")
+            return failure(400, 10001, "Request body must be a JSON array of seats")
         for item in body:
             if (
                 not isinstance(item, dict)
@@ -361,7 +289,7 @@ class Sandbox:
                 or not isinstance(item.get("access_seat"), bool)
                 or not isinstance(item.get("gateway_seat"), bool)
             ):
-                return _failure(400, 10001, "Each seat needs seat_uid, access_seat and gateway_seat")
+                return failure(400, 10001, "Each seat needs seat_uid, access_seat and gateway_seat")
         now = _stamp(self.clock())
         result = []
         for item in body:
@@ -395,9 +323,9 @@ class Sandbox:
             page = int(query.get("page", "1"))
             per_page = int(query.get("per_page", "25"))
         except ValueError:
-            return _failure(400, 10001, "page and per_page must be integers")
+            return failure(400, 10001, "page and per_page must be integers")
         if page < 1 or per_page < 1 or per_page > 1000:
-            return _failure(400, 10001, "page and per_page must be at least 1 (per_page at most 1000)")
+            return failure(400, 10001, "page and per_page must be at least 1 (per_page at most 1000)")
         start, stop = (page - 1) * per_page, page * per_page
         filters = [(n, query[n]) for n in ("email", "name", "search") if query.get(n)]
         if not filters:  # the whole list: explicit users, then the synthetic ones (never all built)

@@ -13,7 +13,8 @@ import httpx
 import redis.asyncio as aredis
 
 from bot.cloudflare.client import CloudflareClient
-from bot.cloudflare.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, Sandbox
+from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
+from bot.cloudflare.sandbox import Sandbox
 from bot.flow import SeatFlow
 from bot.policy import Authorizer, Policy
 from bot.shell import ShellDirectory

@@ -14,7 +14,8 @@ import httpx
 from slack_sdk.signature import SignatureVerifier
 from starlette.applications import Starlette
 
-from bot.cloudflare.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, Sandbox
+from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
+from bot.cloudflare.sandbox import Sandbox
 from bot.config import Settings
 from bot.slack.web import build_app
 from tests.support.fake_slack import FakeSlack
