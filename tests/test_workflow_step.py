@@ -6,6 +6,7 @@ function_execution_id and a short-lived workflow token (`bot_access_token`, xwfp
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import time
@@ -18,6 +19,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from bot.cloudflare.sandbox import Sandbox
 from bot.slack.wiring import build_slack
+from bot.workflow import STEP
 from tests.support.fake_slack import FakeSlack
 from tests.support.harness import (
     ADMIN,
@@ -130,12 +132,19 @@ async def test_confirm_completes_the_step_with_outputs(
         await bot.aclose()
 
 
-async def test_cancel_completes_with_an_error(slack: FakeSlack, sandbox: Sandbox, redis_url: str) -> None:
+async def test_cancel_completes_with_an_error(
+    slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: aredis.Redis
+) -> None:
     """An admin's cancel ends the step with functions.completeError; nothing is PATCHed."""
     bot = build(slack, sandbox, redis_url)
     try:
         execution = await start_step(bot, target=ALICE)
         value = button(await step_card(slack), "seat_step_cancel")["value"]
+        # the step is stored just after the card is posted; a click before that finds no step to complete
+        for _ in range(250):
+            if await redis_client.exists(STEP + value):
+                break
+            await asyncio.sleep(0.02)
         await bot.click("seat_step_cancel", value, user=ADMIN)
         method, done = await completion(slack, execution)
         assert method == "functions.completeError" and "Cancelled" in done["error"]
