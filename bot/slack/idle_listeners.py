@@ -10,8 +10,8 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.flow import SeatFlow
 from bot.logs import request_scope
-from bot.outcomes import Notice
-from bot.slack import blocks, replies
+from bot.slack import replies
+from bot.slack.clicks import oops
 from bot.slack.delivery import Responder, deliver, send
 
 log = logging.getLogger("seatbot.listeners")
@@ -33,5 +33,4 @@ def register_idle_actions(app: AsyncApp, *, flow: SeatFlow, responder: Responder
                 await deliver(respond, answer, first=True)
             except Exception:
                 log.exception("idle review failed")
-                oops = Notice(f"Something went wrong on the bot's side. Request id: {rid}", kind="error")
-                await send(respond, blocks.notice(oops), response_type="ephemeral", replace_original=False)
+                await send(respond, oops(rid), response_type="ephemeral", replace_original=False)

@@ -10,10 +10,10 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.logs import redact, request_scope
-from bot.outcomes import Notice
 from bot.schedule import Announce, Announcement, Schedules
 from bot.schedule_outcomes import Fired, ScheduleConfirmed, Unscheduled
-from bot.slack import blocks, replies, schedule_blocks
+from bot.slack import replies, schedule_blocks
+from bot.slack.clicks import oops, read_click
 from bot.slack.delivery import Responder, deliver, send
 
 log = logging.getLogger("seatbot.schedule")
@@ -50,18 +50,12 @@ def register_schedule_listeners(app: AsyncApp, *, schedules: Schedules, responde
     @app.action("seat_unschedule")
     async def seat_unschedule(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
-        actions = body.get("actions") or [{}]
-        entry_id = str(actions[0].get("value", ""))[:64]
-        user = str((body.get("user") or {}).get("id", ""))
-        channel = str(
-            (body.get("channel") or {}).get("id", "") or (body.get("container") or {}).get("channel_id", "")
-        )
-        respond = responder.to(str(body.get("response_url", "")), channel=channel, user=user)
+        click = read_click(body)
+        respond = responder.to(click.response_url, channel=click.channel, user=click.user)
         with request_scope() as rid:
             try:
-                reply = await schedules.unschedule(entry_id, user=user)
+                reply = await schedules.unschedule(click.value, user=click.user)
                 await deliver(respond, replies.for_click(reply))
             except Exception:
                 log.exception("unschedule failed")
-                oops = Notice(f"Something went wrong on the bot's side. Request id: {rid}", kind="error")
-                await send(respond, blocks.notice(oops), response_type="ephemeral", replace_original=False)
+                await send(respond, oops(rid), response_type="ephemeral", replace_original=False)

@@ -18,8 +18,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.flow import SeatFlow
 from bot.logs import redact, request_scope
-from bot.outcomes import Notice
 from bot.slack import blocks, kit, replies
+from bot.slack.clicks import oops, read_click
 from bot.slack.delivery import Responder, deliver, send
 from bot.workflow import CALLBACK_ID, Completion, Step, WorkflowSteps
 
@@ -107,24 +107,18 @@ def register_workflow_step(
             await steps.remember(pending, step)
 
     async def on_click(action: Literal["confirm", "cancel"], body: dict[str, Any]) -> None:
-        actions = body.get("actions") or [{}]
-        pending_id = str(actions[0].get("value", ""))[:64]
-        user = str((body.get("user") or {}).get("id", ""))
-        channel = str(
-            (body.get("channel") or {}).get("id", "") or (body.get("container") or {}).get("channel_id", "")
-        )
-        respond = responder.to(str(body.get("response_url", "")), channel=channel, user=user)
+        click = read_click(body)
+        respond = responder.to(click.response_url, channel=click.channel, user=click.user)
         with request_scope() as rid:
             try:
-                reply = await flow.click(action=action, pending_id=pending_id, user=user)
+                reply = await flow.click(action=action, pending_id=click.value, user=click.user)
                 await deliver(respond, replies.for_click(reply))
-                done = await steps.after_click(pending_id, reply)
+                done = await steps.after_click(click.value, reply)
                 if done is not None:
                     await complete(done)
             except Exception:
                 log.exception("workflow step click failed")
-                oops = Notice(f"Something went wrong on the bot's side. Request id: {rid}", kind="error")
-                await send(respond, blocks.notice(oops), response_type="ephemeral", replace_original=False)
+                await send(respond, oops(rid), response_type="ephemeral", replace_original=False)
 
     @app.action("seat_step_confirm")
     async def seat_step_confirm(ack: AsyncAck, body: dict[str, Any]) -> None:
