@@ -17,6 +17,7 @@ from bot.idle import SweepOutcome
 from bot.logs import request_scope
 from bot.outcomes import Failure, Notice, Outcome
 from bot.slack import blocks, files, replies
+from bot.slack.clicks import read_click
 from bot.slack.delivery import Respond, Responder, deliver, send
 from bot.slack.edge import acks_first, after_ack
 from bot.slack.lanes import DeadlineExceeded, Lane
@@ -105,13 +106,9 @@ def build_bolt_app(
                 await send(respond, blocks.notice(Notice(OOPS.format(rid=rid), kind="error")))
 
     async def on_click(action_name: Literal["confirm", "cancel"], body: dict[str, Any]) -> None:
-        actions = body.get("actions") or [{}]
-        pending_id = str(actions[0].get("value", ""))[:64]
-        user = str((body.get("user") or {}).get("id", ""))
-        channel = str(
-            (body.get("channel") or {}).get("id", "") or (body.get("container") or {}).get("channel_id", "")
-        )
-        respond = responder.to(str(body.get("response_url", "")), channel=channel, user=user)
+        click = read_click(body)
+        pending_id, user = click.value, click.user
+        respond = responder.to(click.response_url, channel=click.channel, user=user)
         shown: list[asyncio.Task[bool]] = []
         with request_scope() as rid:
             try:
