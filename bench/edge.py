@@ -254,7 +254,10 @@ def write(rows: list[tuple[str, str, str]], notes: list[str]) -> None:
         "the baseline is a bare Bolt AsyncApp whose /seat only acks, on Starlette + uvicorn. The generator "
         "floor rows measure that same bare app with three clients: once a faster client no longer lowers "
         "the figure, the client is not the bottleneck. Click → result runs against a fake Slack and the "
-        "sandbox Cloudflare that each answer 100 ms late. Everything shares one machine.",
+        "sandbox Cloudflare that each answer 100 ms late. Everything shares one machine. "
+        "The bot freezes its start-up heap once it serves (`settle_heap`, bot/slack/server.py): before "
+        "that, full garbage collections walking the imported modules held the loop ~30 ms and the "
+        "revoke p99 at 16 measured ×2.97 of the bare app.",
         "",
         *report.table(rows),
         "",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import resource
 import socket
@@ -13,10 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aredis
 
 from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
+from bot.cloudflare.sandbox import Sandbox
 from bot.slack.server import RateLimitedLines, connection_cap, limit_accept_errors
-from tests.support.harness import BOT_TOKEN, SIGNING_SECRET
+from tests.support.fake_slack import FakeSlack
+from tests.support.harness import BOT_TOKEN, SIGNING_SECRET, build
 from tests.support.servers import clean_env, free_port, wait_http
 
 READ_TIMEOUT = 0.5
@@ -203,3 +207,18 @@ async def test_limiter_is_on_asyncios_logger(caplog: pytest.LogCaptureFixture) -
 def test_connection_cap_fits_the_open_file_limit() -> None:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     assert connection_cap(10**9) <= soft
+
+
+async def test_serving_puts_the_start_up_heap_out_of_the_collectors_reach(
+    slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: aredis.Redis
+) -> None:
+    """Once the app's lifespan has started, start-up objects are frozen, so full collections stay short."""
+    client = build(slack, sandbox, redis_url)
+    app = client.app
+    gc.unfreeze()
+    try:
+        async with app.router.lifespan_context(app):
+            assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()
+        await client.http.aclose()

@@ -7,6 +7,7 @@ import logging
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
 from bot.config import Settings
+from bot.slack.server import settle_heap
 from bot.slack.wiring import build_slack
 
 log = logging.getLogger("seatbot.socket")
@@ -19,6 +20,7 @@ async def run_socket_mode(settings: Settings) -> None:
     log.info("connecting to Slack over Socket Mode")
     try:
         await runtime.start_jobs()  # the job runner: schedules, paused sweeps, the directory's refresh
+        settle_heap()
         await handler.start_async()  # type: ignore[no-untyped-call]
     finally:
         await runtime.aclose()

@@ -18,6 +18,7 @@ from bot.directory_sync import directory_health
 from bot.errors import ConfigError
 from bot.logs import setup_logging
 from bot.slack.edge import EdgeLimits, SlackEdge
+from bot.slack.server import settle_heap
 from bot.slack.wiring import build_slack
 from bot.state.redis import redis_status
 
@@ -50,6 +51,7 @@ def build_app(settings: Settings, *, seats_transport: httpx.AsyncBaseTransport |
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await runtime.start_jobs()  # the job runner: schedules, paused sweeps, the directory's refresh
+        settle_heap()
         yield
         await runtime.aclose()
 
