@@ -174,10 +174,25 @@ class WorkflowSteps:
             EXPIRE_JOB, key=f"{EXPIRE_JOB}:{pending.id}", at=pending.expires_at, pending_id=pending.id
         )
 
-    async def drop(self, pending_id: str) -> None:
-        """The card could not be posted: nobody can click it, so it goes."""
+    async def posted(self, pending_id: str, *, ts: str | None) -> None:
+        """Note the card's message (to update it on completion) unless a click already took the step."""
+        if not ts:
+            return
         try:
-            await self._redis.delete(PENDING + pending_id)
+            raw = await self._redis.get(STEP + pending_id)
+            if raw is not None:
+                step = {**json.loads(raw), "ts": ts}
+                # XX: a click that took the step in between is not undone; KEEPTTL: same lifetime
+                await self._redis.set(STEP + pending_id, json.dumps(step), xx=True, keepttl=True)
+        except RedisError:
+            log.warning(
+                "could not note the card's message for %s; its completion will not update it", pending_id
+            )
+
+    async def drop(self, pending_id: str) -> None:
+        """The card could not be posted: nobody can click it, so it and its step go."""
+        try:
+            await self._redis.delete(PENDING + pending_id, STEP + pending_id)
         except RedisError:
             log.warning("could not drop an unposted card")
 

@@ -90,6 +90,8 @@ def register_workflow_step(
             assert started.card is not None
             pending = started.card.pending
             message = step_card(blocks.card(started.card))
+            # Stored before the card is posted: a click that lands at once must find the step to complete.
+            await steps.remember(pending, Step(execution, pending.channel, token))
             try:
                 posted = await client.chat_postMessage(
                     channel=pending.channel, text=message["text"], blocks=message["blocks"]
@@ -103,8 +105,7 @@ def register_workflow_step(
                     Completion(step, error=f"Could not post the card in <#{pending.channel}>: {why}{hint}")
                 )
                 return
-            step = Step(execution, pending.channel, token, ts=str(posted.get("ts") or "") or None)
-            await steps.remember(pending, step)
+            await steps.posted(pending.id, ts=str(posted.get("ts") or "") or None)
 
     async def on_click(action: Literal["confirm", "cancel"], body: dict[str, Any]) -> None:
         click = read_click(body)

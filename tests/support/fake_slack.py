@@ -28,6 +28,7 @@ class FakeSlack:
         self.reject_in_channel = False  # answer in_channel response_url posts with 404 (an expired URL)
         self.reject_responses = False  # answer every response_url post with 404
         self.latency = 0.0  # seconds added before every answer (Slack 100 ms away)
+        self.post_answer_delay = 0.0  # a post shows in the channel this long before its caller hears back
         self.ephemerals: list[dict[str, Any]] = []
         self.received_at: dict[str, list[float]] = defaultdict(list)  # wall clock per response_url post
         self.files: dict[str, dict[str, Any]] = {}  # file id → filename, length, content, channel, title
@@ -123,6 +124,8 @@ class FakeSlack:
             async with self._changed:
                 self.posts.append(args)
                 self._changed.notify_all()
+            if self.post_answer_delay:
+                await asyncio.sleep(self.post_answer_delay)
             return web.json_response({"ok": True, "channel": args.get("channel"), "ts": "1.0"})
         if method == "chat.postEphemeral":
             async with self._changed:
