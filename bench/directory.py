@@ -24,11 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import report
-from bench.run import RemoteSlack, rss_kb, start, wait_up
-from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
+from bench.run import rss_kb
+from bench.stack import Proc, RemoteSlack, fake_slack, sandbox, serve, stop
 from bot.cloudflare.synthetic import synthetic_email, synthetic_uid
-from tests.support.harness import BOT_TOKEN, SIGNING_SECRET, command_body, sign
-from tests.support.servers import RedisServer, clean_env, free_port
+from tests.support.harness import command_body, sign
+from tests.support.servers import RedisServer
 
 ADMIN = "UBENCHDIR"
 LATENCY = 0.1
@@ -56,26 +56,8 @@ class Stack:
         return int(self.sandbox()["requests"].get("GET", 0))
 
     def bot(self, **env: str) -> tuple[Any, str]:
-        port = free_port()
-        proc = start(
-            [sys.executable, "-m", "bot", "serve"],
-            clean_env(
-                PORT=str(port),
-                SLACK_SIGNING_SECRET=SIGNING_SECRET,
-                SLACK_BOT_TOKEN=BOT_TOKEN,
-                SLACK_API_URL=self.slack.api_url,
-                REDIS_URL=self.server.url,
-                CLOUDFLARE_ACCOUNT_ID=DEMO_ACCOUNT_ID,
-                CLOUDFLARE_API_TOKEN=DEMO_TOKEN,
-                CLOUDFLARE_BASE_URL=f"http://127.0.0.1:{self.cf_port}/client/v4",
-                SEATBOT_ADMINS=ADMIN,
-                SEATBOT_LOG_LEVEL="WARNING",
-                **env,
-            ),
-        )
-        base = f"http://127.0.0.1:{port}"
-        wait_up(f"{base}/healthz", proc)
-        return proc, base
+        bot = serve(slack=self.slack, redis_url=self.server.url, cf_port=self.cf_port, admin=ADMIN, **env)
+        return bot.proc, bot.url
 
     async def command(self, base: str, text: str) -> tuple[float, str, int]:
         """Seconds from the signed command to its answer, the answer's text, Cloudflare GETs it took."""
@@ -228,25 +210,16 @@ async def main() -> None:
     notes: list[str] = []
     server = RedisServer()
     server.start()
-    procs = []
+    procs: list[Proc] = []
     try:
-        slack_port, cf_port = free_port(), free_port()
-        py = sys.executable
-        procs.append(
-            start([py, "-m", "tests.support.fake_slack", str(slack_port)], clean_env(PYTHONPATH=str(ROOT)))
-        )
-        slack = RemoteSlack(slack_port)
-        wait_up(f"{slack.url}/_responses/x", procs[-1])
-        procs.append(start([py, "-m", "bot", "sandbox", "--port", str(cf_port)], clean_env()))
-        wait_up(f"http://127.0.0.1:{cf_port}/_sandbox", procs[-1])
+        slack = fake_slack(procs)
+        cf_port = sandbox(procs)
         stack = Stack(server, slack, cf_port)
         for users in SIZES:
             await one_size(stack, users, rows, notes)
             print(f"directory bench: {users:,} users done", flush=True)
     finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(timeout=10)
+        stop(procs)
         server.stop()
     write(rows, notes)
 

@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import report
-from bench.run import RemoteSlack, pct, rss_kb, start, wait_up
-from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
+from bench.run import pct, rss_kb
+from bench.stack import RemoteSlack, fake_slack, sandbox, serve, start, stop, wait_up
 from tests.support.harness import BOT_TOKEN, SIGNING_SECRET, action_body, command_body, sign
 from tests.support.servers import RedisServer, clean_env, free_port
 
@@ -65,10 +65,8 @@ class Stack:
     def up(self) -> None:
         self.redis.start()
         py = sys.executable
-        self.cf_port = free_port()
-        self.procs.append(start([py, "-m", "bot", "sandbox", "--port", str(self.cf_port)], clean_env()))
+        self.cf_port = sandbox(self.procs)
         self.knobs = f"http://127.0.0.1:{self.cf_port}/_sandbox"
-        wait_up(self.knobs, self.procs[-1])
         httpx.put(self.knobs, json={"seed": 60})
         self.fast = self.slack(0.0)
         self.slow = self.slack(LATENCY)
@@ -88,40 +86,23 @@ class Stack:
         wait_up(self.bare + "/healthz", self.procs[-1])
 
     def slack(self, latency: float) -> RemoteSlack:
-        port = free_port()
-        cmd = [sys.executable, "-m", "tests.support.fake_slack", str(port), str(latency)]
-        self.procs.append(start(cmd, clean_env(PYTHONPATH=str(ROOT))))
-        slack = RemoteSlack(port)
-        wait_up(f"{slack.url}/_responses/x", self.procs[-1])
-        return slack
+        return fake_slack(self.procs, str(latency))
 
     def serve(self, slack: RemoteSlack) -> tuple[str, int, float]:
-        port = free_port()
-        env = clean_env(
-            SLACK_SIGNING_SECRET=SIGNING_SECRET,
-            SLACK_BOT_TOKEN=BOT_TOKEN,
-            SLACK_API_URL=slack.api_url,
-            PORT=str(port),
+        bot = serve(
+            slack=slack,
+            redis_url=self.redis.url,
+            cf_port=self.cf_port,
+            admin=ADMIN,
             WEB_CONCURRENCY="1",
-            REDIS_URL=self.redis.url,
-            CLOUDFLARE_ACCOUNT_ID=DEMO_ACCOUNT_ID,
-            CLOUDFLARE_API_TOKEN=DEMO_TOKEN,
-            CLOUDFLARE_BASE_URL=f"http://127.0.0.1:{self.cf_port}/client/v4",
-            SEATBOT_ADMINS=ADMIN,
-            SEATBOT_LOG_LEVEL="WARNING",
             # thousands of look-ups in the ack runs would use up the real token's shared budget
             CLOUDFLARE_RATE_LIMIT="1000000",
         )
-        proc = start([sys.executable, "-m", "bot", "serve"], env)
-        self.procs.append(proc)
-        took = wait_up(f"http://127.0.0.1:{port}/healthz", proc)
-        return f"http://127.0.0.1:{port}", proc.pid, took
+        self.procs.append(bot.proc)
+        return bot.url, bot.proc.pid, bot.startup
 
     def down(self) -> None:
-        for proc in self.procs:
-            proc.terminate()
-        for proc in self.procs:
-            proc.wait(timeout=10)
+        stop(self.procs)
         self.redis.stop()
 
 

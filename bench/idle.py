@@ -22,9 +22,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import report
-from bench.run import RemoteSlack, rss_kb, start, wait_up
+from bench.run import rss_kb
+from bench.stack import RemoteSlack, fake_slack, serve, start, stop, wait_up
 from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
-from tests.support.harness import BOT_TOKEN, SIGNING_SECRET, action_body, command_body, sign
+from tests.support.harness import action_body, command_body, sign
 from tests.support.servers import RedisServer, clean_env, free_port
 
 ADMIN = "UBENCH1"
@@ -111,40 +112,27 @@ class Stack:
 
     async def up(self, *, idle: int, active: int, **env: str) -> tuple[str, str, RemoteSlack, Any]:
         self.server.start()
-        cf_port, bot_port, slack_port = free_port(), free_port(), free_port()
+        cf_port = free_port()
         py = sys.executable
         base_env = clean_env(PYTHONPATH=str(ROOT))
-        self.procs.append(start([py, "-m", "tests.support.fake_slack", str(slack_port)], base_env))
-        slack = RemoteSlack(slack_port)
-        wait_up(f"{slack.url}/_responses/x", self.procs[-1])
+        slack = fake_slack(self.procs)
         cmd = [py, "-m", "bench.idle", "sandbox", str(cf_port), str(LATENCY), str(idle), str(active)]
         self.procs.append(start(cmd, base_env))
         knobs = f"http://127.0.0.1:{cf_port}/_sandbox"
         wait_up(knobs, self.procs[-1], timeout=120)
-        bot_env = clean_env(
-            SLACK_SIGNING_SECRET=SIGNING_SECRET,
-            SLACK_BOT_TOKEN=BOT_TOKEN,
-            SLACK_API_URL=slack.api_url,
-            PORT=str(bot_port),
-            REDIS_URL=self.server.url,
-            CLOUDFLARE_ACCOUNT_ID=DEMO_ACCOUNT_ID,
-            CLOUDFLARE_API_TOKEN=DEMO_TOKEN,
-            CLOUDFLARE_BASE_URL=f"http://127.0.0.1:{cf_port}/client/v4",
-            SEATBOT_ADMINS=ADMIN,
-            SEATBOT_LOG_LEVEL="WARNING",
+        bot = serve(
+            slack=slack,
+            redis_url=self.server.url,
+            cf_port=cf_port,
+            admin=ADMIN,
             SEATBOT_COMMAND_DEADLINE_SECONDS="600",
             **env,
         )
-        bot = start([py, "-m", "bot", "serve"], bot_env)
-        self.procs.append(bot)
-        wait_up(f"http://127.0.0.1:{bot_port}/healthz", bot)
-        return f"http://127.0.0.1:{bot_port}", knobs, slack, bot
+        self.procs.append(bot.proc)
+        return bot.url, knobs, slack, bot.proc
 
     def down(self) -> None:
-        for proc in self.procs:
-            proc.terminate()
-        for proc in self.procs:
-            proc.wait(timeout=10)
+        stop(self.procs)
         self.procs.clear()
         self.server.stop()
 

@@ -12,13 +12,11 @@ import asyncio
 import collections
 import math
 import os
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import redis
@@ -27,9 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import report
-from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
-from tests.support.harness import BOT_TOKEN, SIGNING_SECRET, action_body, command_body, sign
-from tests.support.servers import RedisServer, clean_env, free_port
+from bench.stack import Proc, RemoteSlack, fake_slack, sandbox, serve, stop
+from tests.support.harness import action_body, command_body, sign
+from tests.support.servers import RedisServer
 
 ADMIN = "UBENCH1"
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "1200"))
@@ -48,48 +46,6 @@ def rss_kb(pid: int, field: str = "VmRSS") -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
-
-
-def start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(cmd, cwd="/tmp", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> float:
-    started = time.perf_counter()
-    while time.perf_counter() - started < timeout:
-        if proc.poll() is not None:
-            raise SystemExit(f"process for {url} exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return time.perf_counter() - started
-        except httpx.TransportError:
-            pass
-        time.sleep(0.01)
-    raise SystemExit(f"{url} did not come up")
-
-
-class RemoteSlack:
-    """The fake Slack running in its own process, so its work does not slow the load generator."""
-
-    def __init__(self, port: int) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        self.api_url = self.url + "/api/"
-
-    def response_url(self, key: str) -> str:
-        return f"{self.url}/response/{key}"
-
-    async def responses(self, key: str) -> list[dict[str, Any]]:
-        async with httpx.AsyncClient() as http:
-            return list((await http.get(f"{self.url}/_responses/{key}")).json())
-
-    async def wait(self, key: str, predicate: Any, timeout: float = 30) -> list[dict[str, Any]]:
-        deadline = time.perf_counter() + timeout
-        while time.perf_counter() < deadline:
-            found = await self.responses(key)
-            if predicate(found):
-                return found
-            await asyncio.sleep(0.002)
-        raise SystemExit(f"no response on {key}")
 
 
 async def ack_times(base: str, slack: RemoteSlack, text: str, *, concurrency: int, n: int) -> list[float]:
@@ -185,43 +141,25 @@ async def main() -> None:
     notes: list[str] = []
     server = RedisServer()
     server.start()
-    procs: list[subprocess.Popen[bytes]] = []
+    procs: list[Proc] = []
     try:
-        cf_port, bot_port, slack_port = free_port(), free_port(), free_port()
-        py = sys.executable
-        procs.append(
-            start([py, "-m", "tests.support.fake_slack", str(slack_port)], clean_env(PYTHONPATH=str(ROOT)))
-        )
-        slack = RemoteSlack(slack_port)
-        wait_up(f"{slack.url}/_responses/x", procs[-1])
-        procs.append(start([py, "-m", "bot", "sandbox", "--port", str(cf_port)], clean_env()))
+        slack = fake_slack(procs)
+        cf_port = sandbox(procs)
         cf_knobs = f"http://127.0.0.1:{cf_port}/_sandbox"
-        wait_up(cf_knobs, procs[-1])
         httpx.put(cf_knobs, json={"seed": 60})
-        common = {
-            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-            "SLACK_BOT_TOKEN": BOT_TOKEN,
-            "SLACK_API_URL": slack.api_url,
-        }
-        bot_env = clean_env(
-            **common,
-            PORT=str(bot_port),
+        started = serve(
+            slack=slack,
+            redis_url=server.url,
+            cf_port=cf_port,
+            admin=ADMIN,
             WEB_CONCURRENCY="1",
-            REDIS_URL=server.url,
-            CLOUDFLARE_ACCOUNT_ID=DEMO_ACCOUNT_ID,
-            CLOUDFLARE_API_TOKEN=DEMO_TOKEN,
-            CLOUDFLARE_BASE_URL=f"http://127.0.0.1:{cf_port}/client/v4",
             CLOUDFLARE_LOOKUP_CONCURRENCY=str(LOOKUP_CONCURRENCY),
-            SEATBOT_ADMINS=ADMIN,
-            SEATBOT_LOG_LEVEL="WARNING",
             # the job runner's own polling would be counted with the flow's round trips
             SEATBOT_JOB_RUNNER="false",
         )
-        bot = start([py, "-m", "bot", "serve"], bot_env)
+        bot = started.proc
         procs.append(bot)
-        wait_up(f"http://127.0.0.1:{bot_port}/healthz", bot)
-
-        base = f"http://127.0.0.1:{bot_port}"
+        base = started.url
         httpx.put(cf_knobs, json={"latency": 0.0})
         # MONITOR tells what clients sent from what a Lua script ran inside the server.
         await full_flow(base, slack, "revoke user041@example.com", "redis-warm-up")  # scripts loaded
@@ -274,10 +212,7 @@ async def main() -> None:
         if took > 1.5 * floor:
             notes.append(f"50-target revoke took ×{took / floor:.2f} of its floor (target 1.5×).")
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=10)
+        stop(procs)
         server.stop()
     write(rows, notes)
 

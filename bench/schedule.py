@@ -28,10 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import report
-from bench.run import RemoteSlack, start, wait_up
+from bench.stack import Proc, RemoteSlack, fake_slack, sandbox, serve, stop
 from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
-from tests.support.harness import BOT_TOKEN, SIGNING_SECRET, action_body, command_body, sign
-from tests.support.servers import RedisServer, clean_env, free_port
+from tests.support.harness import action_body, command_body, sign
+from tests.support.servers import RedisServer
 
 ADMIN = "UBENCHSCHED"
 LATENCY = 0.1
@@ -48,32 +48,21 @@ class Stack:
     def __init__(self, server: RedisServer, slack: RemoteSlack, cf_port: int) -> None:
         self.server = server
         self.slack = slack
+        self.cf_port = cf_port
         self.cf = f"http://127.0.0.1:{cf_port}"
         self.redis = redis.Redis.from_url(server.url)
         self.keys = 0
 
     def bot(self, **env: str) -> tuple[Any, str]:
-        port = free_port()
-        proc = start(
-            [sys.executable, "-m", "bot", "serve"],
-            clean_env(
-                PORT=str(port),
-                SLACK_SIGNING_SECRET=SIGNING_SECRET,
-                SLACK_BOT_TOKEN=BOT_TOKEN,
-                SLACK_API_URL=self.slack.api_url,
-                REDIS_URL=self.server.url,
-                CLOUDFLARE_ACCOUNT_ID=DEMO_ACCOUNT_ID,
-                CLOUDFLARE_API_TOKEN=DEMO_TOKEN,
-                CLOUDFLARE_BASE_URL=f"{self.cf}/client/v4",
-                SEATBOT_ADMINS=ADMIN,
-                SEATBOT_LOG_LEVEL="WARNING",
-                SEATBOT_DIRECTORY_REFRESH_SECONDS="0",  # measure the job runner, not the directory's sync
-                **env,
-            ),
+        bot = serve(
+            slack=self.slack,
+            redis_url=self.server.url,
+            cf_port=self.cf_port,
+            admin=ADMIN,
+            SEATBOT_DIRECTORY_REFRESH_SECONDS="0",  # measure the job runner, not the directory's sync
+            **env,
         )
-        base = f"http://127.0.0.1:{port}"
-        wait_up(f"{base}/healthz", proc)
-        return proc, base
+        return bot.proc, bot.url
 
     async def schedule(self, http: httpx.AsyncClient, a: str, b: str, email: str, at: float) -> None:
         """Signed `/seat revoke <email> --at <ISO with ms>` on process a, the confirm click on b."""
@@ -136,17 +125,10 @@ class Stack:
 async def main() -> None:
     server = RedisServer()
     server.start()
-    procs: list[Any] = []
+    procs: list[Proc] = []
     try:
-        slack_port, cf_port = free_port(), free_port()
-        py = sys.executable
-        procs.append(
-            start([py, "-m", "tests.support.fake_slack", str(slack_port)], clean_env(PYTHONPATH=str(ROOT)))
-        )
-        slack = RemoteSlack(slack_port)
-        wait_up(f"{slack.url}/_responses/x", procs[-1])
-        procs.append(start([py, "-m", "bot", "sandbox", "--port", str(cf_port)], clean_env()))
-        wait_up(f"http://127.0.0.1:{cf_port}/_sandbox", procs[-1])
+        slack = fake_slack(procs)
+        cf_port = sandbox(procs)
         httpx.put(f"http://127.0.0.1:{cf_port}/_sandbox", json={"latency": LATENCY, "seed": REMOVALS})
         stack = Stack(server, slack, cf_port)
 
@@ -182,9 +164,7 @@ async def main() -> None:
         patched = stack.updated()
         patches = int(httpx.get(f"http://127.0.0.1:{cf_port}/_sandbox").json()["requests"].get("PATCH", 0))
     finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(timeout=15)
+        stop(procs, timeout=15)
         server.stop()
     late = [patched[e] - due[e] for e in emails if e in patched]
     write(late, patches, (idle_cpu, idle_cmds), (floor_cpu, floor_cmds))
