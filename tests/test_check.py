@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,22 +14,14 @@ from pathlib import Path
 import pytest
 
 from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
+from tests.support import servers
 from tests.support.fake_slack import FakeSlack
-from tests.support.harness import ADMIN, BOT_TOKEN, SIGNING_SECRET
-from tests.support.servers import clean_env, free_port
+from tests.support.harness import ADMIN, BOT_TOKEN, bot_env
+from tests.support.servers import free_port
 
 
 def run_bot(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        cwd=tmp_path,
-        env=clean_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    return servers.run_bot(*args, cwd=tmp_path, env=env, stdin="")  # stdin at its end: nothing to read
 
 
 def lines(text: str) -> dict[str, str]:
@@ -168,14 +159,7 @@ def test_a_bad_setting_is_one_line_naming_it(
     tmp_path: Path, command: str, name: str, value: str, needle: str
 ) -> None:
     """Exit 2 and one line on stderr naming the variable, for every command: never a traceback."""
-    env = {
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "CLOUDFLARE_ACCOUNT_ID": DEMO_ACCOUNT_ID,
-        "CLOUDFLARE_API_TOKEN": DEMO_TOKEN,
-        "PORT": str(free_port()),
-        name: value,
-    }
+    env = bot_env(**{"PORT": str(free_port()), name: value})
     result = run_bot(tmp_path, command, **env)
     assert result.returncode == 2, result.stdout + result.stderr
     (line,) = [line for line in result.stderr.splitlines() if line.strip()]
@@ -216,12 +200,7 @@ def test_starting_names_every_missing_setting(
 
 def test_a_taken_port_or_unknown_host_is_named(tmp_path: Path) -> None:
     """PORT already in use, or a HOST that does not resolve: one line naming it, not `[Errno 98]`."""
-    base = {
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "CLOUDFLARE_ACCOUNT_ID": DEMO_ACCOUNT_ID,
-        "CLOUDFLARE_API_TOKEN": DEMO_TOKEN,
-    }
+    base = bot_env()
     with socket.socket() as taken:
         taken.bind(("0.0.0.0", 0))  # noqa: S104 - where the bot listens by default
         taken.listen()

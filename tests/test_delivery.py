@@ -215,6 +215,23 @@ async def test_audit_command_does_not_wait_either(
 # -- item 9: work after the ack never runs ahead of it -----------------------------------------
 
 
+def events_scope(headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    """The ASGI scope of a POST to /slack/events, for driving the app without an HTTP client."""
+    return {
+        "type": "http",
+        "method": "POST",
+        "path": "/slack/events",
+        "headers": headers,
+        "query_string": b"",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "scheme": "http",
+        "root_path": "",
+        "client": ("127.0.0.1", 1),
+        "server": ("bot.test", 80),
+    }
+
+
 async def test_command_work_starts_only_after_the_ack_is_sent(
     slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: object
 ) -> None:
@@ -233,20 +250,7 @@ async def test_command_work_starts_only_after_the_ack_is_sent(
         if message["type"] == "http.response.body" and not message.get("more_body"):
             sent_at.append(time.perf_counter())
 
-    headers = [(k.lower().encode(), v.encode()) for k, v in sign(body).items()]
-    scope: dict[str, Any] = {
-        "type": "http",
-        "method": "POST",
-        "path": "/slack/events",
-        "headers": headers,
-        "query_string": b"",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "scheme": "http",
-        "root_path": "",
-        "client": ("127.0.0.1", 1),
-        "server": ("bot.test", 80),
-    }
+    scope = events_scope([(k.lower().encode(), v.encode()) for k, v in sign(body).items()])
     try:
         await app(scope, receive, send)
         await slack.wait_responses("a", 1)
@@ -263,21 +267,6 @@ async def test_command_work_waits_while_other_acks_are_pending(
     app = build_app(settings_for(slack, sandbox, redis_url), seats_transport=timed)
     release = asyncio.Event()
 
-    def scope() -> dict[str, Any]:
-        return {
-            "type": "http",
-            "method": "POST",
-            "path": "/slack/events",
-            "headers": [],
-            "query_string": b"",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "scheme": "http",
-            "root_path": "",
-            "client": ("127.0.0.1", 1),
-            "server": ("bot.test", 80),
-        }
-
     async def slow_receive() -> dict[str, Any]:  # a request whose body is still on its way
         await release.wait()
         return {"type": "http.request", "body": b"", "more_body": False}
@@ -286,7 +275,7 @@ async def test_command_work_waits_while_other_acks_are_pending(
         pass
 
     try:
-        pending = asyncio.create_task(app(scope(), slow_receive, ignore))
+        pending = asyncio.create_task(app(events_scope([]), slow_receive, ignore))
         await asyncio.sleep(0.05)
         client = SlackClient(app, slack)
         response = await client.command(f"status {ALICE}")

@@ -23,10 +23,12 @@ from tests.support.harness import (
     BOT_TOKEN,
     SIGNING_SECRET,
     action_body,
+    bot_env,
     button,
     command_body,
     settings_for,
     sign,
+    stack_env,
 )
 from tests.support.servers import clean_env, free_port, run_bot, wait_http
 
@@ -57,16 +59,13 @@ async def test_procfile_web_line_serves_a_full_revoke(
     """`python -m bot serve` with env vars and 2 workers: healthz, signed command, click, outcome."""
     port = free_port()
     env = clean_env(
-        PORT=str(port),
-        WEB_CONCURRENCY="2",
-        SLACK_SIGNING_SECRET=SIGNING_SECRET,
-        SLACK_BOT_TOKEN=BOT_TOKEN,
-        SLACK_API_URL=slack.api_url,
-        REDIS_URL=redis_url,
-        CLOUDFLARE_ACCOUNT_ID=DEMO_ACCOUNT_ID,
-        CLOUDFLARE_API_TOKEN=DEMO_TOKEN,
-        CLOUDFLARE_BASE_URL=f"http://127.0.0.1:{sandbox_port}/client/v4",
-        SEATBOT_ADMINS=ADMIN,
+        **stack_env(
+            slack_api_url=slack.api_url,
+            redis_url=redis_url,
+            cf_port=sandbox_port,
+            PORT=str(port),
+            WEB_CONCURRENCY="2",
+        )
     )
     web_line = (ROOT / "Procfile").read_text().splitlines()[0].split(":", 1)[1].split()
     proc = subprocess.Popen(
@@ -125,14 +124,7 @@ async def test_procfile_web_line_serves_a_full_revoke(
 )
 def test_bad_settings_stop_startup_with_one_line(tmp_path: Path, env: dict[str, str], needle: str) -> None:
     """A missing or malformed setting: exit 2 and one line naming the variable, no traceback."""
-    base = {
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "CLOUDFLARE_ACCOUNT_ID": DEMO_ACCOUNT_ID,
-        "CLOUDFLARE_API_TOKEN": DEMO_TOKEN,
-        "PORT": str(free_port()),
-    }
-    base.update(env)
+    base = bot_env(**{"PORT": str(free_port()), **env})
     result = run_bot("serve", cwd=tmp_path, timeout=30, env=base)
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -144,16 +136,7 @@ async def test_check_command_reports_each_part(
     tmp_path: Path, slack: FakeSlack, sandbox_port: int, redis_url: str
 ) -> None:
     """`python -m bot check`: one OK line per part (settings, Slack, Cloudflare, Redis); FAIL names it."""
-    env = {
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_API_URL": slack.api_url,
-        "REDIS_URL": redis_url,
-        "CLOUDFLARE_ACCOUNT_ID": DEMO_ACCOUNT_ID,
-        "CLOUDFLARE_API_TOKEN": DEMO_TOKEN,
-        "CLOUDFLARE_BASE_URL": f"http://127.0.0.1:{sandbox_port}/client/v4",
-        "SEATBOT_ADMINS": ADMIN,
-    }
+    env = stack_env(slack_api_url=slack.api_url, redis_url=redis_url, cf_port=sandbox_port)
 
     def run(**extra: str) -> subprocess.CompletedProcess[str]:
         return run_bot("check", cwd=tmp_path, env={**env, **extra})

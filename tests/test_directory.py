@@ -24,9 +24,7 @@ from tests.support.fake_slack import FakeSlack
 from tests.support.harness import (
     ADMIN,
     ALICE,
-    BOT_TOKEN,
     OUTSIDER,
-    SIGNING_SECRET,
     SlackClient,
     all_text,
     card_for,
@@ -34,6 +32,7 @@ from tests.support.harness import (
     running,
     settings_for,
     sign,
+    stack_env,
 )
 from tests.support.servers import clean_env, free_port, no_sleep, wait_http
 
@@ -180,19 +179,14 @@ async def test_a_killed_syncer_leaves_the_last_directory_and_another_takes_over(
             stderr=subprocess.DEVNULL,
         )
     ]
-    env = {
-        "PORT": str(bot_port),
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_API_URL": slack.api_url,
-        "REDIS_URL": redis_url,
-        "CLOUDFLARE_ACCOUNT_ID": DEMO_ACCOUNT_ID,
-        "CLOUDFLARE_API_TOKEN": DEMO_TOKEN,
-        "CLOUDFLARE_BASE_URL": f"http://127.0.0.1:{cf_port}/client/v4",
-        "SEATBOT_ADMINS": ADMIN,
-        "SEATBOT_DIRECTORY_LEASE_SECONDS": "1",
-        "SEATBOT_DIRECTORY_CONCURRENCY": "1",
-    }
+    env = stack_env(
+        slack_api_url=slack.api_url,
+        redis_url=redis_url,
+        cf_port=cf_port,
+        PORT=str(bot_port),
+        SEATBOT_DIRECTORY_LEASE_SECONDS="1",
+        SEATBOT_DIRECTORY_CONCURRENCY="1",
+    )
     try:
         wait_http(knobs, proc=procs[0])
         a = subprocess.Popen(

@@ -24,6 +24,7 @@ from tests.support.harness import (
     all_text,
     button,
     card_for,
+    home_opened_body,
     running,
     sign,
 )
@@ -240,28 +241,8 @@ async def test_a_non_admin_gets_no_report_and_a_refused_upload_is_explained(
     assert report["text"].startswith("2 idle seats") and "/invite @seatbot" in note["text"]
 
 
-def home_event(user: str) -> str:
-    return json.dumps(
-        {
-            "token": "legacy",
-            "team_id": "T1",
-            "api_app_id": "A1",
-            "type": "event_callback",
-            "event_id": f"Ev{user}",
-            "event_time": 1,
-            "event": {
-                "type": "app_home_opened",
-                "user": user,
-                "channel": "D1",
-                "tab": "home",
-                "event_ts": "1.0",
-            },
-        }
-    )
-
-
 async def open_home(bot: SlackClient, user: str) -> dict[str, Any]:
-    body = home_event(user)
+    body = home_opened_body(user, event_id=f"Ev{user}")
     headers = {**sign(body), "Content-Type": "application/json"}
     assert (await bot.post(body, headers)).status_code == 200
     await bot.slack.wait_for(lambda: any(v["user_id"] == user for v in bot.slack.views))

@@ -7,27 +7,21 @@ from typing import Any
 from urllib.parse import urlencode
 
 from bot.cloudflare.sandbox import Sandbox
-from tests.support.harness import ADMIN, ALICE, OUTSIDER, SlackClient, button, card_for, sign
+from tests.support.harness import (
+    ADMIN,
+    ALICE,
+    OUTSIDER,
+    SlackClient,
+    button,
+    card_for,
+    home_opened_body,
+    sign,
+)
 
 
 async def open_home(bot: SlackClient, user: str) -> dict[str, Any]:
     before = len(bot.slack.views)
-    body = json.dumps(
-        {
-            "type": "event_callback",
-            "team_id": "T1",
-            "api_app_id": "A1",
-            "event_id": f"Ev{user}{before}",
-            "event_time": 1,
-            "event": {
-                "type": "app_home_opened",
-                "user": user,
-                "channel": "D1",
-                "tab": "home",
-                "event_ts": "1.0",
-            },
-        }
-    )
+    body = home_opened_body(user, event_id=f"Ev{user}{before}")
     assert (await bot.post(body, {**sign(body), "Content-Type": "application/json"})).status_code == 200
     await bot.slack.wait_for(lambda: len(bot.slack.views) > before)
     return dict(bot.slack.views[-1]["view"])

@@ -13,13 +13,11 @@ from bot.cloudflare.client import CloudflareClient
 from bot.cloudflare.demo_idle import user_at
 from bot.cloudflare.sandbox import Sandbox
 from bot.idle import IdleReport, SweepOutcome
-from bot.idle_source import ScanSource
 from bot.parse import parse
 from bot.policy import Policy
-from bot.state.audit import STREAM, Audit
-from bot.state.pending import PendingStore
-from bot.state.sweeps import SweepStore
-from bot.sweep import RESUME_JOB, IdleFlow
+from bot.state.audit import STREAM
+from bot.sweep import RESUME_JOB
+from tests.support.flow import idle_flow
 
 NOW = datetime.now(UTC)
 
@@ -53,17 +51,7 @@ async def test_a_paused_sweep_resumes_once_and_reports(
         announced.append(outcome)
 
     policy = Policy(admins=frozenset({"UADMIN"}))
-    idle = IdleFlow(
-        source=ScanSource(cf),
-        seats=cf,
-        pendings=PendingStore(redis_client),
-        sweeps=SweepStore(redis_client),
-        audit=Audit(redis_client),
-        policy=policy,
-        later=runner,
-        announce=announce,
-        retry_seconds=30,
-    )
+    idle = idle_flow(cf, redis_client, policy=policy, later=runner, announce=announce, retry_seconds=30)
     report = await idle.report(user="UADMIN", channel="C1", cmd=parse("idle --reason budget test"))
     assert isinstance(report, IdleReport) and report.pending is not None
     pending = report.pending

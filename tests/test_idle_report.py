@@ -18,14 +18,10 @@ from bot.config import load_settings
 from bot.errors import ConfigError
 from bot.idle import IdleReport
 from bot.idle_report import JOB, PeriodicReport
-from bot.idle_source import ScanSource
 from bot.policy import Policy
 from bot.slack import replies
-from bot.state.audit import Audit
-from bot.state.pending import PendingStore
-from bot.state.sweeps import SweepStore
-from bot.sweep import IdleFlow
 from tests.support.fake_slack import FakeSlack
+from tests.support.flow import idle_flow
 from tests.support.harness import ADMIN, OUTSIDER, SlackClient, all_text, button, running
 
 NOW = datetime(2026, 11, 29, 23, 0, tzinfo=UTC)
@@ -57,14 +53,7 @@ async def test_a_run_posts_the_report_and_arms_the_next_once(
     sandbox.add_user(
         user_at("gone@example.com", last_login=None, created=datetime.now(UTC) - timedelta(days=90))
     )
-    idle = IdleFlow(
-        source=ScanSource(cf),
-        seats=cf,
-        pendings=PendingStore(redis_client),
-        sweeps=SweepStore(redis_client),
-        audit=Audit(redis_client),
-        policy=Policy(admins=frozenset({ADMIN})),
-    )
+    idle = idle_flow(cf, redis_client, policy=Policy(admins=frozenset({ADMIN})))
     posted: list[IdleReport] = []
 
     async def post(report: IdleReport) -> None:

@@ -16,11 +16,10 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aredis
 
-from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
 from bot.cloudflare.sandbox import Sandbox
 from bot.slack.server import RateLimitedLines, connection_cap, limit_accept_errors
 from tests.support.fake_slack import FakeSlack
-from tests.support.harness import BOT_TOKEN, SIGNING_SECRET, build
+from tests.support.harness import bot_env, build
 from tests.support.servers import clean_env, free_port, wait_http
 
 READ_TIMEOUT = 0.5
@@ -32,16 +31,14 @@ def serve(
 ) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     env = clean_env(
-        PORT=str(port),
-        SLACK_SIGNING_SECRET=SIGNING_SECRET,
-        SLACK_BOT_TOKEN=BOT_TOKEN,
-        SLACK_API_URL="http://127.0.0.1:9/api/",
-        REDIS_URL=redis_url,
-        CLOUDFLARE_ACCOUNT_ID=DEMO_ACCOUNT_ID,
-        CLOUDFLARE_API_TOKEN=DEMO_TOKEN,
-        CLOUDFLARE_BASE_URL="http://127.0.0.1:9/client/v4",
-        SEATBOT_READ_TIMEOUT_SECONDS=str(READ_TIMEOUT),
-        **extra,
+        **bot_env(
+            PORT=str(port),
+            SLACK_API_URL="http://127.0.0.1:9/api/",
+            REDIS_URL=redis_url,
+            CLOUDFLARE_BASE_URL="http://127.0.0.1:9/client/v4",
+            SEATBOT_READ_TIMEOUT_SECONDS=str(READ_TIMEOUT),
+            **extra,
+        )
     )
 
     def limit_files() -> None:

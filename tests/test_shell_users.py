@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
-from tests.support.servers import clean_env
+from tests.support.servers import run_bot
 
 
 def shell(stdin: str, *args: str, cwd: Path, **env: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "bot", "shell", *args],
-        input=stdin,
-        cwd=cwd,
-        env=clean_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_bot("shell", *args, cwd=cwd, env=env, stdin=stdin)
     assert result.returncode == 0, result.stderr
     return result.stdout
 

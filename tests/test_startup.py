@@ -17,7 +17,7 @@ import pytest
 
 from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
 from tests.support.fake_slack import FakeSlack
-from tests.support.harness import BOT_TOKEN, SIGNING_SECRET
+from tests.support.harness import BOT_TOKEN, bot_env
 from tests.support.servers import clean_env, free_port, wait_http
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,15 +63,7 @@ def json_lines(text: str) -> list[dict[str, object]]:
 
 
 def http_env(port: int, **extra: str) -> dict[str, str]:
-    return clean_env(
-        PORT=str(port),
-        SLACK_SIGNING_SECRET=SIGNING_SECRET,
-        SLACK_BOT_TOKEN=BOT_TOKEN,
-        CLOUDFLARE_ACCOUNT_ID=DEMO_ACCOUNT_ID,
-        CLOUDFLARE_API_TOKEN=DEMO_TOKEN,
-        CLOUDFLARE_BASE_URL="http://127.0.0.1:9/client/v4",
-        **extra,
-    )
+    return clean_env(**bot_env(PORT=str(port), CLOUDFLARE_BASE_URL="http://127.0.0.1:9/client/v4", **extra))
 
 
 # -- item 11: one start-up line --------------------------------------------------------------------

@@ -16,10 +16,13 @@ from bot.cloudflare.client import CloudflareClient
 from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
 from bot.cloudflare.sandbox import Sandbox
 from bot.flow import SeatFlow
+from bot.idle_source import ScanSource
 from bot.policy import Authorizer, Policy
 from bot.shell import ShellDirectory
 from bot.state.audit import STREAM, Audit
 from bot.state.pending import PendingStore
+from bot.state.sweeps import SweepStore
+from bot.sweep import IdleFlow
 from tests.support.harness import ADMIN, ADMIN2
 from tests.support.servers import no_sleep
 
@@ -66,6 +69,19 @@ async def seat_flow(
             authorizer=Authorizer(policy, directory),
             clock=clock,
         )
+
+
+def idle_flow(cf: CloudflareClient, redis: aredis.Redis, *, policy: Policy, **options: Any) -> IdleFlow:
+    """An IdleFlow scanning Cloudflare through `cf`, its pendings, sweeps and audit on real Redis."""
+    return IdleFlow(
+        source=ScanSource(cf),
+        seats=cf,
+        pendings=PendingStore(redis),
+        sweeps=SweepStore(redis),
+        audit=Audit(redis),
+        policy=policy,
+        **options,
+    )
 
 
 async def audit_events(redis: aredis.Redis) -> list[dict[str, Any]]:

@@ -45,6 +45,31 @@ def settings_for(slack: FakeSlack, sandbox: Sandbox, redis_url: str, **overrides
     return Settings(_env_file=None, **values)
 
 
+def bot_env(**extra: str) -> dict[str, str]:
+    """The settings `python -m bot` cannot start without (Slack's, the demo Cloudflare account's) as
+    environment variables, plus `extra` (which may override them)."""
+    return {
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "CLOUDFLARE_ACCOUNT_ID": DEMO_ACCOUNT_ID,
+        "CLOUDFLARE_API_TOKEN": DEMO_TOKEN,
+        **extra,
+    }
+
+
+def stack_env(*, slack_api_url: str, redis_url: str, cf_port: int, **extra: str) -> dict[str, str]:
+    """bot_env pointed at a fake Slack, a Redis and a sandbox on `cf_port`, with ADMIN allowed."""
+    return bot_env(
+        **{
+            "SLACK_API_URL": slack_api_url,
+            "REDIS_URL": redis_url,
+            "CLOUDFLARE_BASE_URL": f"http://127.0.0.1:{cf_port}/client/v4",
+            "SEATBOT_ADMINS": ADMIN,
+            **extra,
+        }
+    )
+
+
 def sign(body: str, *, secret: str = SIGNING_SECRET, timestamp: int | None = None) -> dict[str, str]:
     ts = str(int(time.time()) if timestamp is None else timestamp)
     signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
@@ -146,6 +171,27 @@ def action_body(action_id: str, value: str, *, user: str, channel: str, response
         ],
     }
     return urlencode({"payload": json.dumps(payload)})
+
+
+def home_opened_body(user: str, *, event_id: str) -> str:
+    """An Events API `app_home_opened` callback for the Home tab, as Slack posts it (JSON)."""
+    return json.dumps(
+        {
+            "token": "legacy",
+            "team_id": "T1",
+            "api_app_id": "A1",
+            "type": "event_callback",
+            "event_id": event_id,
+            "event_time": 1,
+            "event": {
+                "type": "app_home_opened",
+                "user": user,
+                "channel": "D1",
+                "tab": "home",
+                "event_ts": "1.0",
+            },
+        }
+    )
 
 
 def button(message: dict[str, Any], action_id: str) -> dict[str, Any]:
