@@ -18,11 +18,22 @@ DEMO_USERS = (
 
 def demo_user(email: str, name: str, *, index: int = 0) -> dict[str, Any]:
     """A user record shaped like Cloudflare's, with stable ids derived from the email."""
-    seat = uuid.uuid5(uuid.NAMESPACE_URL, f"seat:{email}")
+    return user_record(
+        id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"id:{email}")),
+        uid=str(uuid.uuid5(uuid.NAMESPACE_URL, f"uid:{email}")),
+        seat_uid=str(uuid.uuid5(uuid.NAMESPACE_URL, f"seat:{email}")),
+        email=email,
+        name=name,
+        index=index,
+    )
+
+
+def user_record(*, id: str, uid: str, seat_uid: str, email: str, name: str, index: int) -> dict[str, Any]:
+    """A seated, recently active user shaped like Cloudflare's access/users record."""
     return {
-        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"id:{email}")),
-        "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"uid:{email}")),
-        "seat_uid": str(seat),
+        "id": id,
+        "uid": uid,
+        "seat_uid": seat_uid,
         "email": email,
         "name": name,
         "access_seat": True,

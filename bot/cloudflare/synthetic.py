@@ -12,6 +12,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from bot.cloudflare.demo_account import user_record
+
 DOMAIN = "synthetic.example.com"
 MAX_USERS = 999_999
 _UID = re.compile(r"^00000000-5eed-4000-8000-(\d{12})$")
@@ -27,19 +29,14 @@ def synthetic_uid(index: int) -> str:
 
 
 def _record(index: int) -> dict[str, Any]:
-    return {
-        "id": f"00000000-1d00-4000-8000-{index:012d}",
-        "uid": f"00000000-0a1d-4000-8000-{index:012d}",
-        "seat_uid": synthetic_uid(index),
-        "email": synthetic_email(index),
-        "name": f"Synthetic User {index}",
-        "access_seat": True,
-        "gateway_seat": True,
-        "active_device_count": 1 + index % 3,
-        "last_successful_login": "2026-11-20T09:30:00Z",
-        "created_at": "2025-01-15T10:00:00.000000Z",
-        "updated_at": "2025-01-15T10:00:00.000000Z",
-    }
+    return user_record(
+        id=f"00000000-1d00-4000-8000-{index:012d}",
+        uid=f"00000000-0a1d-4000-8000-{index:012d}",
+        seat_uid=synthetic_uid(index),
+        email=synthetic_email(index),
+        name=f"Synthetic User {index}",
+        index=index,
+    )
 
 
 class SyntheticUsers:

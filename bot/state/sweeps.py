@@ -57,30 +57,29 @@ class SweepStore:
         self._redis = redis
 
     async def put(self, pending_id: str, sweep: SweepList, *, ttl: int) -> None:
-        try:
-            await self._redis.set(PREFIX + pending_id, sweep.dumps(), ex=ttl + GRACE_SECONDS)
-        except RedisError as exc:
-            raise StoreUnavailable(f"Redis: {type(exc).__name__}") from None
+        await self._set(PREFIX + pending_id, sweep, ttl + GRACE_SECONDS)
 
     async def take(self, pending_id: str) -> SweepList | None:
         """The list, removed as it is read; None when it is gone (expired, or already taken)."""
-        try:
-            raw = await self._redis.getdel(PREFIX + pending_id)
-        except RedisError as exc:
-            raise StoreUnavailable(f"Redis: {type(exc).__name__}") from None
-        return SweepList.loads(raw) if raw else None
+        return await self._take(PREFIX + pending_id)
 
     async def put_rest(self, pending_id: str, sweep: SweepList) -> None:
         """What a paused sweep has left, for the job runner (kept a day: a rest is never dropped silently)."""
-        try:
-            await self._redis.set(REST + pending_id, sweep.dumps(), ex=REST_TTL)
-        except RedisError as exc:
-            raise StoreUnavailable(f"Redis: {type(exc).__name__}") from None
+        await self._set(REST + pending_id, sweep, REST_TTL)
 
     async def take_rest(self, pending_id: str) -> SweepList | None:
         """The rest, once: of any number of runners given the same job, one gets it."""
+        return await self._take(REST + pending_id)
+
+    async def _set(self, key: str, sweep: SweepList, ttl: int) -> None:
         try:
-            raw = await self._redis.getdel(REST + pending_id)
+            await self._redis.set(key, sweep.dumps(), ex=ttl)
+        except RedisError as exc:
+            raise StoreUnavailable(f"Redis: {type(exc).__name__}") from None
+
+    async def _take(self, key: str) -> SweepList | None:
+        try:
+            raw = await self._redis.getdel(key)
         except RedisError as exc:
             raise StoreUnavailable(f"Redis: {type(exc).__name__}") from None
         return SweepList.loads(raw) if raw else None
