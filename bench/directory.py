@@ -25,10 +25,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench import report
 from bench.run import rss_kb
-from bench.stack import Proc, RemoteSlack, fake_slack, sandbox, serve, stop
+from bench.stack import Stack as BaseStack
 from bot.cloudflare.synthetic import synthetic_email, synthetic_uid
 from tests.support.harness import command_body, sign
-from tests.support.servers import RedisServer
 
 ADMIN = "UBENCHDIR"
 LATENCY = 0.1
@@ -38,14 +37,9 @@ RUNS = 9
 DEMO = 5  # the sandbox's demo users, listed before the synthetic ones
 
 
-class Stack:
-    def __init__(self, server: RedisServer, slack: RemoteSlack, cf_port: int) -> None:
-        self.server = server
-        self.slack = slack
-        self.cf_port = cf_port
-        self.knobs = f"http://127.0.0.1:{cf_port}/_sandbox"
-        self.redis = redis.Redis.from_url(server.url)
-        self.keys = 0
+class Stack(BaseStack):
+    def __init__(self) -> None:
+        super().__init__(admin=ADMIN)
 
     def sandbox(self, **knobs: Any) -> dict[str, Any]:
         if knobs:
@@ -56,7 +50,7 @@ class Stack:
         return int(self.sandbox()["requests"].get("GET", 0))
 
     def bot(self, **env: str) -> tuple[Any, str]:
-        bot = serve(slack=self.slack, redis_url=self.server.url, cf_port=self.cf_port, admin=ADMIN, **env)
+        bot = self.serve(**env)
         return bot.proc, bot.url
 
     async def command(self, base: str, text: str) -> tuple[float, str, int]:
@@ -208,19 +202,10 @@ async def one_size(stack: Stack, users: int, rows: list[tuple[str, str, str]], n
 async def main() -> None:
     rows: list[tuple[str, str, str]] = []
     notes: list[str] = []
-    server = RedisServer()
-    server.start()
-    procs: list[Proc] = []
-    try:
-        slack = fake_slack(procs)
-        cf_port = sandbox(procs)
-        stack = Stack(server, slack, cf_port)
+    with Stack() as stack:
         for users in SIZES:
             await one_size(stack, users, rows, notes)
             print(f"directory bench: {users:,} users done", flush=True)
-    finally:
-        stop(procs)
-        server.stop()
     write(rows, notes)
 
 

@@ -25,9 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import report
-from bench.stack import Proc, RemoteSlack, fake_slack, sandbox, serve, stop
+from bench.stack import RemoteSlack, Stack
 from tests.support.harness import action_body, command_body, sign
-from tests.support.servers import RedisServer
 
 ADMIN = "UBENCH1"
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "1200"))
@@ -139,26 +138,17 @@ class MonitorThread(threading.Thread):
 async def main() -> None:
     rows: list[tuple[str, str, str]] = []
     notes: list[str] = []
-    server = RedisServer()
-    server.start()
-    procs: list[Proc] = []
-    try:
-        slack = fake_slack(procs)
-        cf_port = sandbox(procs)
-        cf_knobs = f"http://127.0.0.1:{cf_port}/_sandbox"
+    with Stack(admin=ADMIN) as stack:
+        server, slack, cf_knobs = stack.server, stack.slack, stack.knobs
         httpx.put(cf_knobs, json={"seed": 60})
-        started = serve(
-            slack=slack,
-            redis_url=server.url,
-            cf_port=cf_port,
-            admin=ADMIN,
+        started = stack.serve(
             WEB_CONCURRENCY="1",
             CLOUDFLARE_LOOKUP_CONCURRENCY=str(LOOKUP_CONCURRENCY),
             # the job runner's own polling would be counted with the flow's round trips
             SEATBOT_JOB_RUNNER="false",
         )
         bot = started.proc
-        procs.append(bot)
+        stack.procs.append(bot)
         base = started.url
         httpx.put(cf_knobs, json={"latency": 0.0})
         # MONITOR tells what clients sent from what a Lua script ran inside the server.
@@ -211,9 +201,6 @@ async def main() -> None:
         rows.append(("peak RSS (bot, VmHWM)", f"{rss_kb(bot.pid, 'VmHWM') / 1024:.1f} MB", "—"))
         if took > 1.5 * floor:
             notes.append(f"50-target revoke took ×{took / floor:.2f} of its floor (target 1.5×).")
-    finally:
-        stop(procs)
-        server.stop()
     write(rows, notes)
 
 

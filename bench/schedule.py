@@ -22,16 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import redis
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import report
-from bench.stack import Proc, RemoteSlack, fake_slack, sandbox, serve, stop
+from bench.stack import Stack as BaseStack
 from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
 from tests.support.harness import action_body, command_body, sign
-from tests.support.servers import RedisServer
 
 ADMIN = "UBENCHSCHED"
 LATENCY = 0.1
@@ -44,24 +42,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class Stack:
-    def __init__(self, server: RedisServer, slack: RemoteSlack, cf_port: int) -> None:
-        self.server = server
-        self.slack = slack
-        self.cf_port = cf_port
-        self.cf = f"http://127.0.0.1:{cf_port}"
-        self.redis = redis.Redis.from_url(server.url)
-        self.keys = 0
+class Stack(BaseStack):
+    def __init__(self) -> None:
+        super().__init__(admin=ADMIN, stop_timeout=15)
 
     def bot(self, **env: str) -> tuple[Any, str]:
-        bot = serve(
-            slack=self.slack,
-            redis_url=self.server.url,
-            cf_port=self.cf_port,
-            admin=ADMIN,
-            SEATBOT_DIRECTORY_REFRESH_SECONDS="0",  # measure the job runner, not the directory's sync
-            **env,
-        )
+        # measure the job runner, not the directory's sync
+        bot = self.serve(SEATBOT_DIRECTORY_REFRESH_SECONDS="0", **env)
         return bot.proc, bot.url
 
     async def schedule(self, http: httpx.AsyncClient, a: str, b: str, email: str, at: float) -> None:
@@ -123,14 +110,8 @@ class Stack:
 
 
 async def main() -> None:
-    server = RedisServer()
-    server.start()
-    procs: list[Proc] = []
-    try:
-        slack = fake_slack(procs)
-        cf_port = sandbox(procs)
-        httpx.put(f"http://127.0.0.1:{cf_port}/_sandbox", json={"latency": LATENCY, "seed": REMOVALS})
-        stack = Stack(server, slack, cf_port)
+    with Stack() as stack:
+        httpx.put(stack.knobs, json={"latency": LATENCY, "seed": REMOVALS})
 
         # idle cost first (nothing scheduled): the floor without the runner, then with it
         off = [stack.bot(SEATBOT_JOB_RUNNER="false") for _ in range(2)]
@@ -140,7 +121,7 @@ async def main() -> None:
             proc.terminate()
             proc.wait(timeout=15)
         bots = [stack.bot() for _ in range(2)]
-        procs += [p for p, _ in bots]
+        stack.procs += [p for p, _ in bots]
         time.sleep(3)
         idle_cpu, idle_cmds = stack.idle([p.pid for p, _ in bots])
 
@@ -162,10 +143,7 @@ async def main() -> None:
             await asyncio.sleep(0.5)
         await asyncio.sleep(2)  # a second firing would show as a second PATCH
         patched = stack.updated()
-        patches = int(httpx.get(f"http://127.0.0.1:{cf_port}/_sandbox").json()["requests"].get("PATCH", 0))
-    finally:
-        stop(procs, timeout=15)
-        server.stop()
+        patches = int(httpx.get(stack.knobs).json()["requests"].get("PATCH", 0))
     late = [patched[e] - due[e] for e in emails if e in patched]
     write(late, patches, (idle_cpu, idle_cmds), (floor_cpu, floor_cmds))
 

@@ -10,16 +10,18 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import httpx
+import redis
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
 from tests.support.harness import BOT_TOKEN, SIGNING_SECRET
-from tests.support.servers import clean_env, free_port
+from tests.support.servers import RedisServer, clean_env, free_port
 
 Proc = subprocess.Popen[bytes]
 
@@ -122,3 +124,42 @@ def serve(*, slack: RemoteSlack, redis_url: str, cf_port: int, admin: str, **env
     except BaseException:
         proc.terminate()  # the caller never gets it to stop
         raise
+
+
+class Stack:
+    """`with Stack(admin=...)`: a private redis-server, the fake Slack and the sandbox, stopped together
+    (with anything added to `procs`) on leaving; `serve` starts a bot on them."""
+
+    def __init__(self, *, admin: str, stop_timeout: float = 10) -> None:
+        self.admin = admin
+        self.server = RedisServer()
+        self.procs: list[Proc] = []
+        self.stop_timeout = stop_timeout
+        self.keys = 0  # for response_url keys of the topic's own
+
+    def __enter__(self) -> Self:
+        self.server.start()
+        try:
+            self.slack = fake_slack(self.procs)
+            self.cf_port = sandbox(self.procs)
+        except BaseException:
+            self.close()
+            raise
+        self.cf = f"http://127.0.0.1:{self.cf_port}"
+        self.knobs = f"{self.cf}/_sandbox"
+        self.redis = redis.Redis.from_url(self.server.url)
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        stop(self.procs, timeout=self.stop_timeout)
+        self.server.stop()
+
+    def serve(self, **env: str) -> Bot:
+        return serve(
+            slack=self.slack, redis_url=self.server.url, cf_port=self.cf_port, admin=self.admin, **env
+        )
