@@ -211,10 +211,7 @@ async def main() -> None:
 
 def write(rows: list[tuple[str, str, str]], notes: list[str]) -> None:
     floor_sync = math.ceil(max(SIZES) / 100)
-    lines = [
-        "## Seat directory: UID look-ups and syncs at 1,000 / 10,000 / 100,000 users",
-        "",
-        report.stamp(),
+    intro = (
         f"The sandbox Cloudflare answers every request in {LATENCY * 1000:.0f} ms and enforces "
         f"{RATE_LIMIT:,} requests per rolling 5 minutes (429 past it); the bot is `python -m bot serve` "
         "with a private redis-server and the fake Slack, all on this machine. Look-ups are the median of "
@@ -222,14 +219,15 @@ def write(rows: list[tuple[str, str, str]], notes: list[str]) -> None:
         "beside each is the same user looked up by email (one Cloudflare round trip). The sync's floor "
         f"is one request per 100 users ({floor_sync:,} requests at {max(SIZES):,} users): with the sync "
         "limited to half the budget (600 per 5 minutes, `SEATBOT_DIRECTORY_RATE_SHARE=0.5`) a "
-        "100,000-user sync cannot take less than one 5-minute window plus the last 400 requests.",
-        "",
-        *report.table(rows),
-        "",
-    ]
-    if notes:
-        lines += ["### Missed targets", "", *[f"- {n}" for n in notes], ""]
-    report.write_section("directory", "\n".join(lines))
+        "100,000-user sync cannot take less than one 5-minute window plus the last 400 requests."
+    )
+    report.write_topic(
+        "directory",
+        "Seat directory: UID look-ups and syncs at 1,000 / 10,000 / 100,000 users",
+        intro,
+        rows,
+        notes,
+    )
 
 
 if __name__ == "__main__":

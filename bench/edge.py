@@ -225,10 +225,7 @@ async def main() -> None:
 
 
 def write(rows: list[tuple[str, str, str]], notes: list[str]) -> None:
-    lines = [
-        "## Slack edge: acks, the load generator's floor, click → result",
-        "",
-        report.stamp(),
+    intro = (
         f"Ack figures: {REQUESTS} signed requests per line in {ROUNDS} rounds alternating bot and baseline "
         "(median over rounds of each round's p50 / p99), sent by bench/loadgen.py in its own process with "
         "every request signed before the clock starts. The bot runs as `python -m bot serve` (one worker); "
@@ -238,14 +235,11 @@ def write(rows: list[tuple[str, str, str]], notes: list[str]) -> None:
         "sandbox Cloudflare that each answer 100 ms late. Everything shares one machine. "
         "The bot freezes its start-up heap once it serves (`settle_heap`, bot/slack/server.py): before "
         "that, full garbage collections walking the imported modules held the loop ~30 ms and the "
-        "revoke p99 at 16 measured ×2.97 of the bare app.",
-        "",
-        *report.table(rows),
-        "",
-    ]
-    if notes:
-        lines += ["### Missed targets", "", *[f"- {n}" for n in notes], ""]
-    report.write_section("edge", "\n".join(lines))
+        "revoke p99 at 16 measured ×2.97 of the bare app."
+    )
+    report.write_topic(
+        "edge", "Slack edge: acks, the load generator's floor, click → result", intro, rows, notes
+    )
 
 
 if __name__ == "__main__":

@@ -43,6 +43,16 @@ def table(rows: list[tuple[str, str, str]]) -> list[str]:
     return ["| measure | result | target |", "|---|---|---|", *[f"| {a} | {b} | {c} |" for a, b, c in rows]]
 
 
+def write_topic(
+    name: str, title: str, intro: str, rows: list[tuple[str, str, str]], notes: list[str]
+) -> None:
+    """A topic's section: its title, the stamp, what was measured how, the table, and any missed targets."""
+    lines = [f"## {title}", "", stamp(), intro, "", *table(rows), ""]
+    if notes:
+        lines += ["### Missed targets", "", *[f"- {n}" for n in notes], ""]
+    write_section(name, "\n".join(lines))
+
+
 def write_section(name: str, markdown: str) -> None:
     """Replace (or append) the section `name` in docs/benchmarks.md and print it."""
     text = OUT.read_text() if OUT.exists() else HEAD

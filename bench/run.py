@@ -205,19 +205,11 @@ async def main() -> None:
 
 
 def write(rows: list[tuple[str, str, str]], notes: list[str]) -> None:
-    lines = [
-        "## Full revoke flow: Redis round trips, a 50-target revoke",
-        "",
-        report.stamp(),
+    intro = (
         "The bot runs as `python -m bot serve` (one worker) against redis-server, the sandbox Cloudflare "
-        "and a fake Slack, all on the same machine. Acks and click → result: the `edge` section.",
-        "",
-        *report.table(rows),
-        "",
-    ]
-    if notes:
-        lines += ["### Missed targets", "", *[f"- {n}" for n in notes], ""]
-    report.write_section("flow", "\n".join(lines))
+        "and a fake Slack, all on the same machine. Acks and click → result: the `edge` section."
+    )
+    report.write_topic("flow", "Full revoke flow: Redis round trips, a 50-target revoke", intro, rows, notes)
 
 
 # Each topic is one coroutine writing its own section of docs/benchmarks.md (bench/report.py).
