@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -41,8 +42,10 @@ def _empty_redis(redis_client: aredis.Redis) -> None:
 
 
 def iso_in(seconds: float) -> str:
+    """A time at least `seconds` ahead, in whole seconds (rounded up, so a loaded machine never
+    turns it into a time already past by the confirm)."""
     return (
-        datetime.fromtimestamp(time.time() + seconds, UTC)
+        datetime.fromtimestamp(math.ceil(time.time()) + seconds, UTC)
         .isoformat(timespec="seconds")
         .replace("+00:00", "Z")
     )
@@ -191,7 +194,7 @@ async def test_cloudflare_failure_is_retried_then_succeeds(
     bot = await started(build(slack, sandbox, redis_url, seatbot_schedule_retry_seconds=30))
     bot.app.state.runtime.schedules.retry_delay = 0.05
     try:
-        await schedule(bot, f"{ALICE} --at {iso_in(1)}")
+        await schedule(bot, f"{ALICE} --at {iso_in(2)}")
         sandbox.inject(status=400, code=10001, message="seat locked", methods=("PATCH",), times=2)
         (post,) = await wait_fired(slack)
         assert "done: 1 seat(s) revoked" in post["text"] and len(sandbox.patches) == 3
@@ -206,7 +209,7 @@ async def test_cloudflare_failure_past_the_window_is_reported_with_try_again(
     bot = await started(build(slack, sandbox, redis_url, seatbot_schedule_retry_seconds=0.5))
     bot.app.state.runtime.schedules.retry_delay = 0.1
     try:
-        await schedule(bot, f"{ALICE} --at {iso_in(1)}")
+        await schedule(bot, f"{ALICE} --at {iso_in(2)}")
         sandbox.inject(status=400, code=10001, message="seat locked", methods=("PATCH",), times=100)
         (post,) = await wait_fired(slack)
         assert "failed after" in post["text"] and "seat locked" in blocks_of(post)
