@@ -2,10 +2,14 @@
 
 With a ready seat directory: the record's email, then one `GET /access/users?email=` that must show
 the same seat UID (so the card shows Cloudflare's current state and a stale record never sends the
-wrong seat): at most 2 Cloudflare requests per UID. Without a directory, or for a UID it does not
-know (or knows wrongly), a bounded scan of the user list. A UID is reported as held by nobody only
-when a complete listing says so; a listing cut short says the look-up could not be completed.
-Every fresh answer from Cloudflare is written through to the directory.
+wrong seat): at most 2 Cloudflare requests per UID, found or not. A UID the directory does not know
+(or that its holder no longer has) is answered from the directory with no scan: held by nobody at
+the last sync, N minutes ago, and `/seat sync` brings in a seat taken since. A scan per unknown UID
+would cost up to CLOUDFLARE_MAX_PAGES requests each, so a few typos could drain the token's budget
+(issue 18). Only without a directory (off, or its first sync still running) does a bounded scan
+run; a UID is then reported as held by nobody only when a complete listing says so, and a listing
+cut short says the look-up could not be completed. Every fresh answer from Cloudflare is written
+through to the directory.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from bot.models import AccessUser
 from bot.state.directory import SeatDirectory
 
 NOBODY = "no Zero Trust user holds this seat UID."
+SYNC_HINT = "A seat taken since the last sync appears after the next one: run `/seat sync`, then try again."
 INCOMPLETE = "look-up could not be completed"
 
 
@@ -38,6 +43,7 @@ class UidAnswers:
     found: dict[str, AccessUser] = field(default_factory=dict)
     problems: dict[str, str] = field(default_factory=dict)
     directory_age: float | None = None  # seconds, when the directory answered (and Cloudflare confirmed)
+    unknown: int = 0  # UIDs the directory answered as held by nobody (no scan): say how to refresh
 
 
 def _holders(users: Collection[AccessUser]) -> list[tuple[str, str]]:
@@ -77,26 +83,49 @@ class SeatLookup:
     async def by_uids(self, uids: Sequence[str]) -> UidAnswers:
         answers = UidAnswers()
         scan = list(dict.fromkeys(uids))
-        ready = False
         if self.directory is not None and scan:
             try:
                 snapshot = await self.directory.lookup(scan)
             except StoreUnavailable:
                 snapshot = None  # no directory right now: scan as without one
             if snapshot is not None and snapshot.synced_at is not None:
-                ready = True
-                answers.directory_age = self._clock() - snapshot.synced_at
-                known = {uid: email for uid, email in snapshot.emails.items() if email}
-                scan = [uid for uid in scan if uid not in known]
-                confirmed = await asyncio.gather(
-                    *(self._confirm(uid, e, answers) for uid, e in known.items())
-                )
-                scan += [uid for uid, ok in zip(known, confirmed, strict=True) if not ok]
+                self._from_directory(snapshot.synced_at, snapshot.emails, answers)
+                await self._confirm_all(snapshot.emails, answers)
+                scan = []  # a ready directory answers every UID: never a scan per unknown UID
         if scan:
-            await self._scan(scan, answers, ready=ready)
+            await self._scan(scan, answers)
         return answers
 
-    async def _confirm(self, uid: str, email: str, answers: UidAnswers) -> bool:
+    def _from_directory(self, synced_at: float, emails: dict[str, str | None], answers: UidAnswers) -> None:
+        answers.directory_age = self._clock() - synced_at
+        age = age_text(answers.directory_age)
+        for uid, email in emails.items():
+            if not email:
+                answers.problems[uid] = (
+                    f"{uid}: no Zero Trust user held this seat UID at the last sync ({age} ago)."
+                )
+                answers.unknown += 1
+
+    async def _confirm_all(self, emails: dict[str, str | None], answers: UidAnswers) -> None:
+        """One look-up per recorded email; a UID unknown to the directory that one of those answers
+        shows after all (the same person's new seat) is found too."""
+        known = {uid: email for uid, email in emails.items() if email}
+        seen: dict[str, AccessUser] = {}
+        confirmed = await asyncio.gather(*(self._confirm(uid, e, answers, seen) for uid, e in known.items()))
+        age = age_text(answers.directory_age or 0.0)
+        for (uid, email), ok in zip(known.items(), confirmed, strict=True):
+            if not ok:
+                answers.problems[uid] = (
+                    f"{uid}: {email} held this seat UID at the last sync ({age} ago) and no "
+                    "longer does (Cloudflare, just now)."
+                )
+                answers.unknown += 1
+        for uid in [u for u in emails if u in seen and u not in answers.found]:
+            answers.found[uid] = seen[uid]
+            answers.problems.pop(uid, None)
+            answers.unknown -= 1
+
+    async def _confirm(self, uid: str, email: str, answers: UidAnswers, seen: dict[str, AccessUser]) -> bool:
         """Cloudflare's current record for the directory's email; False if it no longer shows this UID."""
         async with self._limit:
             try:
@@ -105,6 +134,7 @@ class SeatLookup:
                 answers.problems[uid] = f"{uid}: Cloudflare look-up failed: {exc.describe()}"
                 return True  # answered (with a problem): no scan on top of a failing Cloudflare
         await self.remember(users)
+        seen.update((str(u.seat_uid), u) for u in users if u.seat_uid)
         match = [u for u in users if u.seat_uid == uid]
         if match:
             answers.found[uid] = match[0]
@@ -113,7 +143,7 @@ class SeatLookup:
             await self.directory.forget(uid)  # stale: the seat moved or its user left since the sync
         return False
 
-    async def _scan(self, uids: list[str], answers: UidAnswers, *, ready: bool) -> None:
+    async def _scan(self, uids: list[str], answers: UidAnswers) -> None:
         try:
             found, complete = await self.seats.scan_seat_uids(uids)
         except SeatsError as exc:
@@ -127,16 +157,11 @@ class SeatLookup:
             elif complete:
                 answers.problems[uid] = f"{uid}: {NOBODY}"
             else:
-                answers.problems[uid] = f"{uid}: {INCOMPLETE}: {self._why_incomplete(ready)}"
+                answers.problems[uid] = f"{uid}: {INCOMPLETE}: {self._why_incomplete()}"
 
-    def _why_incomplete(self, ready: bool) -> str:
+    def _why_incomplete(self) -> str:
         pages = self.seats.max_pages
         cut = f"the scan stops after {pages:,} pages ({pages * 100:,} users, CLOUDFLARE_MAX_PAGES)"
         if self.directory is None:
             return f"{cut} and the seat directory is off (SEATBOT_DIRECTORY_REFRESH_SECONDS=0)."
-        if ready:
-            return (
-                f"not in the seat directory and {cut}; if the seat is newer than the directory, "
-                "run `/seat sync` and try again."
-            )
         return f"{cut} and the seat directory is still being built; try again in a few minutes."

@@ -14,7 +14,7 @@ from bot.errors import SeatsError
 from bot.models import SEAT_UID_RE, AccessUser, PendingTarget
 from bot.parse import Target
 from bot.policy import Directory
-from bot.seat_lookup import SeatLookup, age_text
+from bot.seat_lookup import SYNC_HINT, SeatLookup, age_text
 
 Found = list[tuple[str, AccessUser]]  # (the target as the card shows it, the user holding its seat)
 
@@ -56,6 +56,8 @@ class TargetResolver:
                 f"Seat UIDs found in the seat directory (synced {age_text(answers.directory_age)} ago) "
                 "and confirmed with Cloudflare."
             )
+            if answers.unknown:
+                source += " " + SYNC_HINT
 
         async def one(target: Target) -> tuple[str, AccessUser] | str:
             if target.kind == "uid":  # an unknown UID is never sent: a typo far more often than a seat

@@ -37,6 +37,7 @@ from tests.support.harness import (
 from tests.support.servers import clean_env, free_port, no_sleep, wait_http
 
 NOBODY = "no Zero Trust user holds this seat UID"
+AT_SYNC = "no Zero Trust user held this seat UID at the last sync"
 INCOMPLETE = "look-up could not be completed"
 
 
@@ -68,6 +69,21 @@ async def test_uid_lookup_with_a_ready_directory_costs_two_requests_at_any_size(
     assert "seat directory (synced" in text and "confirmed with Cloudflare" in text
     health = (await bot.http.get("/healthz")).json()["directory"]
     assert health["state"] == "ready" and health["users"] == 12_005 and health["synced_at"].startswith("20")
+
+
+async def test_unknown_uids_are_answered_from_a_ready_directory_without_a_scan(
+    bot: SlackClient, sandbox: Sandbox
+) -> None:
+    """6,000 users: 25 mistyped UIDs cost no Cloudflare request (a scan each once cost up to 50); each
+    says it was held by nobody at the last sync and how to refresh; a known UID still costs ≤ 2."""
+    sandbox.synthetic.resize(6_000)
+    assert await sync_of(bot).run_once() is not None
+    typos = [f"{n:08x}-dead-beef-0000-{n:012x}" for n in range(25)]
+    text, requests = await status_text(bot, sandbox, "status " + " ".join(typos))
+    assert requests == 0 and INCOMPLETE not in text
+    assert all(f"{uid}: {AT_SYNC} (0 s ago)" in text for uid in typos) and "run `/seat sync`" in text
+    text, requests = await status_text(bot, sandbox, f"status {synthetic_uid(6_000)} {typos[0]}")
+    assert "user006000@synthetic.example.com" in text and f"{typos[0]}: {AT_SYNC}" in text and requests <= 2
 
 
 async def test_without_a_directory_big_accounts_say_incomplete_never_nobody(
@@ -102,13 +118,18 @@ async def test_users_added_removed_and_reassigned_between_syncs(bot: SlackClient
     sandbox.remove_user(bob_uid)  # bob re-created: his email now holds another seat
     bob2 = sandbox.add_user({**demo_user("bob@example.com", "Bob Again"), "seat_uid": "0b0b0b0b-2222"})
 
-    text, _ = await status_text(bot, sandbox, f"status {new['seat_uid']}")
-    assert "erin@example.com" in text  # not in the directory: found by the fallback scan
+    text, requests = await status_text(bot, sandbox, f"status {new['seat_uid']}")
+    # not in the directory: answered from it, no scan, and how to bring the new seat in
+    assert f"{new['seat_uid']}: {AT_SYNC}" in text and "run `/seat sync`" in text and requests == 0
     message = await card_for(bot, f"revoke {alice_uid} {bob_uid} {bob2['seat_uid']}")
     text = all_text(message)
-    assert f"{alice_uid}: {NOBODY}" in text and f"{bob_uid}: {NOBODY}" in text
+    for gone in (alice_uid, bob_uid):  # one look-up of the recorded email each, no scan
+        assert f"{gone}: " in text and "at the last sync" in text and "no longer does" in text
     assert "Revoke 1 Zero Trust seat?" in text and "0b0b0b0b-2222" in text and "Bob Again" in text
     assert sandbox.patches == []
+    assert "Directory synced" in all_text(await card_for(bot, "sync"))
+    text, _ = await status_text(bot, sandbox, f"status {new['seat_uid']}")
+    assert "erin@example.com" in text  # after `/seat sync` the new seat is known
     # stale records are dropped, fresh answers written through: the next look-up is direct
     directory = SeatDirectory(bot.app.state.runtime.redis)
     snapshot = await directory.lookup([alice_uid, "0b0b0b0b-2222", str(new["seat_uid"])])
