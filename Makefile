@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean readme
+.PHONY: run test lint bench clean readme chaos
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The fault scenarios alone (kill mid-sweep or mid-fire, Redis wiped, huge Retry-After, Slack 500);
+# `make test` and CI run them with everything else.
+chaos: $(STAMP)
+	$(BIN)/python -m pytest -m chaos $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(ONLY)
