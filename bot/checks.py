@@ -19,6 +19,7 @@ from redis.exceptions import AuthenticationError, RedisError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.cloudflare.budget import Pause, RateBudget
 from bot.cloudflare.client import CloudflareClient
 from bot.config import Settings
 from bot.directory_sync import describe
@@ -144,7 +145,10 @@ async def run_checks(
         finally:
             await client.aclose()
         account, base = settings.cloudflare_account_id, settings.cloudflare_base_url
-        return f"users list of account {account} readable at {base}"
+        text = f"users list of account {account} readable at {base}"
+        if (pause := await _cloudflare_pause(settings)) is not None:
+            raise Warn(f"{text}, but {pause.text()}")
+        return text
 
     async def redis() -> str:
         if settings.redis_url is None:
@@ -209,6 +213,17 @@ async def run_checks(
         failures += status not in ("OK", "WARN")
         out(redact(f"{status:<4} {name}: {text}"))
     return 1 if failures else 0
+
+
+async def _cloudflare_pause(settings: Settings) -> Pause | None:
+    """A pause Cloudflare asked the bot's processes for (kept in Redis), if one is running."""
+    if settings.redis_url is None:
+        return None
+    client: aredis.Redis = connect_redis(settings, retries=0)
+    try:
+        return await RateBudget(client, window=settings.cloudflare_rate_window_seconds).pause()
+    finally:
+        await client.aclose()
 
 
 async def _run(probe: Callable[[], Awaitable[str]], limit: float) -> tuple[str, str]:

@@ -54,6 +54,7 @@ class Runtime:
     jobs: JobRunner | None = None
     schedules: Schedules | None = None
     steps: WorkflowSteps | None = None
+    budget: RateBudget | None = None  # the token's shared rate budget (a pause Cloudflare asked for)
 
     @property
     def in_process_store(self) -> bool:
@@ -156,7 +157,7 @@ def build_runtime(
         directory_sync=sync,
     )
     home = Home(idle=idle, audit=audit, authorizer=authorizer)
-    runtime = Runtime(settings, redis, seats, flow, sync, sandbox, home=home)
+    runtime = Runtime(settings, redis, seats, flow, sync, sandbox, home=home, budget=budget)
     in_process = settings.redis_url is None
     # the runner's blocking reads need a connection with a longer timeout than Slack's paths
     jobs_redis = redis if in_process else connect_redis(settings, timeout=15.0)

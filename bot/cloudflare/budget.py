@@ -9,6 +9,9 @@ fewer than `limit * share`, so interactive commands always keep at least `limit 
 a sweep that finds no room pauses and continues later (bot/sweep.py).
 Cloudflare's `Ratelimit` headers (r = remaining, t = seconds until more frees up) and a 429's
 Retry-After set pause keys that every process honours, so other users of the same token count too.
+A pause is capped at one window (Cloudflare's documented worst case is a 5-minute block): one odd
+header (`t=86400`, `Retry-After: 86400`) cannot stop every process for a day. Who asked for the
+pause, how long and until when is kept beside it, so refusals, /healthz and `check` can name it.
 
 Redis trouble never blocks a revoke: the budget then lets the request through and logs it.
 """
@@ -16,12 +19,14 @@ Redis trouble never blocks a revoke: the budget then lets the request through an
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
 
 import redis.asyncio as aredis
@@ -68,6 +73,33 @@ class Usage:
     sync_cap: int
 
 
+@dataclass(frozen=True)
+class Pause:
+    """A pause Cloudflare asked for (a 429's Retry-After or a `Ratelimit` header), as honoured here."""
+
+    until: float  # epoch seconds
+    source: str  # "Retry-After" or "Ratelimit"
+    asked: float  # seconds Cloudflare asked for
+    held: float  # seconds honoured: `asked`, at most one window
+    lane: str  # "all", or "sync" when only the directory's share waits
+
+    def text(self) -> str:
+        until = datetime.fromtimestamp(self.until, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        cap = f", honoured for {self.held:g} s at most" if self.held < self.asked else ""
+        who = "the directory sync waits" if self.lane == "sync" else "Cloudflare calls wait"
+        asked = f"{self.source}: {self.asked:g} s{cap}"
+        return f"Cloudflare asked the bot to pause ({asked}); {who} until {until}"
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "until": datetime.fromtimestamp(self.until, UTC).isoformat(timespec="seconds"),
+            "source": self.source,
+            "asked_seconds": self.asked,
+            "honoured_seconds": self.held,
+            "lane": self.lane,
+        }
+
+
 def parse_ratelimit(headers: Mapping[str, str]) -> tuple[int | None, float | None, int | None]:
     """(remaining, seconds until more quota, policy quota) from Cloudflare's IETF-draft headers."""
     raw = headers.get("ratelimit") or ""
@@ -104,6 +136,7 @@ class RateBudget:
         # longer than Cloudflare's so a slot freed here is always free there too.
         self._window_ms = int((window + margin) * 1000)
         self._keys = [f"{prefix}:window", f"{prefix}:pause", f"{prefix}:pause:sync"]
+        self._why = f"{prefix}:pause:why"  # the latest pause Cloudflare asked for (JSON), for people
         self._redis = redis
         self._take = redis.register_script(_TAKE)
         self._clock = clock
@@ -121,6 +154,9 @@ class RateBudget:
             if wait <= 0:
                 return waited
             if max_wait is not None and waited + wait > max_wait:
+                pause = await self.pause()
+                if pause is not None and (pause.lane == "all" or lane != "interactive"):
+                    raise BudgetExhausted(f"{pause.text()}; more room in {wait:.0f} s")
                 raise BudgetExhausted(
                     f"the shared Cloudflare rate budget ({self.limit} requests per "
                     f"{self.window / 60:g} min) is used up; more room in {wait:.0f} s"
@@ -146,25 +182,44 @@ class RateBudget:
         remaining, reset, quota = parse_ratelimit(headers)
         if quota is not None and quota < self.limit:
             self.limit = quota  # the token's real quota is lower than configured
-        pauses: list[tuple[str, float]] = []
+        pauses: list[tuple[str, float, str]] = []
         if retry_after:
-            pauses.append((self._keys[1], retry_after))
+            pauses.append((self._keys[1], retry_after, "Retry-After"))
         if remaining is not None and reset:
             if remaining <= 1:
-                pauses.append((self._keys[1], reset))
+                pauses.append((self._keys[1], reset, "Ratelimit"))
             elif remaining <= self.limit - self.sync_cap:  # only the interactive reserve is left
-                pauses.append((self._keys[2], reset))
+                pauses.append((self._keys[2], reset, "Ratelimit"))
         if not pauses:
             return
-        now_ms = int(self._clock() * 1000)
+        now = self._clock()
+        now_ms = int(now * 1000)
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                for key, seconds in pauses:
+                for key, asked, source in pauses:
+                    seconds = min(asked, self.window)  # a header cannot stop us for longer than a window
                     ms = max(1, int(seconds * 1000))
                     pipe.set(key, now_ms + ms, px=ms + 60_000)  # the end time; the TTL only tidies up
+                    lane = "sync" if key == self._keys[2] else "all"
+                    why = Pause(now + seconds, source, asked, seconds, lane)
+                    pipe.set(self._why, json.dumps(why.__dict__), px=ms + 60_000)
+                    if seconds < asked:
+                        log.warning("%s", why.text(), extra={"pause": why.as_json()})
                 await pipe.execute()
         except RedisError as exc:
             log.warning("rate budget unavailable (%s): pause not shared", type(exc).__name__)
+
+    async def pause(self) -> Pause | None:
+        """The pause Cloudflare asked for that is still running, if any (None when Redis cannot say)."""
+        try:
+            raw = await self._redis.get(self._why)
+        except RedisError:
+            return None
+        try:
+            pause = Pause(**json.loads(raw)) if raw else None
+        except (TypeError, ValueError):
+            return None
+        return pause if pause is not None and pause.until > self._clock() else None
 
     async def usage(self) -> Usage:
         """Requests counted in the current window (for status and benchmarks)."""

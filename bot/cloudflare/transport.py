@@ -184,7 +184,9 @@ class CloudflareHTTP:
                 with try_:
                     attempt += 1
                     if self.budget is not None:
-                        wait = None if lane == "sync" else self._budget_wait
+                        # the directory's listing may wait out a full pause and a window's slide,
+                        # never longer: a sync that cannot go on fails and says why (no endless "syncing")
+                        wait = 2 * self.budget.window + 60 if lane == "sync" else self._budget_wait
                         await self.budget.take(lane, max_wait=wait)
                     return await self._attempt(method, path, attempt, **kwargs)
         except _Retryable as exc:

@@ -46,6 +46,9 @@ def build_app(settings: Settings, *, seats_transport: httpx.AsyncBaseTransport |
             "version": __version__,
             "directory": await directory_health(runtime.directory_sync),
         }
+        pause = await runtime.budget.pause() if runtime.budget is not None else None
+        if pause is not None:  # only while one runs: Cloudflare asked every process to wait
+            body["cloudflare_pause"] = pause.as_json()
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @contextlib.asynccontextmanager

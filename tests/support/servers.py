@@ -9,7 +9,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -132,3 +133,22 @@ def wait_http(
 
 async def no_sleep(seconds: float) -> None:
     """Retries in tests never really wait."""
+
+
+@contextmanager
+def sandbox_process(cwd: Path) -> Iterator[int]:
+    """`python -m bot sandbox` on a free port (the demo account over real HTTP); yields the port."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "sandbox", "--port", str(port)],
+        cwd=cwd,
+        env=clean_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/client/v4/accounts/x/access/users", proc=proc)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
