@@ -29,12 +29,15 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
 
 
+FOREIGN_REDIS = (
+    "REDIS_URL is set in this shell: the test suite starts its own redis-server and never reads, "
+    "writes or flushes a Redis it did not start. Run it without the variable: env -u REDIS_URL make test"
+)
+
+
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer | None]:
-    """Our own redis-server unless REDIS_URL points at one (then outage tests skip)."""
-    if os.environ.get("REDIS_URL"):
-        yield None
-        return
+def redis_server() -> Iterator[RedisServer]:
+    """The suite's own redis-server; every test's data goes there and nowhere else."""
     server = RedisServer()
     server.start()
     yield server
@@ -43,14 +46,14 @@ def redis_server() -> Iterator[RedisServer | None]:
 
 
 @pytest.fixture(scope="session")
-def redis_url(redis_server: RedisServer | None) -> str:
-    return os.environ.get("REDIS_URL") or (redis_server.url if redis_server else "")
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
 
 
 @pytest.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[aredis.Redis]:
-    """A client on a flushed database: every test starts empty."""
-    client = aredis.Redis.from_url(redis_url)
+async def redis_client(redis_server: RedisServer) -> AsyncIterator[aredis.Redis]:
+    """A client on a flushed database of the suite's own server: every test starts empty."""
+    client = aredis.Redis.from_url(redis_server.url)
     await client.flushdb()
     yield client
     await client.aclose()
@@ -69,6 +72,8 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("REDIS_URL"):  # someone's Redis: refuse before any test could touch it
+        raise pytest.UsageError(FOREIGN_REDIS)
     config.addinivalue_line("markers", "no_contract: the test sends off-contract requests on purpose")
 
 
