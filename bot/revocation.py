@@ -104,8 +104,13 @@ class Revocation:
         ok = await self.record_results(pending, confirmer, results)
         return Outcome(pending, confirmer, results, audit_ok=ok)
 
-    async def record_results(self, pending: Pending, confirmer: str, results: Sequence[SeatResult]) -> bool:
-        """One audit event per seat (in one round trip); False when the audit trail missed it."""
+    async def record_results(
+        self, pending: Pending, confirmer: str, results: Sequence[SeatResult], **extra: Any
+    ) -> bool:
+        """One audit event per seat (in one round trip), with `extra` fields on each; False when the
+        audit trail missed it."""
+        if not results:
+            return True
         if self.freed is not None:
             await self.freed([r.target.seat_uid for r in results if r.confirmed])
         events: list[tuple[AuditEvent, dict[str, Any]]] = []
@@ -126,7 +131,8 @@ class Revocation:
                         "updated_at": seat.updated_at if seat else None,
                         "cf_ray": seat.cf_ray if seat else None,
                         "error": None if result.confirmed else "not confirmed by Cloudflare",
-                    },
+                    }
+                    | extra,
                 )
             )
         return await self.audit.record_many(events)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -21,17 +22,28 @@ from zoneinfo import ZoneInfo
 from bot.errors import OutdatedRecord, ParseError, SeatsError, StoreUnavailable
 from bot.flow import UNAVAILABLE, SeatFlow
 from bot.jobs import JobRunner
-from bot.models import Pending, PendingTarget, Seat, SeatUpdate, new_id
+from bot.models import AccessUser, Pending, PendingTarget, Seat, SeatUpdate, new_id
 from bot.outcomes import CommandReply, Failure, Notice, SeatResult
 from bot.parse import Command
 from bot.revocation import seat_results, unexpected
-from bot.schedule_outcomes import Fired, ScheduleConfirmed, ScheduleList, Unscheduled, stamp
+from bot.schedule_outcomes import (
+    LATE_AFTER,
+    Fired,
+    Moved,
+    ScheduleConfirmed,
+    ScheduleList,
+    Unscheduled,
+    stamp,
+)
+from bot.seat_lookup import SeatLookup
 from bot.state.schedules import Entry, ScheduleStore
+from bot.targets import pending_target
 
 log = logging.getLogger("seatbot.schedule")
 
 MAX_AHEAD = 30 * 86400
 JOB = "fire_scheduled"
+FIRING_LEASE = 30.0  # seconds; renewed every third of it while a firing runs
 _RELATIVE = re.compile(r"in\s*([0-9]{1,7})\s*(s|sec|secs|m|min|mins|h|hr|hrs|d|day|days)")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 WHEN_HELP = (
@@ -80,8 +92,10 @@ class Schedules:
         announce: Announce | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        lookup: SeatLookup | None = None,
     ) -> None:
         self.flow = flow
+        self.lookup = lookup or flow.targets.uids  # the same verified look-up as an interactive revoke
         self.store = store
         self.jobs = jobs
         self.tz = tz
@@ -90,8 +104,9 @@ class Schedules:
         self.announce = announce
         self._clock = clock
         self._sleep = sleep
-        # how long one firing may hold a schedule: the retry window plus the adapter's own retries
-        self.lease = retry_window + 180
+        # a firing holds its schedule by a short lease it renews while it runs, so a firing whose
+        # process died is taken over within a lease (by the job's retry, or a restarted runner)
+        self.lease = FIRING_LEASE
         jobs.register(JOB, self._job)
         jobs.on_start.append(self.resume)
         flow.schedules = self
@@ -186,80 +201,139 @@ class Schedules:
 
     @property
     def _timeout(self) -> int:
-        return int(self.lease) + 60
+        # the retry window, the adapter's own retries and the look-ups: saq retries a job whose
+        # process died only after this, so `resume` re-fires overdue ones at start instead
+        return int(self.retry_window) + 240
 
     async def _job(self, *, sid: str) -> None:
         await self.fire(sid)
 
     async def resume(self) -> None:
-        """On start: make sure every stored schedule has its job (enqueue is a no-op when it does)."""
+        """On start: make sure every stored schedule has its job (enqueue is a no-op when it does),
+        and fire again, once its lease runs out, any overdue one: its job may be held by a process
+        that died (saq retries that only after the job's timeout)."""
         try:
+            now = self._clock()
             for entry in await self.store.upcoming(10_000):
                 await self.jobs.enqueue_at(
                     JOB, key=entry.id, at=entry.at, run_timeout=self._timeout, sid=entry.id
                 )
+                if entry.at < now - LATE_AFTER:
+                    at = max(now, entry.firing_until or 0.0)
+                    key = f"{entry.id}:again:{math.ceil(at)}"
+                    await self.jobs.enqueue_at(JOB, key=key, at=at, run_timeout=self._timeout, sid=entry.id)
         except Exception:
             log.warning("could not check the scheduled removals' jobs", exc_info=True)
 
     async def fire(self, entry_id: str) -> Fired | None:
         """Run one scheduled removal if no other run holds it; None when there was nothing to do."""
-        status, entry = await self.store.claim_firing(entry_id, now=self._clock(), lease=self.lease)
+        token = new_id()
+        status, entry = await self.store.claim_firing(
+            entry_id, now=self._clock(), lease=self.lease, token=token
+        )
         if status == "outdated":  # made by a newer release: never acted on here; saq retries it later
             await self.flow.audit.record("outdated", id=entry_id, action="scheduled removal")
             raise OutdatedRecord(f"scheduled removal {entry_id} was made by another release; not run here")
         if status != "claimed" or entry is None:
             log.info("scheduled removal %s: %s, nothing to do", entry_id, status)
             return None
-        fired = await self._run(entry)
+        keep = asyncio.create_task(self._keep_lease(entry.id, token))
+        try:
+            fired = await self._run(entry)
+        finally:
+            keep.cancel()
         await self.store.remove(entry.id, now=self._clock(), mode="done")
         await self._announce(entry.pending.channel, fired)
         return fired
 
+    async def _keep_lease(self, entry_id: str, token: str) -> None:
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            try:
+                if not await self.store.renew(entry_id, now=self._clock(), lease=self.lease, token=token):
+                    log.error("scheduled removal %s: lost its firing lease", entry_id)
+                    return
+            except StoreUnavailable:
+                log.warning("scheduled removal %s: could not renew its firing lease", entry_id)
+
     async def _run(self, entry: Entry) -> Fired:
+        """Look the seats up through the verified path (bot/seat_lookup.py, with the card's emails),
+        PATCH the ones still held, retry what failed or could not be looked up within the window."""
         pending, flow = entry.pending, self.flow
+        fired_at = self._clock()
         remaining = list(pending.targets)
-        gone: list[PendingTarget] = []
+        emails = {t.seat_uid: t.email for t in remaining if t.email}
         results: list[SeatResult] = []
+        earlier: list[SeatResult] = []
+        gone: list[PendingTarget] = []
+        moved: list[Moved] = []
+        vanished: list[PendingTarget] = []
+        sent_at = entry.sent_at
         error: SeatsError | None = None
-        deadline = self._clock() + self.retry_window
+        deadline = fired_at + self.retry_window
         delay, attempts = self.retry_delay, 0
         while remaining:
             attempts += 1
             try:
-                current = await flow.seats.find_users_by_seat_uids([t.seat_uid for t in remaining])
-                still = []
+                answers = await self.lookup.by_uids([t.seat_uid for t in remaining], emails=emails)
+                to_send, unresolved = [], []
                 for target in remaining:
-                    user = current.get(target.seat_uid)
-                    if user is None or (user.access_seat is False and user.gateway_seat is False):
-                        gone.append(target)
-                    else:
-                        still.append(target)
-                remaining = still
-                if remaining:
-                    seats = await flow.seats.update_seats(
-                        [SeatUpdate(seat_uid=t.seat_uid) for t in remaining]
-                    )
-                    results += seat_results(remaining, seats)
-                remaining, error = [], None
+                    user = answers.found.get(target.seat_uid)
+                    others = _other_seats(target, answers.by_email)
+                    if user is not None and not user.has_no_seat:
+                        to_send.append(target)
+                    elif user is not None:
+                        done = _as_seat(user)
+                        if sent_at is not None and _changed_since(user, sent_at):
+                            earlier.append(SeatResult(target, done))
+                        else:
+                            gone.append(target)
+                    elif others:  # the person is in Cloudflare with another seat: never this one's
+                        moved.append(Moved(target, tuple(others)))
+                    elif answers.missing.get(target.seat_uid) == "nobody":
+                        vanished.append(target)
+                    else:  # not seen, not known gone: a look-up that could not finish
+                        unresolved.append(target)
+                if to_send:
+                    if sent_at is None:
+                        sent_at = self._clock()
+                        await self.store.mark_sent(entry.id, now=sent_at)
+                    seats = await flow.seats.update_seats([SeatUpdate(seat_uid=t.seat_uid) for t in to_send])
+                    results += seat_results(to_send, seats)
+                remaining, error = unresolved, None
+                if unresolved:
+                    why = "; ".join(answers.problems.get(t.seat_uid, t.seat_uid) for t in unresolved)
+                    error = SeatsError(f"not sent: the seat could not be looked up ({why})")
             except Exception as exc:
                 error = exc if isinstance(exc, SeatsError) else _unexpected(exc)
-                done = {s.seat_uid: s for s in error.completed if isinstance(s, Seat) and s.removed}
-                results += [SeatResult(t, done[t.seat_uid]) for t in remaining if t.seat_uid in done]
-                remaining = [t for t in remaining if t.seat_uid not in done]
-                if self._clock() + delay > deadline:
-                    break
-                log.warning(
-                    "scheduled removal %s: attempt %d failed (%s), retrying",
-                    entry.id,
-                    attempts,
-                    error.describe(),
-                )
-                await self._sleep(delay)
-                delay = min(delay * 2, 60.0)
+                done_now = {s.seat_uid: s for s in error.completed if isinstance(s, Seat) and s.removed}
+                results += [SeatResult(t, done_now[t.seat_uid]) for t in remaining if t.seat_uid in done_now]
+                remaining = [t for t in remaining if t.seat_uid not in done_now]
+            if not remaining or self._clock() + delay > deadline:
+                break
+            log.warning(
+                "scheduled removal %s: attempt %d left %d seat(s) (%s), retrying",
+                entry.id,
+                attempts,
+                len(remaining),
+                error.describe() if error else "?",
+            )
+            await self._sleep(delay)
+            delay = min(delay * 2, 60.0)
+        late = {"late_by": round(fired_at - entry.at, 1)} if fired_at - entry.at > LATE_AFTER else {}
         ok = await flow.audit.record_many(
             [("already_removed", {"id": entry.id, "seat_uid": t.seat_uid, "email": t.email}) for t in gone]
+            + [("skipped", _moved_fields(entry, m)) for m in moved]
+            + [
+                ("skipped", _fields(entry, t, "no Zero Trust user holds this seat any more"))
+                for t in vanished
+            ]
         )
-        ok &= await flow.revocation.record_results(pending, entry.confirmer, results)
+        ok &= await flow.revocation.record_results(pending, entry.confirmer, results, **late)
+        # a firing after a crash: the change Cloudflare confirms now was made by the first firing
+        ok &= await flow.revocation.record_results(
+            pending, entry.confirmer, earlier, sent_at=sent_at, confirmed_at=self._clock(), **late
+        )
         failure = None
         if error is not None and remaining:
             ok &= await flow.audit.record(
@@ -274,7 +348,23 @@ class Schedules:
             )
             retry = await flow.revocation.fresh_try(pending, remaining)
             failure = Failure(pending, entry.confirmer, error.describe(), retry, audit_ok=ok)
-        return Fired(entry, tuple(results), tuple(gone), failure, attempts, audit_ok=ok)
+        offer = await flow.revocation.fresh_try(
+            pending, [pending_target(m.target.label, u) for m in moved for u in m.now if not u.has_no_seat]
+        )
+        return Fired(
+            entry,
+            tuple(results),
+            tuple(gone),
+            failure,
+            attempts,
+            audit_ok=ok,
+            earlier=tuple(earlier),
+            moved=tuple(moved),
+            vanished=tuple(vanished),
+            offer=offer,
+            fired_at=fired_at,
+            sent_at=sent_at,
+        )
 
     async def _announce(self, channel: str, what: Announcement) -> None:
         if self.announce is None:
@@ -283,6 +373,47 @@ class Schedules:
             await self.announce(channel, what)
         except Exception:
             log.exception("could not announce in %s", channel)
+
+
+def _other_seats(target: PendingTarget, by_email: dict[str, list[AccessUser]]) -> list[AccessUser]:
+    """The seats Cloudflare lists for the target's email now, other than the scheduled one."""
+    users = by_email.get((target.email or "").casefold(), [])
+    return [u for u in users if u.seat_uid and u.seat_uid != target.seat_uid]
+
+
+def _as_seat(user: AccessUser) -> Seat:
+    return Seat(
+        seat_uid=str(user.seat_uid),
+        access_seat=user.access_seat,
+        gateway_seat=user.gateway_seat,
+        updated_at=user.updated_at,
+        cf_ray=user.cf_ray,
+    )
+
+
+def _changed_since(user: AccessUser, moment: float) -> bool:
+    """The user record changed at or after `moment` (a few seconds of clock skew allowed); a record
+    without a time counts as changed: the PATCH was sent, and Cloudflare shows the seat removed."""
+    try:
+        updated = datetime.fromisoformat(str(user.updated_at).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return True
+    return updated >= moment - 5
+
+
+def _fields(entry: Entry, target: PendingTarget, why: str) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "user": entry.confirmer,
+        "seat_uid": target.seat_uid,
+        "email": target.email,
+        "why": why,
+    }
+
+
+def _moved_fields(entry: Entry, moved: Moved) -> dict[str, Any]:
+    now = ", ".join(str(u.seat_uid) for u in moved.now)
+    return _fields(entry, moved.target, "the person now holds another seat; not removed") | {"now": now}
 
 
 def _unexpected(exc: Exception) -> SeatsError:

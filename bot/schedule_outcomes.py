@@ -6,9 +6,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from bot.models import PendingTarget
+from bot.models import AccessUser, Pending, PendingTarget
 from bot.outcomes import Failure, SeatResult
 from bot.state.schedules import Entry
+
+LATE_AFTER = 15.0  # seconds past the due time after which a firing says how late it ran
 
 
 @dataclass(frozen=True)
@@ -37,8 +39,21 @@ class Unscheduled:
 
 
 @dataclass(frozen=True)
+class Moved:
+    """The scheduled seat is no longer this person's: Cloudflare lists them with other seat(s) now."""
+
+    target: PendingTarget
+    now: tuple[AccessUser, ...]
+
+
+@dataclass(frozen=True)
 class Fired:
-    """A scheduled removal ran: what Cloudflare confirmed, what was already gone, what failed."""
+    """A scheduled removal ran: what Cloudflare confirmed, what was already gone, what failed.
+
+    Every seat is in exactly one of: `results` (PATCHed now), `earlier` (PATCHed by a firing that
+    stopped before recording it; confirmed removed now), `gone` (Cloudflare shows it removed, and this
+    schedule never sent it), `moved`, `vanished` (no user holds it and nobody has the email), or
+    `failure` (not sent: Cloudflare failed, or the seat could not be looked up)."""
 
     entry: Entry
     results: tuple[SeatResult, ...]
@@ -46,6 +61,16 @@ class Fired:
     failure: Failure | None = None  # set when Cloudflare kept failing past the retry window
     attempts: int = 1
     audit_ok: bool = True
+    earlier: tuple[SeatResult, ...] = ()
+    moved: tuple[Moved, ...] = ()
+    vanished: tuple[PendingTarget, ...] = ()
+    offer: Pending | None = None  # a card to remove the moved people's new seats (an admin's click)
+    fired_at: float = 0.0  # when this firing looked the seats up
+    sent_at: float | None = None  # when the PATCH was first sent (by this firing or an earlier one)
+
+    @property
+    def late_by(self) -> float:
+        return max(0.0, self.fired_at - self.entry.at)
 
 
 def stamp(at: float, tz: str) -> str:

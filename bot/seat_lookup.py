@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from bot.errors import SeatsError, StoreUnavailable
 from bot.idle import fact
@@ -38,12 +38,20 @@ class Cloudflare(Protocol):
     async def scan_seat_uids(self, seat_uids: Collection[str]) -> tuple[dict[str, AccessUser], bool]: ...
 
 
+Missing = Literal["nobody", "incomplete", "error"]
+
+
 @dataclass
 class UidAnswers:
     found: dict[str, AccessUser] = field(default_factory=dict)
     problems: dict[str, str] = field(default_factory=dict)
     directory_age: float | None = None  # seconds, when the directory answered (and Cloudflare confirmed)
     unknown: int = 0  # UIDs the directory answered as held by nobody (no scan): say how to refresh
+    # why a UID has no answer: nobody holds it (a complete listing, or the directory and Cloudflare
+    # just now), or it could not be told (a listing cut short, Cloudflare failing)
+    missing: dict[str, Missing] = field(default_factory=dict)
+    # what Cloudflare holds now for each email a caller named (`by_uids(emails=...)`)
+    by_email: dict[str, list[AccessUser]] = field(default_factory=dict)
 
 
 def _holders(users: Collection[AccessUser]) -> list[tuple[str, str]]:
@@ -80,9 +88,21 @@ class SeatLookup:
             facts = [(str(u.seat_uid), fact(u.model_dump())) for u in users if u.seat_uid]
             await self.directory.remember(_holders(users), facts)
 
-    async def by_uids(self, uids: Sequence[str]) -> UidAnswers:
+    async def by_uids(self, uids: Sequence[str], *, emails: Mapping[str, str] | None = None) -> UidAnswers:
+        """`emails`: the email each UID was last seen with (a schedule's card): confirmed first, one
+        request each, exactly as a directory record is; a UID that answer does not show goes on to the
+        directory or the scan. Work that acts later knows its people's emails, so it finds their seats
+        at any account size, with or without the directory."""
         answers = UidAnswers()
         scan = list(dict.fromkeys(uids))
+        hinted = {uid: e for uid, e in (emails or {}).items() if uid in scan and e}
+        if hinted:
+            seen: dict[str, AccessUser] = {}
+            confirmed = await asyncio.gather(
+                *(self._confirm(u, e, answers, seen, stale=False) for u, e in hinted.items())
+            )
+            done = {uid for uid, ok in zip(hinted, confirmed, strict=True) if ok}
+            scan = [uid for uid in scan if uid not in done]
         if self.directory is not None and scan:
             try:
                 snapshot = await self.directory.lookup(scan)
@@ -104,6 +124,7 @@ class SeatLookup:
                 answers.problems[uid] = (
                     f"{uid}: no Zero Trust user held this seat UID at the last sync ({age} ago)."
                 )
+                answers.missing[uid] = "nobody"
                 answers.unknown += 1
 
     async def _confirm_all(self, emails: dict[str, str | None], answers: UidAnswers) -> None:
@@ -119,27 +140,33 @@ class SeatLookup:
                     f"{uid}: {email} held this seat UID at the last sync ({age} ago) and no "
                     "longer does (Cloudflare, just now)."
                 )
+                answers.missing[uid] = "nobody"
                 answers.unknown += 1
         for uid in [u for u in emails if u in seen and u not in answers.found]:
             answers.found[uid] = seen[uid]
             answers.problems.pop(uid, None)
+            answers.missing.pop(uid, None)
             answers.unknown -= 1
 
-    async def _confirm(self, uid: str, email: str, answers: UidAnswers, seen: dict[str, AccessUser]) -> bool:
+    async def _confirm(
+        self, uid: str, email: str, answers: UidAnswers, seen: dict[str, AccessUser], *, stale: bool = True
+    ) -> bool:
         """Cloudflare's current record for the directory's email; False if it no longer shows this UID."""
         async with self._limit:
             try:
                 users = await self.seats.find_users(email=email)
             except SeatsError as exc:
                 answers.problems[uid] = f"{uid}: Cloudflare look-up failed: {exc.describe()}"
+                answers.missing[uid] = "error"
                 return True  # answered (with a problem): no scan on top of a failing Cloudflare
+        answers.by_email[email.casefold()] = users
         await self.remember(users)
         seen.update((str(u.seat_uid), u) for u in users if u.seat_uid)
         match = [u for u in users if u.seat_uid == uid]
         if match:
             answers.found[uid] = match[0]
             return True
-        if self.directory is not None:
+        if stale and self.directory is not None:
             await self.directory.forget(uid)  # stale: the seat moved or its user left since the sync
         return False
 
@@ -149,6 +176,7 @@ class SeatLookup:
         except SeatsError as exc:
             for uid in uids:
                 answers.problems[uid] = f"{uid}: Cloudflare look-up failed: {exc.describe()}"
+                answers.missing[uid] = "error"
             return
         await self.remember(list(found.values()))
         for uid in uids:
@@ -156,8 +184,10 @@ class SeatLookup:
                 answers.found[uid] = found[uid]
             elif complete:
                 answers.problems[uid] = f"{uid}: {NOBODY}"
+                answers.missing[uid] = "nobody"
             else:
                 answers.problems[uid] = f"{uid}: {INCOMPLETE}: {self._why_incomplete()}"
+                answers.missing[uid] = "incomplete"
 
     def _why_incomplete(self) -> str:
         pages = self.seats.max_pages

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.schedule_outcomes import Fired, ScheduleConfirmed, ScheduleList, Unscheduled, stamp
-from bot.slack.blocks import failure, seat_line
-from bot.slack.kit import Message, compose, context, esc, header, line_sections, section, who
+from bot.models import AccessUser
+from bot.outcomes import Card
+from bot.schedule_outcomes import LATE_AFTER, Fired, ScheduleConfirmed, ScheduleList, Unscheduled, stamp
+from bot.slack.blocks import card, failure, seat_line
+from bot.slack.kit import Message, compose, context, esc, flags, header, line_sections, section, who
 from bot.state.schedules import Entry
 
 MAX_LISTED = 40  # one block each, inside Block Kit's 50
@@ -84,27 +86,69 @@ def unscheduled(u: Unscheduled) -> Message:
     return compose("Cancelled scheduled removal", blocks)
 
 
+def _late(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours else (f"{minutes} min {secs} s" if minutes else f"{secs} s")
+
+
+def _seats(users: tuple[AccessUser, ...]) -> str:
+    return ", ".join(f"`{esc(u.seat_uid or '?')}` ({flags(u.access_seat, u.gateway_seat)})" for u in users)
+
+
 def fired(f: Fired) -> Message:
     e = f.entry
-    done = sum(r.confirmed for r in f.results)
+    tz = e.pending.tz
+    done = sum(r.confirmed for r in f.results) + sum(r.confirmed for r in f.earlier)
+    sent = len(f.results) + len(f.earlier)
     if f.failure is not None:
         title = f"Scheduled removal failed after {f.attempts} attempt(s)"
-    elif all(r.confirmed for r in f.results):
+    elif f.moved:
+        title = (
+            f"Scheduled removal: {done} seat(s) revoked; "
+            f"{len(f.moved)} person(s) hold a new seat, not removed"
+        )
+    elif done == sent and (sent or f.gone):
         title = f"Scheduled removal done: {done} seat(s) revoked"
+    elif done == sent:
+        title = "Scheduled removal: nothing to remove, the seat no longer exists"
     else:
-        title = f"Scheduled removal partly confirmed: {done} of {len(f.results)} seats"
+        title = f"Scheduled removal partly confirmed: {done} of {sent} seats"
     lines = [seat_line(r.target, r.seat) for r in f.results]
+    when_sent = esc(stamp(f.sent_at, tz)) if f.sent_at is not None else "the due time"
+    lines += [
+        seat_line(r.target, r.seat) + f" — removed by the firing at {when_sent} (the bot stopped before "
+        f"recording it); confirmed now, {esc(stamp(f.fired_at, tz))}"
+        for r in f.earlier
+    ]
     lines += [
         f"• :heavy_minus_sign: *{esc(t.email or t.seat_uid)}* — already removed before the time; not re-sent"
         for t in f.gone
     ]
+    lines += [
+        f"• :warning: *{esc(m.target.email or m.target.seat_uid)}* — the scheduled seat "
+        f"`{esc(m.target.seat_uid)}` is no longer theirs: Cloudflare lists them with seat "
+        f"{_seats(m.now)} now. *Not removed*: this "
+        "schedule was confirmed for the old seat only"
+        + ("; confirm the card below to remove the new one." if f.offer is not None else ".")
+        for m in f.moved
+    ]
+    lines += [
+        f"• :heavy_minus_sign: *{esc(t.email or t.seat_uid)}* — no Zero Trust user holds seat "
+        f"`{esc(t.seat_uid)}` any more and none has this email (the user was deleted); nothing to remove"
+        for t in f.vanished
+    ]
     blocks = [header(title), *line_sections(lines, max_sections=8)]
-    trailer = f"due {esc(stamp(e.at, e.pending.tz))} · {_meta(e)}"
+    trailer = f"due {esc(stamp(e.at, tz))} · {_meta(e)}"
+    if f.late_by > LATE_AFTER:
+        trailer = f":hourglass: ran {_late(f.late_by)} late, at {esc(stamp(f.fired_at, tz))} · " + trailer
     if not f.audit_ok:
         trailer += " · :warning: audit trail write failed (see the bot's logs)"
     blocks.append(context(trailer))
-    if f.failure is not None:  # the try-again card (its buttons run the rest now, after a click)
-        card = failure(f.failure)["blocks"]
+    for extra in (
+        failure(f.failure)["blocks"] if f.failure is not None else [],
+        card(Card(f.offer, audit_ok=f.audit_ok))["blocks"] if f.offer is not None else [],
+    ):  # the try-again and new-seat cards (their buttons act now, after an admin's click)
         room = 50 - len(blocks)
-        blocks += card if len(card) <= room else [*card[: room - 1], card[-1]]  # keep the buttons
+        blocks += extra if len(extra) <= room else [*extra[: room - 1], extra[-1]]  # keep the buttons
     return compose(title, blocks)

@@ -37,15 +37,21 @@ class Entry:
     at: float
     confirmer: str
     scheduled_at: float
+    # when a firing first sent the PATCH (written before sending): a firing after a crash knows the
+    # seats it finds removed were removed by that PATCH, at that time
+    sent_at: float | None = None
+    firing_until: float | None = None  # read only: a firing's lease, kept by the store's scripts
 
     def dumps(self) -> str:
-        return json.dumps({**asdict(self), "pending": json.loads(self.pending.dumps())})
+        data = {**asdict(self), "pending": json.loads(self.pending.dumps())}
+        del data["firing_until"]
+        return json.dumps(data)
 
     @classmethod
     def loads(cls, raw: str | bytes) -> Entry:
         try:
             data = json.loads(raw)
-            data.pop("firing_until", None)
+            data.pop("firing_by", None)
             data["pending"] = Pending.loads(json.dumps(data["pending"]))
             return cls(**data)
         except (ValueError, TypeError, KeyError) as exc:  # OutdatedRecord from the card passes as is
@@ -84,8 +90,21 @@ if not v or v < tonumber(ARGV[3]) or v > tonumber(ARGV[4]) then return {'outdate
 local now = tonumber(ARGV[1])
 if rec.firing_until and tonumber(rec.firing_until) > now then return {'busy', false} end
 rec.firing_until = now + tonumber(ARGV[2])
+rec.firing_by = ARGV[5]
 redis.call('SET', KEYS[1], cjson.encode(rec))
 return {'claimed', raw}
+"""
+
+# KEYS[1] record. ARGV: now, lease seconds, the firing's token. A live firing keeps its lease; one that
+# lost it (it stalled past the lease and another run claimed it) hears so.
+_RENEW = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+local rec = cjson.decode(raw)
+if rec.firing_by ~= ARGV[3] then return 0 end
+rec.firing_until = tonumber(ARGV[1]) + tonumber(ARGV[2])
+redis.call('SET', KEYS[1], cjson.encode(rec))
+return 1
 """
 
 # KEYS[1] record, KEYS[2] index. ARGV: id, now, mode ('cancel' refuses while firing; 'done' always).
@@ -106,6 +125,17 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return {'removed', raw}
 """
 
+# KEYS[1] record. ARGV: the firing's time. Notes (once) that a PATCH is being sent, keeping the lease.
+_SENT = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return false end
+local rec = cjson.decode(raw)
+if rec.sent_at and rec.sent_at ~= cjson.null then return rec.sent_at end
+rec.sent_at = tonumber(ARGV[1])
+redis.call('SET', KEYS[1], cjson.encode(rec))
+return ARGV[1]
+"""
+
 AddStatus = Literal["added", "duplicate"]
 FireStatus = Literal["claimed", "missing", "busy", "outdated"]
 RemoveStatus = Literal["removed", "missing", "firing"]
@@ -121,6 +151,8 @@ class ScheduleStore:
         self._add = redis.register_script(_ADD)
         self._fire = redis.register_script(_FIRE)
         self._remove = redis.register_script(_REMOVE)
+        self._sent = redis.register_script(_SENT)
+        self._renew = redis.register_script(_RENEW)
 
     async def add(self, entry: Entry) -> tuple[AddStatus, str]:
         """Store `entry` unless one of its seats is already scheduled: then ('duplicate', that id)."""
@@ -173,17 +205,32 @@ class ScheduleStore:
             raise StoreUnavailable(f"Redis: {type(exc).__name__}") from None
 
     async def claim_firing(
-        self, entry_id: str, *, now: float, lease: float
+        self, entry_id: str, *, now: float, lease: float, token: str = ""
     ) -> tuple[FireStatus, Entry | None]:
         if not valid_id(entry_id):
             return "missing", None
         try:
             status, raw = await self._fire(
-                keys=[PREFIX + entry_id], args=[now, lease, OLDEST_READABLE, FORMAT_VERSION]
+                keys=[PREFIX + entry_id], args=[now, lease, OLDEST_READABLE, FORMAT_VERSION, token]
             )
         except RedisError as exc:
             raise StoreUnavailable(f"Redis: {type(exc).__name__}") from None
         return _text(status), (Entry.loads(raw) if raw else None)  # type: ignore[return-value]
+
+    async def renew(self, entry_id: str, *, now: float, lease: float, token: str) -> bool:
+        """Extend a firing's lease; False when the firing no longer holds it."""
+        try:
+            return bool(await self._renew(keys=[PREFIX + entry_id], args=[now, lease, token]))
+        except RedisError as exc:
+            raise StoreUnavailable(f"Redis: {type(exc).__name__}") from None
+
+    async def mark_sent(self, entry_id: str, *, now: float) -> None:
+        """Before the PATCH goes out: a firing after a crash then tells "removed at the time" from
+        "removed before it" (the first time is kept)."""
+        try:
+            await self._sent(keys=[PREFIX + entry_id], args=[now])
+        except RedisError as exc:
+            raise StoreUnavailable(f"Redis: {type(exc).__name__}") from None
 
     async def remove(
         self, entry_id: str, *, now: float, mode: Literal["cancel", "done"]
