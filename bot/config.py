@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     cloudflare_rate_limit: int = Field(default=1200, ge=1, le=1_000_000)
     cloudflare_rate_window_seconds: float = Field(default=300.0, gt=0, le=3600)
     cloudflare_budget_wait_seconds: float = Field(default=15.0, ge=0, le=600)
+    # What Workflow Builder runs may spend, in Cloudflare requests per minute (bot/workflow.py): all
+    # workflows together, one workflow (keyed by its card channel), one runner (its `requester`)
+    seatbot_workflow_requests_per_minute: int = Field(default=60, ge=1, le=100_000)
+    seatbot_workflow_channel_requests_per_minute: int = Field(default=30, ge=1, le=100_000)
+    seatbot_workflow_runner_requests_per_minute: int = Field(default=10, ge=1, le=100_000)
 
     # Seat directory (bot/state/directory.py, bot/directory_sync.py)
     seatbot_directory_refresh_seconds: float = Field(default=900.0, ge=0, le=7 * 86400)  # 0: off

@@ -37,7 +37,7 @@ from bot.state.schedules import ScheduleStore
 from bot.state.seat_facts import SeatFacts
 from bot.state.sweeps import SweepStore
 from bot.sweep import RESUME_JOB, IdleFlow
-from bot.workflow import WorkflowSteps
+from bot.workflow import WorkflowLimits, WorkflowSteps
 
 
 @dataclass
@@ -170,7 +170,9 @@ def build_runtime(
         retry_window=settings.seatbot_schedule_retry_seconds,
         announce=announce,
     )
-    runtime.steps = WorkflowSteps(flow=flow, redis=redis, jobs=runtime.jobs)
+    runtime.steps = WorkflowSteps(
+        flow=flow, redis=redis, jobs=runtime.jobs, limits=WorkflowLimits.from_settings(settings)
+    )
     # a sweep the rate budget paused continues on the job runner (bot/sweep.py)
     idle.later = runtime.jobs
     runtime.jobs.register(RESUME_JOB, idle.resume)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -19,12 +20,14 @@ import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
 from bot import targets
+from bot.config import Settings
 from bot.errors import ParseError, StoreUnavailable
 from bot.flow import SeatFlow
 from bot.jobs import JobRunner
 from bot.models import Pending, PendingTarget, new_id, valid_id
 from bot.outcomes import Cancelled, Card, ClickReply, Failure, Outcome
 from bot.parse import parse
+from bot.spend import Quota, charged
 from bot.state.pending import CLAIMED
 from bot.state.pending import PREFIX as PENDING
 
@@ -46,6 +49,41 @@ local step = redis.call('GET', KEYS[2])
 redis.call('DEL', KEYS[2])
 return step
 """
+
+
+_SLACK_ID = re.compile(r"[A-Z0-9]{2,32}")
+
+
+@dataclass(frozen=True)
+class WorkflowLimits:
+    """Cloudflare requests per minute that workflow runs may spend (the look-up behind each card).
+
+    Slack's function_executed event names neither the workflow nor who ran it, so one workflow is
+    keyed by its card channel (fixed when the workflow is built, and limited by SEATBOT_CHANNELS) and
+    one runner by the `requester` input (typed by whoever builds or runs it: a courtesy bound, not a
+    guarantee). The bound for all workflows together and the budget's workflow lane hold whatever
+    the inputs say."""
+
+    total: int = 60
+    per_workflow: int = 30
+    per_runner: int = 10
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WorkflowLimits:
+        return cls(
+            total=settings.seatbot_workflow_requests_per_minute,
+            per_workflow=settings.seatbot_workflow_channel_requests_per_minute,
+            per_runner=settings.seatbot_workflow_runner_requests_per_minute,
+        )
+
+    def quotas(self, *, channel: str, runner: str) -> tuple[Quota, ...]:
+        runner = runner if _SLACK_ID.fullmatch(runner) else "unnamed"
+        channel = channel if _SLACK_ID.fullmatch(channel) else "unnamed"
+        return (
+            Quota(f"wf:runner:{runner}", self.per_runner, "workflows run by this requester"),
+            Quota(f"wf:channel:{channel}", self.per_workflow, "workflows posting in this channel"),
+            Quota("wf:all", self.total, "all workflows"),
+        )
 
 
 @dataclass(frozen=True)
@@ -91,8 +129,11 @@ def outputs(outcome: Outcome_, target: PendingTarget, seat: Any = None) -> dict[
 
 
 class WorkflowSteps:
-    def __init__(self, *, flow: SeatFlow, redis: aredis.Redis, jobs: JobRunner) -> None:
+    def __init__(
+        self, *, flow: SeatFlow, redis: aredis.Redis, jobs: JobRunner, limits: WorkflowLimits | None = None
+    ) -> None:
         self.flow = flow
+        self.limits = limits or WorkflowLimits()
         self._redis = redis
         self._expire = redis.register_script(_EXPIRE)
         self.jobs = jobs
@@ -130,7 +171,11 @@ class WorkflowSteps:
         cmd = parse(f"revoke {text}")
         if len(cmd.targets) != 1:
             raise ValueError("The step removes one seat at a time.")
-        found, problems, _ = await self.flow.targets.resolve(cmd.targets)
+        runner = str(inputs.get("requester") or "").strip()
+        # started by whoever may run the workflow (usually not an admin): its look-up is on the
+        # budget's workflow lane, within per-minute bounds, never in the room admins' revokes need
+        with charged("workflow", *self.limits.quotas(channel=step.channel, runner=runner)):
+            found, problems, _ = await self.flow.targets.resolve(cmd.targets)
         if not found:
             raise ValueError(problems[0] if problems else "No Zero Trust user found.")
         label, holder = found[0]

@@ -16,6 +16,8 @@ from bot.cloudflare.sandbox import Sandbox
 from bot.cloudflare.synthetic import synthetic_email, synthetic_uid
 from bot.errors import BudgetExhausted, RateLimited
 from bot.models import SeatUpdate
+from bot.spend import charged
+from bot.workflow import WorkflowLimits
 
 USERS = f"/client/v4/accounts/{DEMO_ACCOUNT_ID}/access/users"
 AUTH = {"Authorization": f"Bearer {DEMO_TOKEN}"}
@@ -150,3 +152,58 @@ async def test_a_429_pauses_every_process(redis_client: aredis.Redis) -> None:
     with pytest.raises(BudgetExhausted, match="more room in 30 s"):
         await b.take("interactive", max_wait=5)
     assert await b.take("interactive", max_wait=60) == 30
+
+
+async def test_workflow_quotas_bound_a_runner_a_workflow_and_all_workflows(
+    redis_client: aredis.Redis,
+) -> None:
+    """Per minute: one runner 10, one workflow (channel) 15, all workflows 22; the next minute has room
+    again, and an admin's interactive request outside the charge is never counted against them."""
+    clock = Clock()
+    clock.now = 1_000_020.0  # the start of a minute
+    budget = RateBudget(redis_client, limit=1200, clock=clock, sleep=clock.sleep)
+    limits = WorkflowLimits(total=22, per_workflow=15, per_runner=10)
+
+    async def spend(runner: str, channel: str, tries: int) -> tuple[int, str]:
+        with charged("workflow", *limits.quotas(channel=channel, runner=runner)):
+            for done in range(tries):
+                try:
+                    await budget.take(max_wait=0)
+                except BudgetExhausted as exc:
+                    return done, str(exc)
+        return tries, ""
+
+    assert await spend("UMALLORY", "C1", 20) == (10, _refusal("workflows run by this requester", 10))
+    assert await spend("UOTHER", "C1", 20) == (5, _refusal("workflows posting in this channel", 15))
+    assert await spend("UTHIRD", "C2", 20) == (7, _refusal("all workflows", 22))
+    assert await budget.take(max_wait=0) == 0  # interactive: not a workflow's quota
+    clock.now += 60
+    assert (await spend("UMALLORY", "C1", 3))[0] == 3
+
+
+def _refusal(what: str, per_minute: int) -> str:
+    return (
+        f"the Cloudflare budget for {what} ({per_minute} requests per minute) is used up; more room in 60 s"
+    )
+
+
+async def test_workflow_lane_never_takes_the_interactive_reserve(redis_client: aredis.Redis) -> None:
+    """Limit 20, share 0.5: workflows, syncs and sweeps together fill 10 slots; admins keep the other 10."""
+    clock = Clock()
+    budget = RateBudget(redis_client, limit=20, share=0.5, clock=clock, sleep=clock.sleep)
+    limits = WorkflowLimits(total=1000, per_workflow=1000, per_runner=1000)
+    taken = 0
+    with charged("workflow", *limits.quotas(channel="C1", runner="U1")):
+        for _ in range(30):
+            try:
+                await budget.take("interactive", max_wait=0)  # what the client asks for inside a run
+                taken += 1
+            except BudgetExhausted:
+                break
+    assert taken == 10
+    for lane in ("sync", "bulk", "workflow"):
+        with pytest.raises(BudgetExhausted):
+            await budget.take(lane, max_wait=0)
+    for _ in range(10):
+        assert await budget.take("interactive", max_wait=0) == 0
+    assert (await budget.usage()).used == 20

@@ -6,7 +6,11 @@ minutes past that, so each request first takes a slot here: one Lua script over 
 waiting in Slack) may fill it to `limit`; `sync` (the seat directory) only while the window holds
 fewer than `limit * share`, so interactive commands always keep at least `limit * (1 - share)`.
 `bulk` (idle sweeps) shares the sync lane's part but waits only as long as an interactive request:
-a sweep that finds no room pauses and continues later (bot/sweep.py).
+a sweep that finds no room pauses and continues later (bot/sweep.py). `workflow` (Workflow Builder
+runs, started by whoever may run the workflow, usually not an admin) is capped like `sync` and also
+by per-minute quotas (one runner, one workflow, all workflows: bot/spend.py, bot/workflow.py), so no
+mix of workflows, syncs and sweeps can take the interactive reserve. Work charged with
+`bot.spend.charged` takes its slots on that lane whatever lane the client asked for.
 Cloudflare's `Ratelimit` headers (r = remaining, t = seconds until more frees up) and a 429's
 Retry-After set pause keys that every process honours, so other users of the same token count too.
 A pause is capped at one window (Cloudflare's documented worst case is a 5-minute block): one odd
@@ -32,13 +36,14 @@ from typing import Literal
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
+from bot import spend
 from bot.errors import BudgetExhausted
 
 log = logging.getLogger("seatbot.budget")
 
 Lane = Literal[
-    "interactive", "sync", "bulk"
-]  # bulk: idle sweeps, on the sync lane's share but never waiting long
+    "interactive", "sync", "bulk", "workflow"
+]  # bulk: idle sweeps, on the sync lane's share but never waiting long; workflow: see above
 PREFIX = "seatbot:cf:budget"
 
 # KEYS: the window (sorted set of request times), pause for every lane, pause for the sync lane
@@ -59,6 +64,24 @@ end
 redis.call('ZADD', KEYS[1], now, ARGV[5])
 redis.call('PEXPIRE', KEYS[1], window)
 return 0
+"""
+
+# Per-minute quotas (fixed calendar minutes). KEYS: one counter per quota, for this minute.
+# ARGV: each quota's limit, then the counter TTL (ms) and the ms left in this minute. Returns
+# {0, 0} when every counter had room (all are then counted), else {ms until the minute ends, the
+# 1-based index of the first full quota}. Checked once per request, before the window's slot.
+_QUOTAS = """
+local n = #KEYS
+for i = 1, n do
+  if tonumber(redis.call('GET', KEYS[i]) or '0') >= tonumber(ARGV[i]) then
+    return {math.max(1, tonumber(ARGV[n + 2])), i}
+  end
+end
+for i = 1, n do
+  redis.call('INCR', KEYS[i])
+  redis.call('PEXPIRE', KEYS[i], ARGV[n + 1])
+end
+return {0, 0}
 """
 
 _RATELIMIT = re.compile(r"(?:^|[;,\s])r=(\d+)")
@@ -139,6 +162,8 @@ class RateBudget:
         self._why = f"{prefix}:pause:why"  # the latest pause Cloudflare asked for (JSON), for people
         self._redis = redis
         self._take = redis.register_script(_TAKE)
+        self._quotas = redis.register_script(_QUOTAS)
+        self._prefix = prefix
         self._clock = clock
         self._sleep = sleep
 
@@ -147,13 +172,29 @@ class RateBudget:
         return max(1, int(self.limit * self.share))
 
     async def take(self, lane: Lane = "interactive", *, max_wait: float | None = None) -> float:
-        """Wait for a slot in `lane`; returns seconds waited. BudgetExhausted if more than `max_wait`."""
+        """Wait for a slot in `lane`; returns seconds waited. BudgetExhausted if more than `max_wait`.
+        Inside `bot.spend.charged(...)` the slot is taken on that lane, within its quotas."""
+        charge = spend.current()
+        quotas: tuple[spend.Quota, ...] = ()
+        if charge is not None and lane != "sync":  # a sync is background work already
+            lane, quotas = charge.lane, charge.quotas
         waited = 0.0
         while True:
-            wait = await self._try(lane)
+            full = None
+            if quotas:
+                wait, full = await self._try_quotas(quotas)
+                if wait <= 0:
+                    quotas = ()  # counted once for this request, however long the window makes it wait
+            if not quotas:
+                wait = await self._try(lane)
             if wait <= 0:
                 return waited
             if max_wait is not None and waited + wait > max_wait:
+                if full is not None:
+                    raise BudgetExhausted(
+                        f"the Cloudflare budget for {full.what} ({full.per_minute} requests per minute) "
+                        f"is used up; more room in {wait:.0f} s"
+                    )
                 pause = await self.pause()
                 if pause is not None and (pause.lane == "all" or lane != "interactive"):
                     raise BudgetExhausted(f"{pause.text()}; more room in {wait:.0f} s")
@@ -164,6 +205,20 @@ class RateBudget:
             step = min(wait, 5.0)  # re-check: a pause may lift or the window may slide sooner
             await self._sleep(step)
             waited += step
+
+    async def _try_quotas(self, quotas: tuple[spend.Quota, ...]) -> tuple[float, spend.Quota | None]:
+        now_ms = int(self._clock() * 1000)
+        minute = now_ms // 60_000
+        keys = [f"{self._prefix}:quota:{q.name}:{minute}" for q in quotas]
+        left_ms = (minute + 1) * 60_000 - now_ms
+        try:
+            wait_ms, index = await self._quotas(
+                keys=keys, args=[*(q.per_minute for q in quotas), 120_000, left_ms]
+            )
+        except RedisError as exc:  # as for the window: bookkeeping never blocks a request
+            log.warning("rate budget unavailable (%s): quota not counted", type(exc).__name__)
+            return 0.0, None
+        return float(wait_ms) / 1000, (quotas[int(index) - 1] if int(index) else None)
 
     async def _try(self, lane: Lane) -> float:
         cap = self.limit if lane == "interactive" else self.sync_cap
