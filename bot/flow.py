@@ -182,16 +182,25 @@ class SeatFlow:
         return Notice(text, kind="refused")
 
     async def _status(self, cmd: Command) -> StatusReport:
-        found, problems, source = await self.targets.resolve(cmd.targets)
-        return StatusReport(tuple(user for _, user in found), tuple(problems), source=source)
+        done = await self.targets.lookup(cmd.targets)
+        done.one_per_seat()  # one person, one line: as on a revoke card
+        return StatusReport(
+            tuple(user for _, user in done.found),
+            tuple(done.problems),
+            source=done.source,
+            notes=(*cmd.notes, *done.duplicates),
+            failed=len(done.failures),
+            advice=done.advice() if done.failures else None,
+        )
 
     async def request(self, user: str, channel: str, cmd: Command, at: float | None = None) -> CommandReply:
         """`/seat revoke` (with `at`: `--at`): resolve the targets and make the confirmation card."""
-        found, problems, _ = await self.targets.resolve(cmd.targets)
+        done = await self.targets.lookup(cmd.targets)
+        problems = done.problems
         targets: dict[str, PendingTarget] = {}
         notes = list(cmd.notes)
         no_seat = 0
-        for label, access_user in found:
+        for label, access_user in done.found:
             uid = str(access_user.seat_uid)
             if access_user.has_no_seat:  # nothing to take away: no button, no PATCH for it
                 no_seat += 1
@@ -201,6 +210,10 @@ class SeatFlow:
                 notes.append(f"{label} is the same seat as {targets[uid].label}.")
                 continue
             targets[uid] = pending_target(label, access_user)
+        if not targets and done.failures:  # never "nothing to revoke" when the look-up failed
+            failed = f"{len(done.failures)} of {len(cmd.targets)}"
+            head = f"Could not look up {failed} target(s); nothing was changed."
+            return Notice("\n".join([head, *problems, f"What to do: {done.advice()}"]), kind="error")
         if not targets:
             kind: NoticeKind = "info" if no_seat == len(problems) else "error"
             return Notice("\n".join(["Nothing to revoke.", *problems]), kind=kind)

@@ -37,6 +37,9 @@ class StatusReport:
     users: tuple[AccessUser, ...]
     problems: tuple[str, ...] = ()
     source: str | None = None  # how the answer was found (the seat directory's age), if worth saying
+    notes: tuple[str, ...] = ()  # duplicates merged
+    failed: int = 0  # targets whose look-up failed: the headline says so
+    advice: str | None = None  # what to do about those failures
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from typing import Literal
 
 from bot.errors import ParseError
 from bot.models import SEAT_UID_RE
+from bot.pasted import OPTION_RE, invisible_removed, not_a_person, split_targets, unknown_verb
 
 MAX_TARGETS = 50
 MAX_REASON = 500
@@ -30,6 +31,8 @@ USAGE = (
 _TOKEN = re.compile(r"<[^<>\s][^<>]*>|\S+")
 _MENTION = re.compile(r"^<@([UW][A-Z0-9]{2,20})(?:\|[^<>]*)?>$")
 _MAILTO = re.compile(r"^<mailto:([^|<>]+)(?:\|[^<>]*)?>$")
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
+_UUID_START = re.compile(r"^[0-9a-f]{8}-[0-9a-f-]*$", re.I)  # a UUID, maybe cut short when pasted
 _TYPED_HANDLE = re.compile(r"^@[\w.\-]+$")
 _EMAIL = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+$"
@@ -73,11 +76,8 @@ def clean(text: str) -> str:
 def _target(token: str) -> Target:
     if m := _MENTION.match(token):
         return Target("mention", m.group(1))
-    if "@" in token and re.search(r"[,;]", token):
-        raise ParseError(
-            f"`{_short(_plain(token))}`: separate targets with spaces, not commas: "
-            "`a@example.com b@example.com`."
-        )
+    if why := not_a_person(token):
+        raise ParseError(why)
     token = m.group(1) if (m := _MAILTO.match(token)) else unescape(token)
     if _TYPED_HANDLE.match(token):
         raise ParseError(
@@ -89,8 +89,14 @@ def _target(token: str) -> Target:
         if len(email) > 254 or not _EMAIL.match(email):
             raise ParseError(f"`{_short(email)}` is not a valid email address.")
         return Target("email", email.lower())
+    if _UUID_START.match(token) and not _UUID.match(token):
+        raise ParseError(
+            f"`{_short(token)}` is not a whole seat UID: a seat UID has 36 characters "
+            f"(like `f174e90a-fafe-4643-bbbc-4a0ed4fc8415`), this has {len(token)}. "
+            "Paste the whole UID, or use the person's email."
+        )
     if SEAT_UID_RE.fullmatch(token) and any(ch.isdigit() for ch in token):
-        return Target("uid", token)
+        return Target("uid", token.lower())  # Cloudflare's seat UIDs are lower-case hex
     raise ParseError(f"`{_short(token)}` is not an email, a Slack mention or a seat UID.")
 
 
@@ -101,9 +107,14 @@ def _plain(token: str) -> str:
 
 def _names_a_person(token: str) -> bool:
     """An email or a mention: in free text (a reason) these are most likely meant as targets."""
-    if _MENTION.match(token) or _MAILTO.match(token):
-        return True
-    return bool(_EMAIL.match(unescape(token)))
+    for piece in split_targets([token], is_email):
+        if _MENTION.match(piece) or _MAILTO.match(piece) or is_email(unescape(piece)):
+            return True
+    return False
+
+
+def is_email(text: str) -> bool:
+    return len(text) <= 254 and bool(_EMAIL.match(text))
 
 
 def _short(text: str, limit: int = 60) -> str:
@@ -141,12 +152,11 @@ OPTIONS: dict[str, Option] = {
     "--reason": Option("reason", ("revoke", "idle"), _reason),
     "--at": Option("at", ("revoke",), _at),
 }
-_OPTION = re.compile(r"^--([A-Za-z][A-Za-z-]*)(=.*)?$")
 _QUOTES = {'"': '"', "“": "”", "„": "“"}
 
 
 def _option_at(token: str) -> str | None:
-    m = _OPTION.match(token)
+    m = OPTION_RE.match(token)
     return "--" + m.group(1).lower() if m else None
 
 
@@ -229,7 +239,7 @@ def _idle(rest: str) -> Command:
 
 def parse(text: str) -> Command:
     """Parse the raw text Slack sent after `/seat`."""
-    words = text.strip().split(None, 1)
+    words = invisible_removed(text).strip().split(None, 1)
     if not words:
         raise ParseError("Tell me what to do.")
     verb, rest = words[0].lower(), (words[1] if len(words) > 1 else "")
@@ -249,7 +259,7 @@ def parse(text: str) -> Command:
             raise ParseError(f"`/seat {verb}` takes no arguments.")
         return Command(verb)  # type: ignore[arg-type]
     if verb not in ("revoke", "status"):
-        raise ParseError(f"Unknown command `{_short(unescape(verb), 30)}`.")
+        raise ParseError(unknown_verb(clean(unescape(verb))))
 
     tokens, values, notes = _split(verb, rest)
     if not tokens:
@@ -260,6 +270,9 @@ def parse(text: str) -> Command:
                 'the reason: `/seat revoke bob@example.com --reason "left"`.'
             )
         raise ParseError(f"`/seat {verb}` needs at least one email, @person or seat UID.{hint}")
+    tokens = split_targets(tokens, is_email)
+    if not tokens:
+        raise ParseError(f"`/seat {verb}` needs at least one email, @person or seat UID.")
     if len(tokens) > MAX_TARGETS * 2:
         raise ParseError(f"Too many targets: at most {MAX_TARGETS} at a time.")
     targets: dict[tuple[str, str], Target] = {}

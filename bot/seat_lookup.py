@@ -52,6 +52,7 @@ class UidAnswers:
     missing: dict[str, Missing] = field(default_factory=dict)
     # what Cloudflare holds now for each email a caller named (`by_uids(emails=...)`)
     by_email: dict[str, list[AccessUser]] = field(default_factory=dict)
+    failed: dict[str, SeatsError | None] = field(default_factory=dict)  # None: a listing cut short
 
 
 def _holders(users: Collection[AccessUser]) -> list[tuple[str, str]]:
@@ -158,6 +159,7 @@ class SeatLookup:
             except SeatsError as exc:
                 answers.problems[uid] = f"{uid}: Cloudflare look-up failed: {exc.describe()}"
                 answers.missing[uid] = "error"
+                answers.failed[uid] = exc
                 return True  # answered (with a problem): no scan on top of a failing Cloudflare
         answers.by_email[email.casefold()] = users
         await self.remember(users)
@@ -177,6 +179,7 @@ class SeatLookup:
             for uid in uids:
                 answers.problems[uid] = f"{uid}: Cloudflare look-up failed: {exc.describe()}"
                 answers.missing[uid] = "error"
+                answers.failed[uid] = exc
             return
         await self.remember(list(found.values()))
         for uid in uids:
@@ -188,6 +191,7 @@ class SeatLookup:
             else:
                 answers.problems[uid] = f"{uid}: {INCOMPLETE}: {self._why_incomplete()}"
                 answers.missing[uid] = "incomplete"
+                answers.failed[uid] = None
 
     def _why_incomplete(self) -> str:
         pages = self.seats.max_pages

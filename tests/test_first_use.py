@@ -164,17 +164,3 @@ def test_typed_at_name_points_to_the_mention_menu() -> None:
     """`@alice` typed as text (not a mention) says to pick the person from Slack's @ menu."""
     with pytest.raises(ParseError, match="not a Slack mention: pick the person from Slack's @ menu"):
         parse("status @alice")
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "status a@x.com,b@x.com",
-        "revoke a@x.com;b@x.com",
-        "status <mailto:a@x.com|a@x.com>,<mailto:b@x.com|b@x.com>",
-    ],
-)
-def test_comma_separated_targets_say_to_use_spaces(text: str) -> None:
-    """Emails joined by commas (typed or as Slack's mailto links) say to separate them with spaces."""
-    with pytest.raises(ParseError, match="separate targets with spaces"):
-        parse(text)

@@ -155,21 +155,24 @@ class CloudflareClient:
         a listing cut short by CLOUDFLARE_MAX_PAGES may still exist."""
         if isinstance(seat_uids, str):
             raise TypeError("seat_uids is a collection of UIDs, not one string")
-        wanted = set(seat_uids)
+        if not all(SEAT_UID_RE.fullmatch(uid) for uid in seat_uids):
+            raise InvalidRequest("seat_uid must be 1-36 characters of letters, digits and '-'")
+        wanted = {uid.lower(): uid for uid in seat_uids}  # matched case-insensitively, keyed as asked
         if not wanted:
             return {}, True
-        if not all(SEAT_UID_RE.fullmatch(uid) for uid in wanted):
-            raise InvalidRequest("seat_uid must be 1-36 characters of letters, digits and '-'")
         found: dict[str, AccessUser] = {}
 
+        def held(uid: object) -> str | None:
+            return wanted.get(uid.lower()) if isinstance(uid, str) else None
+
         def collect(batch: list[AccessUser]) -> bool:
-            found.update((u.seat_uid, u) for u in batch if u.seat_uid in wanted)
-            return wanted <= found.keys()
+            found.update((asked, u) for u in batch if (asked := held(u.seat_uid)))
+            return len(found) == len(wanted)
 
         _, complete = await self._list_users(
-            {}, keep=lambda item: item.get("seat_uid") in wanted, stop=collect
+            {}, keep=lambda item: held(item.get("seat_uid")) is not None, stop=collect
         )
-        return found, complete or wanted <= found.keys()
+        return found, complete or len(found) == len(wanted)
 
     async def list_page(self, page: int, *, per_page: int = PER_PAGE, lane: Lane = "sync") -> UserPage:
         """One page of the whole user list (for the seat directory)."""

@@ -212,9 +212,13 @@ def _user_line(u: AccessUser) -> str:
 
 def status_report(r: StatusReport) -> Message:
     title = f"Seat status ({len(r.users)} found)"
+    if r.failed:  # a failed look-up is not "0 found"
+        title = f"Seat status: {r.failed} look-up(s) failed" + (f", {len(r.users)} found" if r.users else "")
     blocks = [header(title), *line_sections([_user_line(u) for u in r.users], max_sections=40)]
-    if r.problems:
-        blocks.append(context(clip("\n".join(esc(p) for p in r.problems), MAX_TEXT)))
+    if r.advice:
+        blocks.append(section(f":warning: *What to do:* {esc(r.advice)}"))
+    if r.problems or r.notes:
+        blocks.append(context(clip("\n".join(esc(p) for p in (*r.problems, *r.notes)), MAX_TEXT)))
     if r.source:
         blocks.append(context(esc(r.source)))
     return compose(title, blocks)
