@@ -80,7 +80,7 @@ async def test_unambiguous_pastes_make_the_card(
 
 @pytest.mark.parametrize("dash", ["\u2014", "\u2013", "-", "\u2014-"])
 async def test_a_long_or_single_dash_before_an_option_word_is_the_option(bot: SlackClient, dash: str) -> None:
-    """`—reason` (what a Mac or Slack makes of `--reason`), `–reason` and `-reason` mean `--reason`."""
+    """`—reason` (what a Mac or Slack makes of `--reason`), the en dash and `-reason` mean `--reason`."""
     message = await card_for(bot, f"revoke {_mailto(BOB)} {dash}reason left the company")
     assert _card_emails(message) == [BOB]
     assert "reason: left the company" in all_text(message)
@@ -107,7 +107,7 @@ async def test_what_is_not_a_target_says_what_to_type(
 ) -> None:
     """A user group, @here or a near-miss verb: the answer names what was recognised; no Cloudflare call."""
     message = await card_for(bot, text)
-    assert needle in all_text(message).replace("&lt;", "<").replace("&gt;", ">"), all_text(message)
+    assert needle in message["text"].replace("&lt;", "<").replace("&gt;", ">"), all_text(message)
     assert message["response_type"] == "ephemeral" and sandbox.requests == []
 
 
