@@ -116,7 +116,9 @@ async def test_users_added_removed_and_reassigned_between_syncs(bot: SlackClient
     new = sandbox.add_user(demo_user("erin@example.com", "Erin New"))  # added after the sync
     sandbox.remove_user(alice_uid)  # left
     sandbox.remove_user(bob_uid)  # bob re-created: his email now holds another seat
-    bob2 = sandbox.add_user({**demo_user("bob@example.com", "Bob Again"), "seat_uid": "0b0b0b0b-2222"})
+    bob2 = sandbox.add_user(
+        {**demo_user("bob@example.com", "Bob Again"), "seat_uid": "0b0b0b0b-2222-4222-8222-222222222222"}
+    )
 
     text, requests = await status_text(bot, sandbox, f"status {new['seat_uid']}")
     # not in the directory: answered from it, no scan, and how to bring the new seat in
@@ -125,17 +127,23 @@ async def test_users_added_removed_and_reassigned_between_syncs(bot: SlackClient
     text = all_text(message)
     for gone in (alice_uid, bob_uid):  # one look-up of the recorded email each, no scan
         assert f"{gone}: " in text and "at the last sync" in text and "no longer does" in text
-    assert "Revoke 1 Zero Trust seat?" in text and "0b0b0b0b-2222" in text and "Bob Again" in text
+    assert (
+        "Revoke 1 Zero Trust seat?" in text
+        and "0b0b0b0b-2222-4222-8222-222222222222" in text
+        and "Bob Again" in text
+    )
     assert sandbox.patches == []
     assert "Directory synced" in all_text(await card_for(bot, "sync"))
     text, _ = await status_text(bot, sandbox, f"status {new['seat_uid']}")
     assert "erin@example.com" in text  # after `/seat sync` the new seat is known
     # stale records are dropped, fresh answers written through: the next look-up is direct
     directory = SeatDirectory(bot.app.state.runtime.redis)
-    snapshot = await directory.lookup([alice_uid, "0b0b0b0b-2222", str(new["seat_uid"])])
+    snapshot = await directory.lookup(
+        [alice_uid, "0b0b0b0b-2222-4222-8222-222222222222", str(new["seat_uid"])]
+    )
     assert snapshot.emails == {
         alice_uid: None,
-        "0b0b0b0b-2222": "bob@example.com",
+        "0b0b0b0b-2222-4222-8222-222222222222": "bob@example.com",
         str(new["seat_uid"]): "erin@example.com",
     }
 
