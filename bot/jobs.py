@@ -22,6 +22,8 @@ from saq import Worker
 from saq.queue.redis import RedisQueue
 from saq.types import Context
 
+from bot import metrics
+
 log = logging.getLogger("seatbot.jobs")
 
 JobFunction = Callable[..., Awaitable[Any]]
@@ -55,6 +57,15 @@ class _InProcessQueue(RedisQueue):
         return (7, 2, 0)
 
 
+def lag(ctx: Context) -> float | None:
+    """Seconds from the job's due time (its enqueue time when it had none) to its start."""
+    job = ctx.get("job")
+    if job is None or not job.started:
+        return None
+    due = job.scheduled or job.queued / 1000  # saq: `scheduled` in seconds, `queued`/`started` in ms
+    return job.started / 1000 - due if due else None
+
+
 class JobRunner:
     """Enqueue jobs for later and run them; `start()` in a process that should run jobs."""
 
@@ -84,6 +95,11 @@ class JobRunner:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
+    @property
+    def died(self) -> bool:
+        """Started, and its task ended without stop(): restarting the process is the cure."""
+        return self._task is not None and self._task.done()
+
     async def enqueue_at(
         self, name: str, *, key: str, at: float, run_timeout: int = 600, retries: int = 3, **kwargs: Any
     ) -> bool:
@@ -111,13 +127,20 @@ class JobRunner:
         if self.running:
             return
 
-        def bind(function: JobFunction) -> Callable[..., Awaitable[Any]]:
+        def bind(name: str, function: JobFunction) -> Callable[..., Awaitable[Any]]:
             async def call(ctx: Context, **kwargs: Any) -> Any:
-                return await function(**kwargs)
+                metrics.job(name, lag=lag(ctx))
+                try:
+                    result = await function(**kwargs)
+                except Exception:
+                    metrics.job(name, failed=True)
+                    raise
+                metrics.job(name, failed=False)
+                return result
 
             return call
 
-        functions = [(name, bind(fn)) for name, fn in self._functions.items()]
+        functions = [(name, bind(name, fn)) for name, fn in self._functions.items()]
         self._worker = _EmbeddedWorker(
             self.queue,
             functions=functions,

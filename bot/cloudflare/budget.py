@@ -36,7 +36,7 @@ from typing import Literal
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
-from bot import spend
+from bot import metrics, spend
 from bot.errors import BudgetExhausted
 
 log = logging.getLogger("seatbot.budget")
@@ -188,6 +188,7 @@ class RateBudget:
             if not quotas:
                 wait = await self._try(lane)
             if wait <= 0:
+                metrics.BUDGET_TAKEN.labels(lane).inc()
                 return waited
             if max_wait is not None and waited + wait > max_wait:
                 if full is not None:
@@ -225,7 +226,8 @@ class RateBudget:
         now_ms = int(self._clock() * 1000)
         try:
             wait_ms = await self._take(
-                keys=self._keys, args=[now_ms, self._window_ms, cap, lane, f"{now_ms}-{secrets.token_hex(4)}"]
+                keys=self._keys,
+                args=[now_ms, self._window_ms, cap, lane, f"{now_ms}-{lane}-{secrets.token_hex(4)}"],
             )
         except RedisError as exc:  # never let budget bookkeeping block a revoke
             log.warning("rate budget unavailable (%s): request sent without it", type(exc).__name__)
@@ -281,3 +283,15 @@ class RateBudget:
         now_ms = int(self._clock() * 1000)
         used = await self._redis.zcount(self._keys[0], now_ms - self._window_ms, "+inf")
         return Usage(int(used), self.limit, self.sync_cap)
+
+    async def used_by_lane(self) -> dict[str, int]:
+        """Requests in the current window by lane (each member is `<ms>-<lane>-<random>`), for /metrics."""
+        now_ms = int(self._clock() * 1000)
+        members = await self._redis.zrangebyscore(self._keys[0], now_ms - self._window_ms, "+inf")
+        counts: dict[str, int] = {}
+        for member in members:
+            text = member.decode() if isinstance(member, bytes) else str(member)
+            parts = text.split("-")
+            lane = parts[1] if len(parts) == 3 else "unknown"  # one written before lanes were kept
+            counts[lane] = counts.get(lane, 0) + 1
+        return counts

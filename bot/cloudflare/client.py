@@ -18,6 +18,7 @@ from typing import Any, Self, TypeVar
 import httpx
 from pydantic import ValidationError
 
+from bot import metrics
 from bot.cloudflare.budget import Lane, RateBudget
 from bot.cloudflare.transport import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, CloudflareHTTP, Sleep
 from bot.config import Settings
@@ -125,7 +126,8 @@ class CloudflareClient:
             body = [update.model_dump() for update in chunk]
             try:
                 data, ray = await self.http.call("PATCH", self._path("seats"), lane=lane, json=body)
-                seats.extend(self._parse(Seat, data.get("result"), ray))
+                seats.extend(done := self._parse(Seat, data.get("result"), ray))
+                metrics.seats_changed(done, lane)
             except SeatsError as exc:
                 error = exc.but(completed=tuple(seats))  # earlier chunks did happen: say so
             else:

@@ -28,7 +28,7 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from bot import USER_AGENT
+from bot import USER_AGENT, metrics
 from bot.cloudflare.budget import Lane, RateBudget
 from bot.errors import (
     AuthenticationFailed,
@@ -225,6 +225,7 @@ class CloudflareHTTP:
     def _log(
         method: str, path: str, status: int | None, attempt: int, ray: str | None, started: float
     ) -> None:
+        metrics.cloudflare_request(method, path, status, time.perf_counter() - started)
         log.info(
             "cloudflare %s /%s -> %s",
             method,

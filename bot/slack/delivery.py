@@ -19,6 +19,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import metrics
 from bot.logs import redact
 from bot.slack import blocks
 from bot.slack.replies import Reply
@@ -116,7 +117,8 @@ class Responder:
                     "response_type": response_type,
                     "replace_original": replace_original,
                 }
-                return await self._post_url(url, {k: v for k, v in message.items() if v is not None})
+                sent = await self._post_url(url, {k: v for k, v in message.items() if v is not None})
+                return metrics.delivered("response_url", sent)
 
             return respond
         where = origin(url)
@@ -133,14 +135,16 @@ class Responder:
             replace_original: bool | None = None,
         ) -> bool:
             message = {"text": text, "blocks": blocks, "response_type": response_type}
-            return await self._post_api(channel, user, message)
+            return metrics.delivered("web_api", await self._post_api(channel, user, message))
 
         return web_api
 
     async def post_in_channel(self, channel: str, message: blocks.Message) -> bool:
         """chat.postMessage: the last resort for an outcome whose response_url failed."""
         clean = json.loads(redact(json.dumps(message)))
-        return await self._post_api(channel, None, {**clean, "response_type": "in_channel"})
+        return metrics.delivered(
+            "web_api", await self._post_api(channel, None, {**clean, "response_type": "in_channel"})
+        )
 
     async def _post_url(self, url: str, payload: dict[str, Any]) -> bool:
         if self._session is None or self._session.closed:

@@ -9,6 +9,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import metrics
 from bot.home import Home
 from bot.logs import request_scope
 from bot.schedule import Schedules
@@ -44,8 +45,9 @@ def register_home(
         entry_id = str(((body.get("actions") or [{}])[0]).get("value", ""))[:64]
         with request_scope():
             try:
-                if schedules is not None:
-                    await schedules.unschedule(entry_id, user=user)  # refuses non-admins itself
+                if schedules is not None:  # refuses non-admins itself
+                    metrics.click("home_unschedule", await schedules.unschedule(entry_id, user=user))
                 await publish(user)
             except Exception:
                 log.exception("cancel from the App Home failed")
+                metrics.click("home_unschedule", "error")

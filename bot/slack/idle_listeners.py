@@ -8,6 +8,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
+from bot import metrics
 from bot.flow import SeatFlow
 from bot.logs import request_scope
 from bot.slack import replies
@@ -29,8 +30,10 @@ def register_idle_actions(app: AsyncApp, *, flow: SeatFlow, responder: Responder
             try:
                 # exactly `/seat idle <days>` typed by the clicker: the same checks, a card of their own
                 reply = await flow.command(user=user, channel=channel, text=f"idle {days}".strip())
+                metrics.click("idle_review", reply)
                 answer = dataclasses.replace(replies.for_command(reply), upload=None)  # the report has it
                 await deliver(respond, answer, first=True)
             except Exception:
                 log.exception("idle review failed")
+                metrics.click("idle_review", "error")
                 await send(respond, oops(rid), response_type="ephemeral", replace_original=False)

@@ -12,6 +12,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import metrics
 from bot.flow import SeatFlow
 from bot.idle import SweepOutcome
 from bot.logs import request_scope
@@ -58,6 +59,7 @@ def build_bolt_app(
                 channel=audit_channel, text=message["text"], blocks=message["blocks"]
             )
         except SlackApiError as exc:
+            metrics.delivered("audit_channel", False)
             error = exc.response.get("error")
             if error == "not_in_channel":
                 log.error(
@@ -67,6 +69,7 @@ def build_bolt_app(
             else:
                 log.error("posting to SEATBOT_AUDIT_CHANNEL failed: %s", error)
         except Exception:
+            metrics.delivered("audit_channel", False)
             log.exception("posting to SEATBOT_AUDIT_CHANNEL failed")
 
     async def attach(respond: Respond, reply: replies.Reply) -> None:
@@ -95,14 +98,17 @@ def build_bolt_app(
                 reply = await flow.command(
                     user=user, channel=channel, text=str(body.get("text", "")), lane=cloudflare_bound
                 )
+                metrics.command(body.get("text", ""), reply)
                 answer = replies.for_command(reply)
                 await deliver(respond, answer, first=True)
                 await attach(respond, answer)
             except DeadlineExceeded as exc:
                 log.warning("command stopped at its deadline (%s)", exc)
+                metrics.command(body.get("text", ""), "deadline")
                 await send(respond, blocks.notice(Notice(DEADLINE.format(s=exc.seconds), kind="unavailable")))
             except Exception:
                 log.exception("command failed")
+                metrics.command(body.get("text", ""), "error")
                 await send(respond, blocks.notice(Notice(OOPS.format(rid=rid), kind="error")))
 
     async def on_click(action_name: Literal["confirm", "cancel"], body: dict[str, Any]) -> None:
@@ -121,6 +127,7 @@ def build_bolt_app(
                 reply = await flow.click(
                     action=action_name, pending_id=pending_id, user=user, progress=progress
                 )
+                metrics.click(action_name, reply)
                 if shown:  # the result replaces the progress note, so it must land after it
                     await asyncio.gather(*shown, return_exceptions=True)
                 outcome = replies.for_click(reply)
@@ -137,6 +144,7 @@ def build_bolt_app(
                     await to_audit_channel(copy)
             except Exception:
                 log.exception("click failed")
+                metrics.click(action_name, "error")
                 await send(
                     respond,
                     blocks.notice(Notice(OOPS.format(rid=rid), kind="error")),

@@ -9,6 +9,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import metrics
 from bot.logs import redact, request_scope
 from bot.schedule import Announce, Announcement, Schedules
 from bot.schedule_outcomes import Fired, ScheduleConfirmed, Unscheduled
@@ -55,7 +56,9 @@ def register_schedule_listeners(app: AsyncApp, *, schedules: Schedules, responde
         with request_scope() as rid:
             try:
                 reply = await schedules.unschedule(click.value, user=click.user)
+                metrics.click("unschedule", reply)
                 await deliver(respond, replies.for_click(reply))
             except Exception:
                 log.exception("unschedule failed")
+                metrics.click("unschedule", "error")
                 await send(respond, oops(rid), response_type="ephemeral", replace_original=False)

@@ -16,6 +16,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import metrics
 from bot.flow import SeatFlow
 from bot.logs import redact, request_scope
 from bot.slack import blocks, kit, replies
@@ -113,12 +114,14 @@ def register_workflow_step(
         with request_scope() as rid:
             try:
                 reply = await flow.click(action=action, pending_id=click.value, user=click.user)
+                metrics.click(f"step_{action}", reply)
                 await deliver(respond, replies.for_click(reply))
                 done = await steps.after_click(click.value, reply)
                 if done is not None:
                     await complete(done)
             except Exception:
                 log.exception("workflow step click failed")
+                metrics.click(f"step_{action}", "error")
                 await send(respond, oops(rid), response_type="ephemeral", replace_original=False)
 
     @app.action("seat_step_confirm")
