@@ -26,9 +26,11 @@ def run_serve(settings: Settings, args: argparse.Namespace) -> int:
         raise ConfigError("REDIS_URL: required when WEB_CONCURRENCY is more than 1")
     require_listenable(settings)
     announce(settings, mode="http")
+    from bot.probes import prepare_multiprocess
     from bot.slack.server import serve
 
-    serve(settings)  # uvicorn, with a deadline per request and a connection cap (bot/slack/server.py)
+    with prepare_multiprocess(settings):  # every worker's counters in one place, made before they start
+        serve(settings)  # uvicorn, with a deadline per request and a connection cap (bot/slack/server.py)
     return 0
 
 

@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     # within the deadline (it says so when it does not); help, refusals, cancel and audit never queue.
     seatbot_cloudflare_lane: int = Field(default=4, ge=1, le=64)
     seatbot_command_deadline_seconds: float = Field(default=30.0, gt=0, le=600)
+    # Operating it (bot/probes.py): GET /metrics only with this token (Authorization: Bearer …);
+    # Socket Mode and `jobs` answer /healthz, /readyz (and /metrics) on SEATBOT_HEALTH_PORT when set.
+    seatbot_metrics_token: SecretStr | None = None
+    seatbot_health_port: int | None = Field(default=None, ge=1, le=65535)
+    seatbot_health_host: str = "0.0.0.0"  # noqa: S104 - probes come from the platform, not localhost
 
     # Policy
     seatbot_admins: CommaList = ()

@@ -87,7 +87,7 @@ async def test_cloudflare_down_says_unavailable_and_claims_nothing(
 async def test_redis_outage_answers_fast_and_recovers(
     outage_bot: SlackClient, private_redis: RedisServer, sandbox: Sandbox
 ) -> None:
-    """Redis stopped: command, click and /healthz answer within 3 s; after restart all works again."""
+    """Redis stopped: command, click and /readyz (503) answer within 3 s; after restart all works again."""
     card = await card_for(outage_bot, f"revoke {ALICE}")
     value = button(card, "seat_confirm")["value"]
     private_redis.stop()
@@ -98,12 +98,12 @@ async def test_redis_outage_answers_fast_and_recovers(
     replies, took = await timed_reply(outage_bot, outage_bot.click("seat_confirm", value))
     assert "temporarily unavailable" in replies[0]["text"] and took < 3
     started = time.perf_counter()
-    health = await outage_bot.http.get("/healthz")
-    assert health.status_code == 503 and time.perf_counter() - started < 3
+    ready = await outage_bot.http.get("/readyz")
+    assert ready.status_code == 503 and time.perf_counter() - started < 3
     assert sandbox.patches == []
 
     private_redis.start()  # same port, empty: the old card is gone, a new one works
-    assert (await outage_bot.http.get("/healthz")).status_code == 200
+    assert (await outage_bot.http.get("/readyz")).status_code == 200
     card = await card_for(outage_bot, f"revoke {ALICE}")
     posts = await confirm(outage_bot, card, 3)
     assert "access ✗ / gateway ✗" in all_text(posts[1])

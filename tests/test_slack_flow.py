@@ -336,10 +336,13 @@ async def test_unknown_seat_uid_is_refused_not_sent(bot: SlackClient, sandbox: S
     assert sandbox.patches == []
 
 
-async def test_healthz_reports_redis(bot: SlackClient, slack: FakeSlack, sandbox: Sandbox) -> None:
-    """/healthz is 200 with Redis up, 503 when Redis cannot be reached."""
-    ok = await bot.http.get("/healthz")
-    assert ok.status_code == 200 and ok.json()["redis"] == "ok"
+async def test_healthz_and_readyz_report_redis(bot: SlackClient, slack: FakeSlack, sandbox: Sandbox) -> None:
+    """/readyz: 200 with Redis up, 503 when Redis cannot be reached; /healthz (alive): 200, saying why."""
+    for path in ("/healthz", "/readyz"):
+        ok = await bot.http.get(path)
+        assert ok.status_code == 200 and ok.json()["redis"] == "ok"
     async with running(slack, sandbox, "redis://127.0.0.1:1/0") as dead:
-        down = await dead.http.get("/healthz")
-        assert down.status_code == 503 and down.json()["redis"] == "unreachable"
+        down = await dead.http.get("/readyz")
+        assert down.status_code == 503 and down.json() == {"ready": False, "redis": "unreachable"}
+        alive = await dead.http.get("/healthz")
+        assert alive.status_code == 200 and alive.json()["redis"] == "unreachable"

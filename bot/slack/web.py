@@ -1,4 +1,4 @@
-"""The HTTP face: POST /slack/events (commands and interactivity) and GET /healthz."""
+"""The HTTP face: POST /slack/events (commands and interactivity), GET /healthz, /readyz, /metrics."""
 
 from __future__ import annotations
 
@@ -12,15 +12,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bot import __version__
+from bot import metrics
 from bot.config import Settings, load_settings
-from bot.directory_sync import directory_health
 from bot.errors import ConfigError
 from bot.logs import setup_logging
+from bot.probes import CONTENT_TYPE, UNAUTHORIZED, Probes
 from bot.slack.edge import EdgeLimits, SlackEdge
 from bot.slack.server import settle_heap
 from bot.slack.wiring import build_slack
-from bot.state.redis import redis_status
 
 
 def build_app(settings: Settings, *, seats_transport: httpx.AsyncBaseTransport | None = None) -> Starlette:
@@ -37,24 +36,26 @@ def build_app(settings: Settings, *, seats_transport: httpx.AsyncBaseTransport |
         ),
     )
 
+    probes = Probes(runtime)
+
     async def healthz(request: Request) -> Response:
-        store = "in-process" if runtime.in_process_store else await redis_status(runtime.redis)
-        ok = store != "unreachable"
-        body = {
-            "ok": ok,
-            "redis": store,
-            "version": __version__,
-            "directory": await directory_health(runtime.directory_sync),
-        }
-        pause = await runtime.budget.pause() if runtime.budget is not None else None
-        if pause is not None:  # only while one runs: Cloudflare asked every process to wait
-            body["cloudflare_pause"] = pause.as_json()
-        return JSONResponse(body, status_code=200 if ok else 503)
+        answer = await probes.live()
+        return JSONResponse(answer.body, status_code=answer.status)
+
+    async def readyz(request: Request) -> Response:
+        answer = await probes.ready()
+        return JSONResponse(answer.body, status_code=answer.status)
+
+    async def scrape(request: Request) -> Response:
+        if not probes.allowed(request.headers.get("authorization")):
+            return Response("metrics need Authorization: Bearer <SEATBOT_METRICS_TOKEN>\n", 401, UNAUTHORIZED)
+        return Response(await probes.metrics(), media_type=CONTENT_TYPE)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await runtime.start_jobs()  # the job runner: schedules, paused sweeps, the directory's refresh
         settle_heap()
+        metrics.STARTS.labels("serve").inc()
         yield
         await runtime.aclose()
 
@@ -62,6 +63,8 @@ def build_app(settings: Settings, *, seats_transport: httpx.AsyncBaseTransport |
         routes=[
             Route("/slack/events", edge.handle, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            *([Route("/metrics", scrape, methods=["GET"])] if probes.metrics_token else []),
         ],
         lifespan=lifespan,
     )

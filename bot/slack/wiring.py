@@ -10,11 +10,14 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import metrics
 from bot.config import Settings
 from bot.logs import redact
+from bot.probes import Probes
 from bot.runtime import Runtime, build_runtime
 from bot.slack.delivery import Responder
 from bot.slack.files import announcer, publisher, report_poster
+from bot.slack.health import start_health
 from bot.slack.home_listeners import register_home
 from bot.slack.idle_listeners import register_idle_actions
 from bot.slack.lanes import Lane
@@ -85,8 +88,17 @@ async def run_job_runner(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):  # a stopped runner leaves the live list at once
         loop.add_signal_handler(sig, stop.set)
+    jobs = runtime.jobs
+
+    async def running() -> tuple[str, bool]:
+        return ("running", True) if jobs.running else ("not running", False)
+
+    health = await start_health(settings, Probes(runtime, role="jobs", checks={"job_runner": running}))
     try:
-        await runtime.jobs.start()
+        await jobs.start()
+        metrics.STARTS.labels("jobs").inc()
         await stop.wait()
     finally:
+        if health is not None:
+            await health.stop()
         await runtime.aclose()

@@ -35,6 +35,8 @@ class FakeSlack:
         self.file_error: str | None = None  # e.g. "not_in_channel" from files.completeUploadExternal
         self.views: list[dict[str, Any]] = []  # views.publish calls: user_id and the parsed view
         self.token_error: str | None = None  # e.g. "invalid_auth" from auth.test, apps.connections.open
+        self.sockets: list[web.WebSocketResponse] = []  # Socket Mode connections open now
+        self.refuse_sockets = False  # answer Socket Mode's WebSocket with 503 (Slack unreachable)
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -47,6 +49,7 @@ class FakeSlack:
         app.router.add_post("/upload/{file_id}", self._upload)
         app.router.add_get("/_responses/{key}", self._recorded)
         app.router.add_get("/_times/{key}", self._times)
+        app.router.add_get("/socket", self._socket)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", port)
@@ -55,6 +58,7 @@ class FakeSlack:
         self.url = f"http://127.0.0.1:{port}"
 
     async def stop(self) -> None:
+        await self.drop_sockets()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -232,6 +236,26 @@ class FakeSlack:
             self.received_at[request.match_info["key"]].append(time.time())
             self._changed.notify_all()
         return web.Response(text="ok")
+
+    async def _socket(self, request: web.Request) -> web.StreamResponse:
+        """Socket Mode's WebSocket (the URL apps.connections.open hands out): hello, then idle."""
+        if self.refuse_sockets:
+            return web.Response(status=503)
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async with self._changed:
+            self.sockets.append(ws)
+            self._changed.notify_all()
+        await ws.send_json({"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A1"}})
+        async for _ in ws:  # pings are answered by aiohttp; nothing else is sent in these tests
+            pass
+        return ws
+
+    async def drop_sockets(self) -> None:
+        """Close every Socket Mode connection, as Slack does when it goes away."""
+        for ws in list(self.sockets):
+            await ws.close()
+        self.sockets.clear()
 
     async def _redirect(self, request: web.Request) -> web.Response:
         """A response_url that redirects elsewhere: a bot that follows it would post to /response/."""

@@ -79,7 +79,7 @@ def shell_transcript(session: Session) -> str:
 
 
 def healthz_transcript() -> str:
-    """GET /healthz from the real app: in-process store, a reachable Redis, an unreachable one."""
+    """GET /healthz and /readyz from the real app: in-process store, a reachable Redis, an unreachable one."""
     from bot.config import Settings
     from bot.slack.web import build_app
 
@@ -93,13 +93,16 @@ def healthz_transcript() -> str:
             redis_url=redis_url,
         )
         app = build_app(settings)
+        lines = []
         try:
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://bot") as http:
-                response = await http.get("/healthz")
+                for path in ("/healthz", "/readyz"):
+                    response = await http.get(path)
+                    lines.append(f"{path:9}{response.status_code} {json.dumps(response.json())}")
         finally:
             await app.state.runtime.aclose()
-        return f"{response.status_code} {json.dumps(response.json())}"
+        return f"\n{'':23}".join(lines)
 
     server = RedisServer()
     server.start()
