@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     seatbot_audit_channel: str | None = None
     seatbot_audit_maxlen: int = Field(default=10_000, ge=100, le=10_000_000)
     seatbot_log_level: str = "INFO"
+    # The local shell's `/as` and `--user` with live settings (real Cloudflare credentials or a shared
+    # REDIS_URL): off, so one operator cannot be both admins of the two-person rule (bot/shell.py)
+    seatbot_shell_allow_as: bool = False
 
     # Idle seats: `/seat idle`, the sweep and the App Home
     seatbot_idle_days: int = Field(default=30, ge=1, le=3650)

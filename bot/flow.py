@@ -17,6 +17,7 @@ from bot.directory_sync import DirectorySync, sync_command
 from bot.errors import ParseError, StoreUnavailable
 from bot.models import AccessUser, AuditEvent, Claim, Pending, PendingTarget, Seat, SeatUpdate, new_id
 from bot.outcomes import (
+    Approved,
     AuditReport,
     Cancelled,
     Card,
@@ -285,9 +286,15 @@ class SeatFlow:
             return Notice(OUTDATED, kind="expired", replace=True)
         pending = claim.pending
         assert pending is not None
+        if claim.status == "approved":  # a workflow's card: the first of its two admins
+            ok = await self.audit.record(
+                "approved", user=user, id=pending.id, requester=pending.requester, **_named(pending)
+            )
+            return Approved(pending, user, audit_ok=ok)
         if claim.status != "claimed":
             text = {
                 "own_request": "Two-person rule: another admin has to confirm your request.",
+                "own_approval": "Two-person rule: you approved this card; another admin has to confirm it.",
                 "not_requester": f"Only the admin who asked for this can {action} it.",
             }.get(claim.status, "That button is not valid.")
             await self.audit.record(
@@ -306,7 +313,13 @@ class SeatFlow:
             )
             return Notice("Seats can no longer be revoked from this channel.", kind="refused", replace=True)
         await self.audit.record(
-            "confirmed", user=user, id=pending.id, requester=pending.requester, seats=seat_uids(pending)
+            "confirmed",
+            user=user,
+            id=pending.id,
+            requester=pending.requester,
+            seats=seat_uids(pending),
+            approved_by=pending.approved_by,
+            **_named(pending),
         )
         if pending.sweep and self.idle is not None:
             swept = await self.idle.execute(pending, user, progress)
@@ -337,3 +350,8 @@ class SeatFlow:
     async def _freed(self, uids: Sequence[str]) -> None:
         if self.idle is not None:  # the directory's idle facts learn it before the next sync
             await self.idle.source.freed(uids)
+
+
+def _named(pending: Pending) -> dict[str, Any]:
+    """Who a workflow's card names as its requester: recorded apart, as the claim it is."""
+    return {"named_requester": pending.named_requester} if pending.named_requester else {}

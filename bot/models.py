@@ -83,13 +83,20 @@ class AccessUser(BaseModel):
 # Of a stored Pending; a record with another version is refused as outdated (never acted on), so a
 # release never reads a card whose fields it does not know. Bump it with every change of fields.
 # 1: up to scheduled removals (`sweep`, then `at` and `tz`, were added without a bump);
-# 2: the same fields as the last release of 1, with the bump they should have had.
-FORMAT_VERSION = 2
+# 2: the same fields as the last release of 1, with the bump they should have had;
+# 3: `named_requester` (a workflow's requester input: a claim) and `approved_by` (the first of the
+#    two admins a workflow card needs under the two-person rule).
+FORMAT_VERSION = 3
 # Read as current: every field of 1 is in 2, and a field 1 lacked defaults to what 1 meant
 # (no `at`: revoke now). A release that changes a field's meaning raises this floor too.
 OLDEST_READABLE = 1
 READABLE = tuple(range(OLDEST_READABLE, FORMAT_VERSION + 1))
 _ID_CHARS = frozenset("0123456789abcdef")
+
+
+# The requester of a card made by a Workflow Builder run: nobody Slack identified. Under the
+# two-person rule such a card needs two different admins' clicks (approve, then confirm).
+WORKFLOW_REQUESTER = "workflow"
 
 
 @dataclass
@@ -120,9 +127,19 @@ class Pending:
     sweep: int = 0  # an idle sweep of this many seats (the list is kept beside it: bot.state.sweeps)
     at: float | None = None  # set: confirming schedules the removal for this time (bot/schedule.py)
     tz: str = "UTC"  # the time zone `at` was written in
+    # A Workflow Builder card has no requester Slack vouches for (requester is WORKFLOW_REQUESTER):
+    # who the workflow named is kept as the claim it is, and under the two-person rule one admin
+    # approves (approved_by) and another confirms.
+    named_requester: str | None = None
+    approved_by: str | None = None
     v: int = FORMAT_VERSION
 
     __pydantic_config__ = ConfigDict(extra="forbid")  # an unknown field is another format
+
+    @property
+    def in_channel(self) -> bool:
+        """The card is shown in the channel (two-person rule, or a workflow posted it there)."""
+        return self.two_person or self.requester == WORKFLOW_REQUESTER
 
     def dumps(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -148,7 +165,9 @@ class Pending:
 
 _PENDING = TypeAdapter(Pending)
 
-ClaimStatus = Literal["claimed", "missing", "outdated", "own_request", "not_requester", "busy"]
+ClaimStatus = Literal[
+    "claimed", "missing", "outdated", "own_request", "not_requester", "busy", "approved", "own_approval"
+]
 
 
 @dataclass(frozen=True)
@@ -170,6 +189,7 @@ def valid_id(value: str) -> bool:
 
 AuditEvent = Literal[
     "requested",
+    "approved",  # the first of two admins on a workflow card (two-person rule)
     "confirmed",
     "cancelled",
     "expired_click",

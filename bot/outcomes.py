@@ -84,6 +84,15 @@ class Failure:
 
 
 @dataclass(frozen=True)
+class Approved:
+    """The first of two admins approved a workflow's card; a second one has to confirm it."""
+
+    pending: Pending
+    by: str
+    audit_ok: bool = True
+
+
+@dataclass(frozen=True)
 class Cancelled:
     pending: Pending
     by: str
@@ -95,5 +104,13 @@ from bot.schedule_outcomes import ScheduleConfirmed, ScheduleList, Unscheduled  
 
 CommandReply = Notice | Card | StatusReport | AuditReport | IdleReport | ScheduleList
 ClickReply = (
-    Notice | Outcome | Failure | Cancelled | SweepOutcome | ScheduleConfirmed | ScheduleList | Unscheduled
+    Notice
+    | Outcome
+    | Failure
+    | Cancelled
+    | Approved
+    | SweepOutcome
+    | ScheduleConfirmed
+    | ScheduleList
+    | Unscheduled
 )

@@ -123,6 +123,8 @@ class Revocation:
                         "id": pending.id,
                         "user": confirmer,
                         "requester": pending.requester,
+                        "approved_by": pending.approved_by,
+                        "named_requester": pending.named_requester,
                         "reason": pending.reason,
                         "seat_uid": result.target.seat_uid,
                         "email": result.target.email,
@@ -145,6 +147,7 @@ class Revocation:
         retry = Pending(
             id=new_id(),
             requester=failed.requester,
+            named_requester=failed.named_requester,  # a fresh try needs its two admins again
             channel=failed.channel,
             targets=targets,
             reason=failed.reason,

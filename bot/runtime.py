@@ -90,8 +90,10 @@ def build_runtime(
     seats_transport: httpx.AsyncBaseTransport | None = None,
     allow_sandbox: bool = False,
     announce: Announce | None = None,
+    origin: dict[str, str] | None = None,
 ) -> Runtime:
-    """The flow with Cloudflare (or, with `allow_sandbox` and no credentials, the sandbox)."""
+    """The flow with Cloudflare (or, with `allow_sandbox` and no credentials, the sandbox); `origin`
+    is added to every audit event (the shell's)."""
     sandbox = None
     redis = connect_redis(settings, warn_in_process=not allow_sandbox)
     budget = RateBudget(
@@ -131,7 +133,7 @@ def build_runtime(
         math.ceil(settings.cloudflare_budget_wait_seconds + settings.cloudflare_retry_deadline_seconds) + 30
     )
     store = PendingStore(redis, lease_seconds=lease)
-    audit = Audit(redis, maxlen=settings.seatbot_audit_maxlen)
+    audit = Audit(redis, maxlen=settings.seatbot_audit_maxlen, origin=origin)
     authorizer = Authorizer(policy, directory, cache_seconds=settings.seatbot_group_cache_seconds)
     scan = ScanSource(seats)
     idle = IdleFlow(

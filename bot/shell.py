@@ -8,6 +8,8 @@ piped input, so it is tested the same way a person would use it.
 from __future__ import annotations
 
 import asyncio
+import getpass
+import os
 import re
 import sys
 from pathlib import Path
@@ -133,6 +135,9 @@ class Shell:
 
     async def switch(self, user: str) -> None:
         """`/as U…`: act as another Slack user, to see what they see (the two-person rule, refusals)."""
+        if refusal := as_refused(self.runtime.settings):
+            self.say(refusal)
+            return
         if not _USER_ID.fullmatch(user):
             self.say("`/as` takes a Slack user ID, like `/as U0DANA`.")
             return
@@ -224,6 +229,33 @@ class Shell:
         self.show(message, where=f"posted in {channel}")
 
 
+def live(settings: Settings) -> bool:
+    """Real Cloudflare credentials or a shared Redis: what the shell does counts outside it."""
+    return settings.has_cloudflare_credentials or settings.redis_url is not None
+
+
+def as_refused(settings: Settings) -> str | None:
+    """Why `/as` (and `--user`) may not be used here, or None. With live settings one operator could
+    request as themselves and confirm as another admin: two people on paper, one in fact."""
+    if not live(settings) or settings.seatbot_shell_allow_as:
+        return None
+    return (
+        "`/as` and `--user` are off with live settings (Cloudflare credentials or REDIS_URL are set): "
+        "acting as another admin would let one person pass the two-person rule and put another admin's "
+        "name in the audit. Set SEATBOT_SHELL_ALLOW_AS=true to allow it; every audit event then names "
+        "this shell and your OS user."
+    )
+
+
+def origin() -> dict[str, str]:
+    """What every audit event the shell writes carries: where it came from and who ran it."""
+    try:
+        os_user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        os_user = f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
+    return {"via": "shell", "os_user": os_user}
+
+
 def banner(runtime: Runtime, user: str, hint: bool) -> str:
     lines = ["seatbot shell: type `/seat help`, `quit` to leave."]
     if runtime.sandbox is not None:
@@ -248,7 +280,12 @@ def banner(runtime: Runtime, user: str, hint: bool) -> str:
             )
     lines.append("Store: in-process" if runtime.in_process_store else "Store: Redis (REDIS_URL)")
     admin = "admin" if user in runtime.flow.policy.admins else "not an admin"
-    lines.append(f"You are {user} ({admin}); `/as <user ID>` acts as someone else.")
+    if as_refused(runtime.settings):
+        lines.append(f"You are {user} ({admin}); `/as` is off with live settings (SEATBOT_SHELL_ALLOW_AS).")
+    else:
+        lines.append(f"You are {user} ({admin}); `/as <user ID>` acts as someone else.")
+    if live(runtime.settings):
+        lines.append(f"Audit events from this shell say so, and name OS user {origin()['os_user']}.")
     if hint:
         lines.append(
             "To go live: set SLACK_BOT_TOKEN with SLACK_SIGNING_SECRET (HTTP) "
@@ -272,7 +309,10 @@ async def run_shell(
     # The shell's own user is always an admin, so other users (`--user`, `/as`) get the real answers.
     if SHELL_USER not in settings.seatbot_admins:
         settings = settings.model_copy(update={"seatbot_admins": (*settings.seatbot_admins, SHELL_USER)})
-    runtime = build_runtime(settings, directory=ShellDirectory(), allow_sandbox=True)
+    if user != SHELL_USER and (refusal := as_refused(settings)):
+        print(f"seatbot: {refusal}", file=sys.stderr)
+        return 2
+    runtime = build_runtime(settings, directory=ShellDirectory(), allow_sandbox=True, origin=origin())
     if runtime.sandbox is not None:
         for record in demo_idle.idle_users(idle_users):
             runtime.sandbox.add_user(record)

@@ -24,7 +24,7 @@ from bot.config import Settings
 from bot.errors import ParseError, StoreUnavailable
 from bot.flow import SeatFlow
 from bot.jobs import JobRunner
-from bot.models import Pending, PendingTarget, new_id, valid_id
+from bot.models import WORKFLOW_REQUESTER, Pending, PendingTarget, new_id, valid_id
 from bot.outcomes import Cancelled, Card, ClickReply, Failure, Outcome
 from bot.parse import parse
 from bot.spend import Quota, charged
@@ -36,7 +36,7 @@ log = logging.getLogger("seatbot.workflow")
 CALLBACK_ID = "revoke_seat"
 EXPIRE_JOB = "workflow_step_expire"
 STEP = "seatbot:step:"
-UNKNOWN_REQUESTER = "workflow"  # no requester input: any admin may confirm
+UNKNOWN_REQUESTER = WORKFLOW_REQUESTER  # nobody Slack vouches for: see bot.models
 Outcome_ = Literal["revoked", "already_removed", "cancelled", "expired", "failed"]
 
 # KEYS[1] the card's pending record, KEYS[2] its step record, KEYS[3] its claim marker. A claimed
@@ -171,7 +171,7 @@ class WorkflowSteps:
         cmd = parse(f"revoke {text}")
         if len(cmd.targets) != 1:
             raise ValueError("The step removes one seat at a time.")
-        runner = str(inputs.get("requester") or "").strip()
+        runner = str(inputs.get("requester") or "").strip()[:64]
         # started by whoever may run the workflow (usually not an admin): its look-up is on the
         # budget's workflow lane, within per-minute bounds, never in the room admins' revokes need
         with charged("workflow", *self.limits.quotas(channel=step.channel, runner=runner)):
@@ -182,25 +182,28 @@ class WorkflowSteps:
         pending_target = targets.pending_target(label, holder)
         if holder.has_no_seat:
             return Started(done=Completion(step, outputs=outputs("already_removed", pending_target)))
-        requester = str(inputs.get("requester") or "").strip() or UNKNOWN_REQUESTER
         now = self.flow.clock()
         ttl = policy.confirm_ttl
+        # The `requester` input is text whoever builds or runs the workflow chose: it is kept as the
+        # claim it is and decides nothing. Any admin may confirm; under the two-person rule one admin
+        # approves and a second, different admin confirms, each identified by Slack (the clicker).
         pending = Pending(
             id=new_id(),
-            requester=requester,
+            requester=UNKNOWN_REQUESTER,
+            named_requester=runner or None,
             channel=step.channel,
             targets=[pending_target],
             reason=reason,
             created_at=now,
             expires_at=now + ttl,
-            # the person who started the workflow never confirms their own request: any other admin does
-            two_person=True,
+            two_person=policy.two_person,
         )
         await self.flow.store.put(pending, ttl=ttl)
         audit_ok = await self.flow.audit.record(
             "requested",
             id=pending.id,
-            user=requester,
+            user=UNKNOWN_REQUESTER,
+            named_requester=runner or None,
             channel=step.channel,
             seats=[pending_target.seat_uid],
             reason=reason,

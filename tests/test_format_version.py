@@ -86,14 +86,14 @@ async def test_a_card_of_the_previous_format_still_works(
 
 
 async def test_the_previous_release_refuses_a_card_of_this_one(redis_client: aredis.Redis) -> None:
-    """A process of format 1 still running mid-deploy: it answers this release's card "outdated"."""
+    """A process of format 2 still running mid-deploy: it answers this release's card "outdated"."""
     card = Pending.loads(json.dumps(record()))  # as this release stores it
-    assert card.v == FORMAT_VERSION == 2
+    assert card.v == FORMAT_VERSION == 3
     await redis_client.set(PREFIX + card.id, card.dumps(), ex=60)
     claim = redis_client.register_script(_CLAIM)
-    # the arguments a format-1 release sends: its own version (it compared for equality)
+    # the arguments a format-2 release sends: its own version, its oldest readable one
     status, _ = await claim(
-        keys=[PREFIX + card.id, CLAIMED + card.id], args=[ADMIN, "confirm", 1, 1, 0, "n" * 32, 90, 1]
+        keys=[PREFIX + card.id, CLAIMED + card.id], args=[ADMIN, "confirm", 1, 2, 0, "n" * 32, 90, 1]
     )
     assert status == b"outdated" and await redis_client.exists(PREFIX + card.id) == 0
 

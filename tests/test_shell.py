@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import getpass
 import re
 import subprocess
 from pathlib import Path
 
+import redis.asyncio as aredis
+
+from tests.support.flow import audit_events
 from tests.support.servers import run_bot
 
 
@@ -88,3 +93,29 @@ def test_piped_scheduled_removal_fires_on_the_sandbox(tmp_path: Path) -> None:
     )
     assert "--- posted in C0SHELL ---" in after and "Scheduled removal done: 1 seat(s) revoked" in after
     assert "No scheduled removals." in after and "access ✗ / gateway ✗ — last login" in after
+
+
+async def test_with_a_shared_redis_as_is_refused_unless_allowed_and_then_audited_as_the_shell(
+    tmp_path: Path, redis_url: str, redis_client: aredis.Redis
+) -> None:
+    """Live settings (REDIS_URL): one operator cannot request as themselves and confirm as another
+    admin. `/as` and `--user` are refused; with SEATBOT_SHELL_ALLOW_AS=true they work, and every
+    audit event the shell writes says it came from the shell and names the OS user who ran it."""
+    env = {"REDIS_URL": redis_url, "SEATBOT_ADMINS": "U0DANA", "SEATBOT_TWO_PERSON": "true"}
+    script = "/seat revoke carol@example.com --reason contract ended\n/as U0DANA\n1\ny\n"
+    refused = (await asyncio.to_thread(shell, script, "shell", cwd=tmp_path, **env)).stdout
+    assert "`/as` and `--user` are off with live settings" in refused and "You are now U0DANA" not in refused
+    assert "revoked: 1 of 1" not in refused  # button 1 stayed U0SHELL's own click: the two-person rule
+    started = await asyncio.to_thread(shell, "", "shell", "--user", "U0DANA", cwd=tmp_path, **env)
+    assert started.returncode == 2 and "SEATBOT_SHELL_ALLOW_AS" in started.stderr
+    assert [e["event"] for e in await audit_events(redis_client)] == ["requested", "refused"]
+
+    await redis_client.flushdb()
+    allowed = (
+        await asyncio.to_thread(shell, script, "shell", cwd=tmp_path, SEATBOT_SHELL_ALLOW_AS="true", **env)
+    ).stdout
+    assert "You are now U0DANA (admin)" in allowed and "revoked: 1 of 1" in allowed
+    assert f"Audit events from this shell say so, and name OS user {getpass.getuser()}" in allowed
+    events = await audit_events(redis_client)
+    assert [e["event"] for e in events] == ["requested", "confirmed", "succeeded"]
+    assert all(e["via"] == "shell" and e["os_user"] == getpass.getuser() for e in events)

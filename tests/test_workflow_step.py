@@ -17,6 +17,7 @@ from bot.cloudflare.sandbox import Sandbox
 from bot.slack.wiring import build_slack
 from bot.workflow import STEP
 from tests.support.fake_slack import FakeSlack
+from tests.support.flow import audit_events
 from tests.support.harness import (
     ADMIN,
     ADMIN2,
@@ -24,6 +25,7 @@ from tests.support.harness import (
     CHANNEL,
     OUTSIDER,
     action_body,
+    all_text,
     build,
     button,
     settings_for,
@@ -100,20 +102,42 @@ async def test_expiry_completes_with_an_error_and_marks_the_card(
         await bot.aclose()
 
 
-async def test_requester_cannot_confirm_their_own_request(
-    slack: FakeSlack, sandbox: Sandbox, redis_url: str
+@pytest.mark.parametrize("named", ["", ADMIN, OUTSIDER], ids=["no requester", "an admin", "a non-admin"])
+async def test_two_person_rule_needs_two_admins_whatever_the_workflow_names(
+    slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: aredis.Redis, named: str
 ) -> None:
-    """The workflow's submitter counts as the requester: another admin has to confirm."""
-    bot = build(slack, sandbox, redis_url)
+    """SEATBOT_TWO_PERSON: the `requester` input (empty, another admin, a non-admin) counts for nothing.
+    The first admin's Revoke approves, the same admin again is refused, a second admin's removes;
+    both names are on the outcome and in the audit, the named requester apart, as a claim."""
+    bot = build(slack, sandbox, redis_url, seatbot_two_person=True)
     try:
-        execution = await start_step(bot, target=ALICE, requester=ADMIN)
-        value = button(await step_card(slack), "seat_step_confirm")["value"]
+        execution = await start_step(bot, target=ALICE, requester=named)
+        card = await step_card(slack)
+        assert "needs two admins" in all_text(card)
+        value = button(card, "seat_step_confirm")["value"]
         _, key = await bot.click("seat_step_confirm", value, user=ADMIN)
-        (refusal,) = await slack.wait_responses(key, 1)
-        assert "Two-person rule" in refusal["text"] and slack.completions == []
-        await bot.click("seat_step_confirm", value, user=ADMIN2)
+        (approved,) = await slack.wait_responses(key, 1)
+        assert f"Approved by <@{ADMIN}>" in approved["text"] and approved["response_type"] == "in_channel"
+        assert approved["replace_original"] is False  # the card stays for the second admin
+        _, key = await bot.click("seat_step_confirm", value, user=ADMIN)
+        (again,) = await slack.wait_responses(key, 1)
+        assert "you approved this card" in again["text"]
+        await bot.click("seat_step_confirm", value, user=OUTSIDER)
+        assert sandbox.patches == [] and slack.completions == []
+        _, key = await bot.click("seat_step_confirm", value, user=ADMIN2)
         method, _ = await completion(slack, execution)
-        assert method == "functions.completeSuccess"
+        assert method == "functions.completeSuccess" and len(sandbox.patches) == 1
+        (outcome,) = await slack.wait_responses(key, 1)
+        text = all_text(outcome)
+        assert f"approved by <@{ADMIN}>" in text and f"confirmed by <@{ADMIN2}>" in text
+        assert ("not verified" in text) == bool(named)
+        events = {e["event"]: e for e in await audit_events(redis_client)}
+        assert events["requested"]["user"] == "workflow" and events["requested"].get("named_requester") == (
+            named or None
+        )
+        assert events["approved"]["user"] == ADMIN
+        assert events["confirmed"]["user"] == ADMIN2 and events["confirmed"]["approved_by"] == ADMIN
+        assert events["succeeded"]["user"] == ADMIN2 and events["succeeded"]["approved_by"] == ADMIN
     finally:
         await bot.aclose()
 

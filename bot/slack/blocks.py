@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.models import AccessUser, Pending, PendingTarget, Seat
+from bot.models import WORKFLOW_REQUESTER, AccessUser, Pending, PendingTarget, Seat
 from bot.outcomes import (
+    Approved,
     AuditReport,
     Cancelled,
     Card,
@@ -79,11 +80,13 @@ def card(c: Card) -> Message:
     blocks += line_sections([_target_line(t) for t in p.targets], max_sections=35)
     blocks.append(section("*Will change to:* access ✗ / gateway ✗ (removed from their Zero Trust seat)"))
     meta = [
-        f"Requested by {who(p.requester)}",
+        requested_by(p),
         f"reason: {esc(p.reason) if p.reason else '_none given_'}",
         f"expires {when(p.expires_at)}",
     ]
-    if p.two_person:
+    if p.two_person and p.requester == WORKFLOW_REQUESTER:
+        meta.append("needs two admins: one approves, another confirms")
+    elif p.two_person:
         meta.append(f"needs a second admin: {who(p.requester)} cannot confirm their own request")
     blocks.append(context(" · ".join(meta)))
     extra = [esc(x) for x in (*c.problems, *c.notes)]
@@ -164,9 +167,32 @@ def outcome(o: Outcome) -> Message:
     return compose(title, blocks, response_type="in_channel")
 
 
+def requested_by(p: Pending) -> str:
+    """Who asked: a person Slack identified, or a workflow and who it named (typed in, unverified)."""
+    if p.requester != WORKFLOW_REQUESTER:
+        return f"Requested by {who(p.requester)}"
+    named = (
+        f" naming {who(p.named_requester)} (the workflow's input, not verified)" if p.named_requester else ""
+    )
+    return f"Requested by a workflow{named}"
+
+
+def approved(a: Approved) -> Message:
+    targets = ", ".join(t.email or t.seat_uid for t in a.pending.targets)
+    text = (
+        f"Approved by {who(a.by)}: removing {esc(targets)} now needs a second admin's Revoke on the card "
+        "(two-person rule)."
+    )
+    if not a.audit_ok:
+        text += " (The audit trail could not be written.)"
+    return compose(text, [section(f":white_check_mark: {text}")], response_type="in_channel")
+
+
 def _trailer(p: Pending, confirmer: str, audit_ok: bool) -> str:
-    parts = [
-        f"Requested by {who(p.requester)}",
+    parts = [requested_by(p)]
+    if p.approved_by:
+        parts.append(f"approved by {who(p.approved_by)}")
+    parts += [
         f"confirmed by {who(confirmer)}",
         f"reason: {esc(p.reason) if p.reason else '_none given_'}",
     ]

@@ -13,6 +13,7 @@ from typing import Literal
 from bot.idle import IdleReport, SweepOutcome, SweepProgress, idle_csv
 from bot.models import Pending
 from bot.outcomes import (
+    Approved,
     AuditReport,
     Cancelled,
     Card,
@@ -76,6 +77,8 @@ def for_click(reply: ClickReply) -> Reply:
         return Reply(blocks.notice(reply), "replace" if reply.replace else "ephemeral")
     if isinstance(reply, Cancelled):
         return Reply(blocks.cancelled(reply), "replace")
+    if isinstance(reply, Approved):  # the card stays for the second admin; the channel hears who approved
+        return Reply(blocks.approved(reply), "in_channel")
     if isinstance(reply, Failure):
         return Reply(blocks.failure(reply), "replace")
     if isinstance(reply, SweepOutcome):
@@ -89,7 +92,7 @@ def for_click(reply: ClickReply) -> Reply:
         if reply.entry.pending.two_person:
             return Reply(message, "replace_in_channel")
         return Reply(message, "in_channel", then=message)
-    if reply.pending.two_person:  # the card is already in the channel: it becomes the outcome
+    if reply.pending.in_channel:  # the card is already in the channel: it becomes the outcome
         return Reply(blocks.outcome(reply), "replace_in_channel")
     # "posted in the channel" only when it was; otherwise the card itself shows the outcome
     return Reply(blocks.outcome(reply), "in_channel", then=blocks.done_note())

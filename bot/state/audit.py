@@ -30,7 +30,11 @@ class Audit:
         *,
         maxlen: int = 10_000,
         clock: Callable[[], float] = time.time,
+        origin: dict[str, str] | None = None,
     ) -> None:
+        """`origin`: fields added to every event, saying where it came from (the local shell and
+        the OS user running it), so an event written there is never mistaken for one from Slack."""
+        self._origin = dict(origin or {})
         self._redis = redis
         self._maxlen = maxlen
         self._clock = clock
@@ -49,6 +53,7 @@ class Audit:
                 "event": event,
                 "at": round(self._clock(), 3),
                 **{k: v for k, v in fields.items() if v is not None},
+                **self._origin,
             }
             log.info("audit %s", event, extra={"audit": entry})
             entries.append(entry)

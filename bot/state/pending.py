@@ -7,6 +7,7 @@ step, so of any number of clicks on any number of processes exactly one gets the
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Literal, cast
 
@@ -14,17 +15,31 @@ import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
 from bot.errors import OutdatedRecord, StoreUnavailable
-from bot.models import FORMAT_VERSION, OLDEST_READABLE, Claim, ClaimStatus, Pending, new_id, valid_id
+from bot.models import (
+    FORMAT_VERSION,
+    OLDEST_READABLE,
+    WORKFLOW_REQUESTER,
+    Claim,
+    ClaimStatus,
+    Pending,
+    new_id,
+    valid_id,
+)
 
 log = logging.getLogger("seatbot.pending")
 
 PREFIX = "seatbot:pending:"
 CLAIMED = "seatbot:claimed:"
+APPROVED = "seatbot:approved:"
 
-# KEYS[1] the record, KEYS[2] its claim marker.
+# KEYS[1] the record, KEYS[2] its claim marker, KEYS[3] its first approval (workflow cards).
 # ARGV: clicker, action, clicker_is_admin, format version, two_person now ("1"/"0"), click nonce,
-# lease seconds, oldest readable format version. A record of another version is deleted and
-# answered 'outdated' (a release before 2 compared with its own 1, so it refuses newer cards).
+# lease seconds, oldest readable format version, the requester of a workflow's card.
+# A workflow's card has no requester Slack vouches for: any admin may act on it, and under the
+# two-person rule its first admin's confirm only approves it (kept beside the record, as long as
+# it lives) and another admin's confirm claims it; the claim returns the approver as a third item.
+# A record of another version is deleted and answered 'outdated' (a release before 2 compared with
+# its own 1, so it refuses newer cards).
 # The marker makes the claim idempotent: if the client re-sends the script (a read timeout, then a
 # retry) the same click gets "claimed" again. A later click by the same admin on the same button
 # finds the claim "busy" while the lease (the longest a revoke can take) runs, then resumes it:
@@ -37,12 +52,12 @@ local owner = ARGV[1] .. ':' .. ARGV[2]
 local marker = redis.call('GET', KEYS[2])
 if marker then
   local m = cjson.decode(marker)
-  if m.nonce == ARGV[6] then return {'claimed', m.raw} end
+  if m.nonce == ARGV[6] then return {'claimed', m.raw, m.approver or false} end
   if m.owner ~= owner then return {'missing', false} end
   if now < m.lease then return {'busy', tostring(math.ceil((m.lease - now) / 1000))} end
   m.nonce, m.lease = ARGV[6], now + 1000 * tonumber(ARGV[7])
   redis.call('SET', KEYS[2], cjson.encode(m), 'KEEPTTL')
-  return {'claimed', m.raw}
+  return {'claimed', m.raw, m.approver or false}
 end
 local raw = redis.call('GET', KEYS[1])
 if not raw then return {'missing', false} end
@@ -56,26 +71,38 @@ local clicker, action = ARGV[1], ARGV[2]
 local requester = rec.requester
 -- the stricter of the rule the card was made under and the rule in force now
 local two_person = rec.two_person == true or ARGV[5] == '1'
+local admin, anyone = ARGV[3] == '1', requester == ARGV[9]
+local approver = false
 if action == 'confirm' then
   if two_person then
     if clicker == requester then return {'own_request', raw} end
-  elseif clicker ~= requester then
+    if anyone then
+      approver = redis.call('GET', KEYS[3])
+      if not approver then
+        if not admin then return {'not_requester', raw} end
+        local ttl = redis.call('PTTL', KEYS[1])
+        redis.call('SET', KEYS[3], clicker, 'PX', math.max(ttl, 1000))
+        return {'approved', raw}
+      end
+      if approver == clicker then return {'own_approval', raw} end
+    end
+  elseif clicker ~= requester and not (anyone and admin) then
     return {'not_requester', raw}
   end
 elseif action == 'cancel' then
-  if clicker ~= requester and not (two_person and ARGV[3] == '1') then
+  if clicker ~= requester and not ((two_person or anyone) and admin) then
     return {'not_requester', raw}
   end
 else
   return {'not_requester', raw}
 end
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[3])
 local lease = tonumber(ARGV[7])
 -- an idle sweep may run far longer than one revoke: never resumed while it could still be running
 if type(rec.sweep) == 'number' and rec.sweep > 0 then lease = 3600 end
-local m = {nonce = ARGV[6], raw = raw, owner = owner, lease = now + 1000 * lease}
+local m = {nonce = ARGV[6], raw = raw, owner = owner, lease = now + 1000 * lease, approver = approver}
 redis.call('SET', KEYS[2], cjson.encode(m), 'EX', lease + 300)
-return {'claimed', raw}
+return {'claimed', raw, approver}
 """
 
 
@@ -114,8 +141,8 @@ class PendingStore:
             return Claim("missing")
         nonce = nonce or new_id()
         try:
-            status, raw = await self._claim(
-                keys=[PREFIX + pending_id, CLAIMED + pending_id],
+            status, raw, *rest = await self._claim(
+                keys=[PREFIX + pending_id, CLAIMED + pending_id, APPROVED + pending_id],
                 args=[
                     clicker,
                     action,
@@ -125,6 +152,7 @@ class PendingStore:
                     nonce,
                     self._lease,
                     OLDEST_READABLE,
+                    WORKFLOW_REQUESTER,
                 ],
             )
         except RedisError as exc:
@@ -141,4 +169,8 @@ class PendingStore:
                 if status == "claimed":
                     await self.finish(pending_id)
                 return Claim("outdated")
+        approver = rest[0] if rest and rest[0] else (clicker if status == "approved" else None)
+        if pending is not None and approver:
+            approver = approver.decode() if isinstance(approver, bytes) else str(approver)
+            pending = dataclasses.replace(pending, approved_by=approver)
         return Claim(cast(ClaimStatus, status), pending)
