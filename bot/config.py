@@ -25,6 +25,50 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MAX_CONFIRM_TTL = 1800  # a Slack response_url lives 30 minutes
 
 
+# Slack IDs, checked at start-up: an email, a name or a mention in these settings used to load fine
+# and then every command was refused. (pattern, what one looks like, where to find it)
+MEMBER_ID = (
+    re.compile(r"[UW][A-Z0-9]+"),
+    "a Slack member ID looks like U0123ABCDE",
+    "in Slack, open the person's profile, ⋮ (More) → Copy member ID",
+)
+GROUP_ID = (
+    re.compile(r"S[A-Z0-9]+"),
+    "a user-group ID looks like S0123ABCDE",
+    "in Slack, People → User groups, open the group, ⋮ → Copy group ID",
+)
+CHANNEL_ID = (
+    re.compile(r"[CGD][A-Z0-9]+"),
+    "a channel ID looks like C0123ABCDE",
+    "in Slack, open the channel and click its name: the ID is at the bottom of the About tab",
+)
+_MENTION = re.compile(r"<[@#!](?:subteam\^)?([A-Za-z0-9]+)(?:\|[^>]*)?>")
+
+
+def _not_an_id(item: str, pattern: re.Pattern[str]) -> str:
+    """Why `item` is not an ID of `pattern`'s kind, in a few words, with the fix when there is one."""
+    if mention := _MENTION.fullmatch(item):
+        return f"`{item}` is a mention (write {mention.group(1)})"
+    if item.startswith("#"):
+        return f"`{item}` is a channel name"
+    if "@" in item:
+        return f"`{item}` is an email" if "." in item.partition("@")[2] else f"`{item}` is a display name"
+    if pattern.fullmatch(item.upper()):
+        return f"`{item}` must be in capitals ({item.upper()})"
+    for name, (other, _, _) in (("member", MEMBER_ID), ("user-group", GROUP_ID), ("channel", CHANNEL_ID)):
+        if other is not pattern and other.fullmatch(item):
+            return f"`{item}` is a {name} ID"
+    return f"`{item}` is not an ID"
+
+
+def _check_ids(items: tuple[str, ...], kind: tuple[re.Pattern[str], str, str]) -> tuple[str, ...]:
+    pattern, looks, where = kind
+    bad = [_not_an_id(item, pattern) for item in items if not pattern.fullmatch(item)]
+    if bad:
+        raise ValueError(f"{', '.join(bad)}: {looks} ({where})")
+    return items
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
@@ -135,6 +179,29 @@ class Settings(BaseSettings):
             key: None if key.lower() in optional and isinstance(v, str) and not v.strip() else v
             for key, v in values.items()
         }
+
+    @field_validator("seatbot_admins")
+    @classmethod
+    def _member_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _check_ids(value, MEMBER_ID)
+
+    @field_validator("seatbot_admin_groups")
+    @classmethod
+    def _group_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _check_ids(value, GROUP_ID)
+
+    @field_validator("seatbot_channels")
+    @classmethod
+    def _channel_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _check_ids(value, CHANNEL_ID)
+
+    @field_validator("seatbot_audit_channel", "seatbot_idle_report_channel")
+    @classmethod
+    def _channel_id(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_ids((value.strip(),), CHANNEL_ID)
+            return value.strip()
+        return value
 
     @field_validator("seatbot_idle_exclude")
     @classmethod

@@ -210,3 +210,57 @@ def test_rediss_with_insecure_tls_relaxes_verification_only_when_asked() -> None
     assert strict_kwargs.get("ssl_cert_reqs", "required") == "required"
     assert relaxed_kwargs["ssl_cert_reqs"] == "none" and relaxed_kwargs["ssl_check_hostname"] is False
     assert strict_kwargs["socket_timeout"] == 1.0
+
+
+# What each Slack-ID setting's error shows: what an ID looks like and where Slack shows it.
+ID_HELP = {
+    "SEATBOT_ADMINS": ("U0123ABCDE", "Copy member ID"),
+    "SEATBOT_ADMIN_GROUPS": ("S0123ABCDE", "Copy group ID"),
+    "SEATBOT_CHANNELS": ("C0123ABCDE", "About tab"),
+    "SEATBOT_AUDIT_CHANNEL": ("C0123ABCDE", "About tab"),
+    "SEATBOT_IDLE_REPORT_CHANNEL": ("C0123ABCDE", "About tab"),
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("SEATBOT_ADMINS", "alice@example.com", "`alice@example.com` is an email"),
+        ("SEATBOT_ADMINS", "u0abc", "`u0abc` must be in capitals (U0ABC)"),
+        ("SEATBOT_ADMINS", "<@U0ABC>", "`<@U0ABC>` is a mention (write U0ABC)"),
+        ("SEATBOT_ADMINS", "U0OK, @alice, C0123", "`@alice` is a display name, `C0123` is a channel ID"),
+        ("SEATBOT_ADMIN_GROUPS", "<!subteam^S0123|@oncall>", "is a mention (write S0123)"),
+        ("SEATBOT_CHANNELS", "#it-offboarding", "`#it-offboarding` is a channel name"),
+        ("SEATBOT_CHANNELS", "C0OK, it-offboarding", "`it-offboarding` is not an ID"),
+        ("SEATBOT_AUDIT_CHANNEL", "#audit", "`#audit` is a channel name"),
+        ("SEATBOT_IDLE_REPORT_CHANNEL", "U0123ABCD", "`U0123ABCD` is a member ID"),
+    ],
+)
+def test_slack_ids_are_checked_at_start_up(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, says: str
+) -> None:
+    """A name, an email, a mention or lower case where a Slack ID belongs stops start-up with one line
+    naming the setting and each bad entry, what an ID looks like and where to find it (these used to
+    load, and then every command was refused)."""
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load()
+    message = str(caught.value)
+    assert message.startswith(f"{name}: ") and says in message and "\n" not in message
+    example, where = ID_HELP[name]
+    assert example in message and where in message
+    assert "U0OK" not in message and "C0OK" not in message  # good entries are not blamed
+
+
+def test_real_slack_ids_load() -> None:
+    """Member (U…, W…), user-group (S…) and channel (C…, G…, D…) IDs load as they are."""
+    settings = load(
+        seatbot_admins="U024BE7LH, W0123ABCD",
+        seatbot_admin_groups="S0614TZR7",
+        seatbot_channels="C0123ABCD, G0123ABCD, D0123ABCD",
+        seatbot_audit_channel="C0AUDIT",
+        seatbot_idle_report_channel="G0REPORT",
+    )
+    assert settings.seatbot_admins == ("U024BE7LH", "W0123ABCD")
+    assert settings.seatbot_channels == ("C0123ABCD", "G0123ABCD", "D0123ABCD")
+    assert (settings.seatbot_audit_channel, settings.seatbot_idle_report_channel) == ("C0AUDIT", "G0REPORT")

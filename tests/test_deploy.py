@@ -120,6 +120,11 @@ async def test_procfile_web_line_serves_a_full_revoke(
         ({"CLOUDFLARE_API_TOKEN": ""}, "CLOUDFLARE_API_TOKEN"),
         ({"SEATBOT_CONFIRM_TTL_SECONDS": "3600"}, "SEATBOT_CONFIRM_TTL_SECONDS"),
         ({"WEB_CONCURRENCY": "2"}, "REDIS_URL"),
+        # Slack IDs (issue 16 §2): each of these used to start, and then every command was refused.
+        ({"SEATBOT_ADMINS": "alice@example.com"}, "SEATBOT_ADMINS: `alice@example.com` is an email"),
+        ({"SEATBOT_ADMINS": "u0abc"}, "SEATBOT_ADMINS: `u0abc` must be in capitals"),
+        ({"SEATBOT_ADMINS": "<@U0ABC>"}, "SEATBOT_ADMINS: `<@U0ABC>` is a mention"),
+        ({"SEATBOT_CHANNELS": "#it-offboarding"}, "SEATBOT_CHANNELS: `#it-offboarding` is a channel name"),
     ],
 )
 def test_bad_settings_stop_startup_with_one_line(tmp_path: Path, env: dict[str, str], needle: str) -> None:
