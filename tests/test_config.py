@@ -129,10 +129,10 @@ def test_secrets_stay_out_of_repr(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_comma_lists_parse(monkeypatch: pytest.MonkeyPatch, raw: str, expected: tuple[str, ...]) -> None:
     """SEATBOT_ADMINS and friends are comma lists: trimmed, empty entries dropped."""
     monkeypatch.setenv("SEATBOT_ADMINS", raw)
-    monkeypatch.setenv("SEATBOT_CHANNELS", raw)
+    monkeypatch.setenv("SEATBOT_CHANNELS", raw.replace("U", "C"))  # channel IDs start with C
     settings = load()
     assert settings.seatbot_admins == expected
-    assert settings.seatbot_channels == expected
+    assert settings.seatbot_channels == tuple(item.replace("U", "C") for item in expected)
 
 
 def test_comma_lists_accept_kwargs() -> None:
