@@ -163,7 +163,7 @@ async def run_checks(
         except (RedisError, OSError) as exc:
             raise SeatbotError(
                 f"cannot reach {where}: {why(exc)}; is Redis running there? check REDIS_URL "
-                "(rediss:// for TLS, REDIS_TLS_INSECURE for self-signed certificates)"
+                "(rediss:// for TLS, REDIS_TLS_CA_FILE for a private CA)"
             ) from None
         finally:
             await client.aclose()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import zoneinfo
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -110,6 +111,7 @@ class Settings(BaseSettings):
     # Redis
     redis_url: SecretStr | None = None  # may embed a password
     redis_tls_insecure: bool = False
+    redis_tls_ca_file: Path | None = None  # PEM CA bundle that signed a rediss:// server's certificate
     redis_timeout_seconds: float = Field(default=1.0, gt=0, le=10)
 
     # Serving
@@ -262,6 +264,32 @@ class Settings(BaseSettings):
         if value is not None and not re.fullmatch(r"[A-Za-z0-9]+", value):
             raise ValueError("must be letters and digits (the 32-character account ID)")
         return value
+
+    @field_validator("redis_tls_ca_file")
+    @classmethod
+    def _ca_file(cls, value: Path | None) -> Path | None:
+        """Read once here, so a wrong path stops start-up instead of failing every connection."""
+        if value is not None:
+            try:
+                pem = value.read_text(encoding="ascii", errors="replace")
+            except OSError as exc:
+                raise ValueError(f"cannot read {value}: {exc.strerror or type(exc).__name__}") from None
+            if "-----BEGIN CERTIFICATE-----" not in pem:
+                raise ValueError(f"{value} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+        return value
+
+    @model_validator(mode="after")
+    def _tls(self) -> Settings:
+        if self.redis_tls_ca_file is None:
+            return self
+        url = self.redis_url.get_secret_value() if self.redis_url is not None else ""
+        if not url.lower().startswith("rediss://"):
+            raise ValueError("REDIS_TLS_CA_FILE is set but REDIS_URL is not rediss:// (TLS)")
+        if self.redis_tls_insecure:
+            raise ValueError(
+                "REDIS_TLS_CA_FILE and REDIS_TLS_INSECURE: set one (a CA file verifies, insecure does not)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _pairs(self) -> Settings:

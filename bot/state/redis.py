@@ -32,6 +32,8 @@ def connect_redis(
     timeout = timeout or settings.redis_timeout_seconds  # the job runner's blocking reads wait longer
     if url.startswith("rediss://") and settings.redis_tls_insecure:
         kwargs.update(ssl_cert_reqs="none", ssl_check_hostname=False)
+    elif url.startswith("rediss://") and settings.redis_tls_ca_file is not None:
+        kwargs.update(ssl_ca_certs=str(settings.redis_tls_ca_file))  # verified, hostname included
     return aredis.Redis.from_url(
         url,
         socket_timeout=timeout,
