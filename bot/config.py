@@ -155,6 +155,10 @@ class Settings(BaseSettings):
     seatbot_idle_report_channel: str | None = None  # where the periodic idle report goes (off when unset)
     seatbot_idle_report_cron: str = "0 9 * * 1"  # when, in UTC: Mondays 09:00
     seatbot_sweep_resume_seconds: float = Field(default=60.0, gt=0, le=3600)  # after a rate-budget pause
+    # a sweep's / a scheduled firing's runner renews its lease every third of this; when its process
+    # dies, another takes the work over once the lease runs out
+    seatbot_sweep_lease_seconds: float = Field(default=30.0, ge=1, le=600)
+    seatbot_schedule_lease_seconds: float = Field(default=30.0, ge=1, le=600)
 
     # Scheduled removals and other background jobs (bot/jobs.py)
     seatbot_timezone: str = "UTC"  # for `--at` times written without an offset

@@ -277,6 +277,9 @@ class SeatFlow:
         )
         if claim.status == "busy":
             await self.audit.record("refused", user=user, action=action, id=pending_id, why="busy")
+            if self.idle is not None and (run := await self.idle.running(pending_id)) is not None:
+                # a sweep goes on by itself (bot/sweep.py): no "click again" for it
+                return self.idle.under_way(Pending.loads(run.plan.pending or ""), run)
             return Notice(BUSY.format(s=claim.wait), kind="refused")
         if claim.status == "missing":
             await self.audit.record("expired_click", user=user, action=action, id=pending_id)

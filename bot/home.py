@@ -14,7 +14,8 @@ from bot.idle import SourceInfo
 from bot.policy import Authorizer
 from bot.schedule_outcomes import ScheduleList
 from bot.state.schedules import Entry
-from bot.sweep import Audit, IdleFlow
+from bot.sweep import IdleFlow
+from bot.sweep_run import Audit
 
 log = logging.getLogger("seatbot.home")
 

@@ -313,6 +313,10 @@ class SweepOutcome:
     finished_later: bool = False  # posted by the job runner after a budget pause
 
 
+class Partial(dict[str, UserFacts]):
+    """Users found by a listing that was cut short: a seat missing from it may still be held."""
+
+
 def recheck(
     shown: Iterable[IdleSeat], current: Mapping[str, UserFacts], rule: IdleRule
 ) -> tuple[list[IdleSeat], list[tuple[IdleSeat, str]]]:
@@ -322,7 +326,9 @@ def recheck(
     for seat in shown:
         user = current.get(seat.seat_uid)
         why = None
-        if user is None:
+        if user is None and isinstance(current, Partial):  # not seen is not gone: never sent unchecked
+            why = "not checked: the user listing stopped at CLOUDFLARE_MAX_PAGES"
+        elif user is None:
             why = "no longer in the account's user list"
         elif (user.email or "").casefold() != (seat.email or "").casefold():
             why = "the seat now belongs to another email"

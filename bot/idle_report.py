@@ -12,7 +12,8 @@ from croniter import croniter
 
 from bot.errors import SeatbotError
 from bot.idle import IdleReport
-from bot.sweep import IdleFlow, Later
+from bot.sweep import IdleFlow
+from bot.sweep_run import Later
 
 log = logging.getLogger("seatbot.idle_report")
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from bot.directory_sync import DirectorySync
-from bot.idle import SourceInfo, UserFacts
+from bot.idle import Partial, SourceInfo, UserFacts
 from bot.models import AccessUser
 from bot.seat_lookup import age_text
 from bot.state.directory import DirectoryStatus
@@ -51,8 +51,8 @@ class ScanSource:
         def keep(batch: Sequence[UserFacts]) -> None:
             found.update((str(u.seat_uid), u) for u in batch if u.seat_uid in wanted)
 
-        await self.scan(keep)
-        return found
+        info = await self.scan(keep)
+        return found if info.complete else Partial(found)
 
     async def freed(self, seat_uids: Sequence[str]) -> None:
         """Nothing is kept between scans."""

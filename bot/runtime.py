@@ -36,7 +36,8 @@ from bot.state.redis import connect_redis
 from bot.state.schedules import ScheduleStore
 from bot.state.seat_facts import SeatFacts
 from bot.state.sweeps import SweepStore
-from bot.sweep import RESUME_JOB, IdleFlow
+from bot.sweep import IdleFlow
+from bot.sweep_run import RESUME_JOB
 from bot.workflow import WorkflowLimits, WorkflowSteps
 
 
@@ -146,6 +147,7 @@ def build_runtime(
         days=settings.seatbot_idle_days,
         exclude=Exclusions.parse(settings.seatbot_idle_exclude),
         retry_seconds=settings.seatbot_sweep_resume_seconds,
+        lease=settings.seatbot_sweep_lease_seconds,
     )
     flow = SeatFlow(
         seats=seats,
@@ -170,6 +172,7 @@ def build_runtime(
         jobs=runtime.jobs,
         tz=settings.seatbot_timezone,
         retry_window=settings.seatbot_schedule_retry_seconds,
+        lease=settings.seatbot_schedule_lease_seconds,
         announce=announce,
     )
     runtime.steps = WorkflowSteps(

@@ -93,6 +93,7 @@ class Schedules:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         lookup: SeatLookup | None = None,
+        lease: float = FIRING_LEASE,
     ) -> None:
         self.flow = flow
         self.lookup = lookup or flow.targets.uids  # the same verified look-up as an interactive revoke
@@ -106,7 +107,7 @@ class Schedules:
         self._sleep = sleep
         # a firing holds its schedule by a short lease it renews while it runs, so a firing whose
         # process died is taken over within a lease (by the job's retry, or a restarted runner)
-        self.lease = FIRING_LEASE
+        self.lease = lease
         jobs.register(JOB, self._job)
         jobs.on_start.append(self.resume)
         flow.schedules = self
@@ -218,7 +219,7 @@ class Schedules:
                 await self.jobs.enqueue_at(
                     JOB, key=entry.id, at=entry.at, run_timeout=self._timeout, sid=entry.id
                 )
-                if entry.at < now - LATE_AFTER:
+                if entry.at <= now:
                     at = max(now, entry.firing_until or 0.0)
                     key = f"{entry.id}:again:{math.ceil(at)}"
                     await self.jobs.enqueue_at(JOB, key=key, at=at, run_timeout=self._timeout, sid=entry.id)

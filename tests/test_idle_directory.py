@@ -127,9 +127,9 @@ async def test_a_sweep_without_room_in_the_budget_pauses_and_the_job_runner_fini
         await slack.wait_for(lambda: len(slack.uploaded()) == 3, 10)
     assert sum(not u["access_seat"] for u in users) == 400
     (post,) = [p for p in slack.posts if "continued" in str(p.get("text"))]
-    assert "200 freed, 0 skipped, 0 failed" in post["text"] and post["channel"] == "C0OPS"
+    assert "400 freed, 0 skipped, 0 failed" in post["text"] and post["channel"] == "C0OPS"  # all of it
     freed_files = [f for f in slack.uploaded() if f["filename"].startswith("freed-seats-")]
-    assert [f["content"].count(b"\n") - 1 for f in freed_files] == [200, 200]
+    assert [f["content"].count(b"\n") - 1 for f in freed_files] == [200, 400]
 
 
 async def test_a_revoked_seat_leaves_the_idle_list_before_the_next_sync(

@@ -16,7 +16,7 @@ from bot.idle import IdleReport, SweepOutcome
 from bot.parse import parse
 from bot.policy import Policy
 from bot.state.audit import STREAM
-from bot.sweep import RESUME_JOB
+from bot.sweep_run import RESUME_JOB
 from tests.support.flow import idle_flow
 
 NOW = datetime.now(UTC)
@@ -61,14 +61,19 @@ async def test_a_paused_sweep_resumes_once_and_reports(
     first = await idle.execute(pending, "UADMIN", None)
     assert isinstance(first, SweepOutcome)
     assert (len(first.freed), len(first.failed), first.deferred) == (100, 0, 150)
-    (job,) = runner.jobs
+    # a watch for the runner's lease, and the continuation at the pause's end
+    watch, job = runner.jobs
     assert job["name"] == RESUME_JOB and job["sweep_id"] == pending.id and job["at"] >= first.now + 29
+    assert watch["name"] == RESUME_JOB and watch["sweep_id"] == pending.id
     assert sum(not u["access_seat"] for u in users) == 100
+    await idle.resume(sweep_id=pending.id)  # the watch: the pause is not over, nothing happens
+    assert sum(not u["access_seat"] for u in users) == 100 and announced == []
 
     users[-1]["last_successful_login"] = NOW.strftime("%Y-%m-%dT%H:%M:%SZ")  # signed in during the pause
+    idle._clock = lambda: job["at"] + 1
     await asyncio.gather(idle.resume(sweep_id=pending.id), idle.resume(sweep_id=pending.id))
-    (later,) = announced
-    assert later.finished_later and (len(later.freed), len(later.skipped), later.deferred) == (149, 1, 0)
+    (later,) = announced  # one report, of the whole sweep
+    assert later.finished_later and (len(later.freed), len(later.skipped), later.deferred) == (249, 1, 0)
     assert sum(not u["access_seat"] for u in users) == 249
     events = [json.loads((d or {})[b"json"]) for _, d in await redis_client.xrange(STREAM) or []]
     assert [e["event"] for e in events].count("deferred") == 1

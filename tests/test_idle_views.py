@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from bot.cloudflare.budget import Lane
@@ -14,7 +14,7 @@ from bot.models import AccessUser, Pending, Seat, SeatUpdate
 from bot.policy import Authorizer, Policy
 from bot.slack import idle_blocks
 from bot.slack.home import home_view
-from bot.state.sweeps import SweepList
+from bot.state.sweeps import Run, SweepList
 from bot.sweep import IdleFlow
 
 NOW = 1_795_000_000.0
@@ -175,13 +175,31 @@ class NoSweeps:
     async def put(self, pending_id: str, sweep: SweepList, *, ttl: int) -> None:
         raise AssertionError("the Home must not make sweeps")
 
-    async def take(self, pending_id: str) -> SweepList | None:
+    async def get(self, pending_id: str) -> SweepList | None:
         raise AssertionError("the Home must not run sweeps")
 
-    async def put_rest(self, pending_id: str, sweep: SweepList) -> None:
+    async def start(
+        self, pending_id: str, plan: SweepList, rows: list[str], *, token: str, until: float
+    ) -> bool:
         raise AssertionError("the Home must not run sweeps")
 
-    async def take_rest(self, pending_id: str) -> SweepList | None:
+    async def acquire(self, pending_id: str, *, token: str, now: float, until: float) -> tuple[str, float]:
+        raise AssertionError("the Home must not run sweeps")
+
+    async def write(
+        self,
+        pending_id: str,
+        *,
+        token: str,
+        fields: Mapping[str, str | int | float],
+        rows: Sequence[str] = (),
+    ) -> bool:
+        raise AssertionError("the Home must not run sweeps")
+
+    async def run(self, pending_id: str) -> Run | None:
+        raise AssertionError("the Home must not run sweeps")
+
+    async def rows(self, pending_id: str) -> list[str]:
         raise AssertionError("the Home must not run sweeps")
 
 

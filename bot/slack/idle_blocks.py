@@ -132,7 +132,7 @@ def sweep_outcome(o: SweepOutcome) -> Message:
     p = o.pending
     title = f"Idle sweep: {len(o.freed):,} freed, {len(o.skipped):,} skipped, {len(o.failed):,} failed"
     if o.finished_later:
-        title = "Idle sweep, continued after a rate-budget pause: " + title.removeprefix("Idle sweep: ")
+        title = "Idle sweep, continued on the job runner: " + title.removeprefix("Idle sweep: ")
     if o.deferred:
         title += f", {o.deferred:,} continuing"
     blocks: list[dict[str, Any]] = [header(title)]
