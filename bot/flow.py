@@ -89,7 +89,9 @@ class AuditTrail(Protocol):
 
     async def record_many(self, events: list[tuple[AuditEvent, dict[str, Any]]]) -> bool: ...
 
-    async def recent(self, count: int) -> list[dict[str, Any]]: ...
+    async def recent(self, count: int, *, noise: bool = False) -> list[dict[str, Any]]: ...
+
+    async def refusals(self) -> int: ...
 
 
 class SeatFlow:
@@ -141,7 +143,11 @@ class SeatFlow:
             if refusal:
                 return refusal
             if cmd.action == "audit":
-                return AuditReport(tuple(await self.audit.recent(cmd.count)))
+                return AuditReport(
+                    tuple(await self.audit.recent(cmd.count)),
+                    tuple(await self.audit.recent(3, noise=True)),
+                    await self.audit.refusals(),
+                )
             async with lane() if lane is not None else contextlib.nullcontext():
                 if cmd.action == "status":
                     return await self._status(cmd)

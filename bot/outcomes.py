@@ -44,7 +44,9 @@ class StatusReport:
 
 @dataclass(frozen=True)
 class AuditReport:
-    events: tuple[dict[str, Any], ...]
+    events: tuple[dict[str, Any], ...]  # real events, newest first
+    noise: tuple[dict[str, Any], ...] = ()  # the latest refusals and expired clicks, kept apart
+    noise_total: int = 0  # every refusal or expired click counted, stored or not
 
 
 @dataclass(frozen=True)

@@ -134,7 +134,13 @@ def build_runtime(
         math.ceil(settings.cloudflare_budget_wait_seconds + settings.cloudflare_retry_deadline_seconds) + 30
     )
     store = PendingStore(redis, lease_seconds=lease)
-    audit = Audit(redis, maxlen=settings.seatbot_audit_maxlen, origin=origin)
+    audit = Audit(
+        redis,
+        maxlen=settings.seatbot_audit_maxlen,
+        noise_maxlen=settings.seatbot_audit_noise_maxlen,
+        noise_per_minute=settings.seatbot_audit_noise_per_minute,
+        origin=origin,
+    )
     authorizer = Authorizer(policy, directory, cache_seconds=settings.seatbot_group_cache_seconds)
     scan = ScanSource(seats)
     idle = IdleFlow(

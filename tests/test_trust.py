@@ -127,7 +127,9 @@ async def test_every_event_is_in_the_stream_and_the_audit_command(
     assert logged == kinds
     listing = await card_for(bot, "audit 3")
     text = all_text(listing)
-    assert listing["response_type"] == "ephemeral" and "cancelled" in text and "refused" not in text
+    real, apart = text.split("Refused and expired clicks, kept apart")
+    assert listing["response_type"] == "ephemeral" and "cancelled" in real and "refused" not in real
+    assert "*refused* by <@UOUTSIDER>" in apart and "*expired_click*" in apart
     assert "Only seat-bot admins" in (await card_for(bot, "audit", user=OUTSIDER))["text"]
 
 
@@ -150,7 +152,7 @@ async def test_audit_stream_is_bounded(
     async with running(slack, sandbox, redis_url, seatbot_audit_maxlen=100) as bot:
         audit = bot.app.state.runtime.flow.audit
         for n in range(130):
-            assert await audit.record("refused", user="U1", n=n)
+            assert await audit.record("requested", user="U1", n=n)
         assert await redis_client.xlen(STREAM) == 100
         newest = await audit.recent(1)
         assert newest[0]["n"] == 129

@@ -284,12 +284,17 @@ def event_line(e: dict[str, Any], seats_by_id: dict[str, list[Any]]) -> str:
 
 def audit_report(r: AuditReport) -> Message:
     title = f"Last {len(r.events)} audit events"
+    noise: list[dict[str, Any]] = []
+    if r.noise:  # kept apart: no amount of them pushes a real event out
+        total = f"{r.noise_total:,} in all" if r.noise_total else "latest"
+        noise.append(context(f"Refused and expired clicks, kept apart ({total}); the latest:"))
+        noise += line_sections([event_line(e, {}) for e in r.noise], max_sections=3)
     if not r.events:
-        return compose("No audit events yet.", [section("No audit events yet.")])
+        return compose("No audit events yet.", [section("No audit events yet."), *noise])
     # Older events (and clicks refused before their card was read) name their seats through the
     # `requested` event of the same card.
     seats_by_id = {
         str(e["id"]): e["seats"] for e in r.events if e.get("id") and isinstance(e.get("seats"), list)
     }
     lines = [event_line(e, seats_by_id) for e in r.events]
-    return compose(title, [header(title), *line_sections(lines, max_sections=45)])
+    return compose(title, [header(title), *line_sections(lines, max_sections=45), *noise])

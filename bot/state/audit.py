@@ -2,6 +2,14 @@
 
 The log line is written first and always, so an event is never lost silently even when Redis is
 down; `record()` returns False in that case and the caller notes it in the reply.
+
+Real events (requested, approved, confirmed, succeeded, failed, scheduled, swept, cancelled, …)
+and noise (refused, expired_click, outdated: what anyone can cause by typing or clicking) are kept
+in two streams, each trimmed to its own length, so no amount of noise pushes a real event out. One
+person adds at most `noise_per_minute` noise entries a minute; the rest are only counted (a hash of
+refusals per user, and the JSON log line, which is always written). A non-admin sending 10,000
+refused commands (issue 18 §3) thus adds 20 entries a minute and a count, and `/seat audit` still
+shows the real events.
 """
 
 from __future__ import annotations
@@ -20,7 +28,21 @@ from bot.models import AuditEvent
 
 log = logging.getLogger("seatbot.audit")
 
-STREAM = "seatbot:audit"
+STREAM = "seatbot:audit"  # real events
+NOISE = "seatbot:audit:noise"  # refusals, expired and outdated clicks
+REFUSALS = "seatbot:audit:refusals"  # user → noise events ever caused (stored or only counted)
+NOISE_EVENTS: frozenset[str] = frozenset({"refused", "expired_click", "outdated"})
+
+# KEYS: the noise stream, this user's counter for this minute, the per-user totals.
+# ARGV: per-minute cap, the stream's length, the entry (JSON), the user. 1: stored, 0: only counted.
+_NOISE = """
+local n = redis.call('INCR', KEYS[2])
+if n == 1 then redis.call('EXPIRE', KEYS[2], 120) end
+redis.call('HINCRBY', KEYS[3], ARGV[4], 1)
+if n > tonumber(ARGV[1]) then return 0 end
+redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '*', 'json', ARGV[3])
+return 1
+"""
 
 
 class Audit:
@@ -29,6 +51,8 @@ class Audit:
         redis: aredis.Redis,
         *,
         maxlen: int = 10_000,
+        noise_maxlen: int = 5_000,
+        noise_per_minute: int = 20,
         clock: Callable[[], float] = time.time,
         origin: dict[str, str] | None = None,
     ) -> None:
@@ -37,6 +61,9 @@ class Audit:
         self._origin = dict(origin or {})
         self._redis = redis
         self._maxlen = maxlen
+        self._noise_maxlen = noise_maxlen
+        self._noise_per_minute = noise_per_minute
+        self._noise = redis.register_script(_NOISE)
         self._clock = clock
 
     async def record(self, event: AuditEvent, **fields: Any) -> bool:
@@ -57,14 +84,19 @@ class Audit:
             }
             log.info("audit %s", event, extra={"audit": entry})
             entries.append(entry)
+        minute = int(self._clock() // 60)
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for entry in entries:
-                    pipe.xadd(
-                        STREAM,
-                        {"json": json.dumps(entry, default=str)},
-                        maxlen=self._maxlen,
-                        approximate=False,
+                    raw = json.dumps(entry, default=str)
+                    if entry["event"] not in NOISE_EVENTS:
+                        pipe.xadd(STREAM, {"json": raw}, maxlen=self._maxlen, approximate=False)
+                        continue
+                    user = str(entry.get("user") or "-")
+                    await self._noise(
+                        keys=[NOISE, f"{NOISE}:{user}:{minute}", REFUSALS],
+                        args=[self._noise_per_minute, self._noise_maxlen, raw, user],
+                        client=pipe,
                     )
                 await pipe.execute()
         except RedisError as exc:
@@ -76,10 +108,10 @@ class Audit:
             return False
         return True
 
-    async def recent(self, count: int) -> list[dict[str, Any]]:
-        """The newest `count` events, newest first."""
+    async def recent(self, count: int, *, noise: bool = False) -> list[dict[str, Any]]:
+        """The newest `count` real events (with `noise`: refusals and expired clicks), newest first."""
         try:
-            rows = await self._redis.xrevrange(STREAM, count=count)
+            rows = await self._redis.xrevrange(NOISE if noise else STREAM, count=count)
         except RedisError as exc:
             raise StoreUnavailable(f"Redis: {type(exc).__name__}") from None
         events = []
@@ -90,3 +122,11 @@ class Audit:
             except ValueError:
                 continue
         return events
+
+    async def refusals(self) -> int:
+        """Noise events ever caused, stored or only counted."""
+        try:
+            counts = await self._redis.hvals(REFUSALS)
+        except RedisError as exc:
+            raise StoreUnavailable(f"Redis: {type(exc).__name__}") from None
+        return sum(int(c) for c in counts)

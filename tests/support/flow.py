@@ -19,7 +19,7 @@ from bot.flow import SeatFlow
 from bot.idle_source import ScanSource
 from bot.policy import Authorizer, Policy
 from bot.shell import ShellDirectory
-from bot.state.audit import STREAM, Audit
+from bot.state.audit import NOISE, STREAM, Audit
 from bot.state.pending import PendingStore
 from bot.state.sweeps import SweepStore
 from bot.sweep import IdleFlow
@@ -85,6 +85,12 @@ def idle_flow(cf: CloudflareClient, redis: aredis.Redis, *, policy: Policy, **op
 
 
 async def audit_events(redis: aredis.Redis) -> list[dict[str, Any]]:
-    """Every event in the audit stream, oldest first."""
-    rows = cast(list[tuple[bytes, dict[bytes, bytes]]], await redis.xrange(STREAM))
-    return [json.loads(fields[b"json"]) for _, fields in rows]
+    """Every event in the audit streams (real events and, kept apart, noise), oldest first."""
+    rows: list[tuple[bytes, dict[bytes, bytes]]] = []
+    for stream in (STREAM, NOISE):
+        rows += cast(list[tuple[bytes, dict[bytes, bytes]]], await redis.xrange(stream))
+
+    def order(row: tuple[bytes, dict[bytes, bytes]]) -> tuple[int, ...]:
+        return tuple(int(part) for part in row[0].split(b"-"))
+
+    return [json.loads(fields[b"json"]) for _, fields in sorted(rows, key=order)]
