@@ -7,7 +7,7 @@ set -eu
 venv=${1:?usage: deploy/install.sh VENV REQUIREMENTS WHEELDIR}
 requirements=${2:?usage: deploy/install.sh VENV REQUIREMENTS WHEELDIR}
 wheels=${3:?usage: deploy/install.sh VENV REQUIREMENTS WHEELDIR}
-python -m venv "$venv"
+"${PYTHON:-python3}" -m venv "$venv"
 "$venv/bin/python" -m pip install --require-hashes --no-deps -r "$requirements"
 "$venv/bin/python" -m pip install --no-deps --no-index "$wheels"/seatbot-*.whl
 "$venv/bin/python" -m pip check

@@ -43,7 +43,7 @@ def procfile_command(process: str = "web") -> str:
 def env_with(bin_dir: Path, **values: str) -> dict[str, str]:
     """A clean environment whose `python` is the one in `bin_dir` (no trace of the test's virtualenv)."""
     env = clean_env(**values)
-    for name in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME"):
+    for name in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHON"):
         env.pop(name, None)
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
     return env
