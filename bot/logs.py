@@ -91,3 +91,5 @@ def setup_logging(level: str = "INFO", *, secrets_: Iterable[str] = (), stream: 
     handler._seatbot = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # our adapter logs each call itself
+    # The audit lines are the durable record (README, Production deploy): a quieter level never drops them.
+    logging.getLogger("seatbot.audit").setLevel(min(logging.INFO, root.level))
