@@ -158,6 +158,10 @@ async def run_checks(
         client: aredis.Redis = connect_redis(settings, retries=0)
         try:
             await client.ping()
+            try:
+                info: object = await client.info()
+            except RedisError:  # INFO renamed or denied (some managed Redis): PING is all we know
+                info = None
         except AuthenticationError:
             raise SeatbotError(f"{where} refused the password or user in REDIS_URL") from None
         except (RedisError, OSError) as exc:
@@ -167,7 +171,7 @@ async def run_checks(
             ) from None
         finally:
             await client.aclose()
-        return f"PING ok at {where}"
+        return redis_fitness(f"PING ok at {where}", info)
 
     async def directory() -> str:
         if settings.seatbot_directory_refresh_seconds <= 0:
@@ -213,6 +217,26 @@ async def run_checks(
         failures += status not in ("OK", "WARN")
         out(redact(f"{status:<4} {name}: {text}"))
     return 1 if failures else 0
+
+
+MIN_REDIS = (6, 2)  # GETDEL and SET … KEEPTTL
+
+
+def redis_fitness(text: str, info: object) -> str:
+    """The Redis version, eviction policy and AOF from INFO beside `text`; FAIL below 6.2, WARN when
+    a full Redis may evict keys (open cards, claims and schedules would vanish without a word)."""
+    if not isinstance(info, dict) or "redis_version" not in info:
+        return text
+    version = str(info["redis_version"])
+    numbers = tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
+    if len(numbers) == 2 and numbers < MIN_REDIS:
+        raise SeatbotError(f"{text}, but Redis {version} is too old: the bot needs 6.2 or newer")
+    policy = str(info.get("maxmemory_policy", "unknown"))
+    aof = "AOF on" if str(info.get("aof_enabled")) == "1" else "AOF off"
+    text = f"{text} (Redis {version}, maxmemory-policy {policy}, {aof})"
+    if policy not in ("noeviction", "unknown"):
+        raise Warn(f"{text}: set maxmemory-policy noeviction, or a full Redis drops open cards and schedules")
+    return text
 
 
 async def _cloudflare_pause(settings: Settings) -> Pause | None:
