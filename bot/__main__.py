@@ -112,7 +112,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="python -m bot", description=(__doc__ or "").splitlines()[0])
     sub = root.add_subparsers(dest="command")
-    sub.add_parser("serve", help="serve Slack over HTTP (POST /slack/events, GET /healthz)")
+    sub.add_parser("serve", help="serve Slack over HTTP (POST /slack/events, GET /healthz, /readyz)")
     sub.add_parser("socket", help="serve Slack over Socket Mode (needs SLACK_APP_TOKEN)")
     sub.add_parser("start", help="serve Slack: Socket Mode when SLACK_APP_TOKEN is set, else HTTP (Procfile)")
     sub.add_parser("jobs", help="run only the background job runner (scheduled removals)")

@@ -226,19 +226,20 @@ def prepare_multiprocess(settings: Settings) -> Iterator[Path | None]:
     """Around uvicorn with workers: a fresh directory where each worker writes its metrics.
 
     PROMETHEUS_MULTIPROC_DIR if the deployer set one (its old files are removed: counts from a
-    previous run would add up with this one's), else a temporary directory, removed afterwards.
+    previous run would add up with this one's), else, with metrics on and several workers, a
+    temporary directory, removed afterwards.
     Workers inherit it through the environment; prometheus_client reads it when they import it.
     """
-    if settings.seatbot_metrics_token is None or settings.web_concurrency < 2:
-        yield None
-        return
     given = os.environ.get(MULTIPROC_ENV)
-    if given:
+    if given:  # in use even with one worker: prometheus_client writes there whenever it is set
         path = Path(given)
         path.mkdir(parents=True, exist_ok=True)
         for old in path.glob("*.db"):
             old.unlink(missing_ok=True)
         yield path
+        return
+    if settings.seatbot_metrics_token is None or settings.web_concurrency < 2:
+        yield None
         return
     with tempfile.TemporaryDirectory(prefix="seatbot-metrics-") as made:
         os.environ[MULTIPROC_ENV] = made

@@ -81,9 +81,13 @@ def describe(settings: Settings, *, mode: Mode) -> str:
     if mode == "http":
         workers = settings.web_concurrency
         where = (
-            f"Slack over HTTP on {settings.host}:{settings.port} (POST /slack/events, GET /healthz; "
+            f"Slack over HTTP on {settings.host}:{settings.port} (POST /slack/events, GET /healthz, /readyz"
+            f"{', /metrics' if settings.seatbot_metrics_token else ''}; "
             f"{workers} worker{'' if workers == 1 else 's'})"
         )
+    elif settings.seatbot_health_port is not None:
+        probes = f"{settings.seatbot_health_host}:{settings.seatbot_health_port}"
+        where = f"Slack over Socket Mode (GET /healthz, /readyz on {probes})"
     else:
         where = "Slack over Socket Mode (no HTTP port)"
     jobs = (

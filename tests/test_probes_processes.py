@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ import pytest
 
 from tests.support.fake_slack import FakeSlack
 from tests.support.harness import ADMIN, command_body, sign, stack_env
-from tests.support.servers import RedisServer, clean_env, free_port, wait_http
+from tests.support.servers import RedisServer, clean_env, free_port, run_bot, wait_http
 from tests.test_metrics import AUTH, TOKEN, value
 
 
@@ -191,3 +192,22 @@ async def test_jobs_process_answers_probes_on_its_health_port(
     async with httpx.AsyncClient(timeout=1) as http:
         with pytest.raises(httpx.TransportError):
             await http.get(f"{base}/healthz")
+
+
+def test_a_taken_health_port_is_one_configuration_line(tmp_path: Path, redis_url: str) -> None:
+    """SEATBOT_HEALTH_PORT already in use: exit 2 with one line naming it, no traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = stack_env(
+            slack_api_url="http://127.0.0.1:1/api/",
+            redis_url=redis_url,
+            cf_port=free_port(),
+            SEATBOT_HEALTH_PORT=str(port),
+            SEATBOT_HEALTH_HOST="127.0.0.1",
+        )
+        result = run_bot("jobs", cwd=tmp_path, env=env)
+    assert result.returncode == 2, result.stderr
+    assert f"SEATBOT_HEALTH_PORT: 127.0.0.1:{port} already in use" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -9,11 +9,13 @@ answers nothing. What each path says is bot/probes.py's, as on the HTTP process.
 
 from __future__ import annotations
 
+import errno
 import logging
 
 from aiohttp import web
 
 from bot.config import Settings
+from bot.errors import ConfigError
 from bot.probes import CONTENT_TYPE, UNAUTHORIZED, Probes
 
 log = logging.getLogger("seatbot.health")
@@ -64,5 +66,11 @@ async def start_health(settings: Settings, probes: Probes) -> HealthServer | Non
     if settings.seatbot_health_port is None:
         return None
     server = HealthServer(probes, host=settings.seatbot_health_host, port=settings.seatbot_health_port)
-    await server.start()
+    try:
+        await server.start()
+    except OSError as exc:  # one line naming the setting, as for PORT (bot/startup.py)
+        await server.stop()
+        where = f"{server.host}:{server.port}"
+        why = "already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or "cannot be bound")
+        raise ConfigError(f"SEATBOT_HEALTH_PORT: {where} {why}") from None
     return server

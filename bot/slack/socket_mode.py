@@ -25,9 +25,10 @@ async def run_socket_mode(settings: Settings) -> None:
         connected = bool(await handler.client.is_connected())
         return ("connected" if connected else "not connected"), connected
 
-    health = await start_health(settings, Probes(runtime, role="socket", checks={"slack": slack}))
-    log.info("connecting to Slack over Socket Mode")
+    health = None
     try:
+        health = await start_health(settings, Probes(runtime, role="socket", checks={"slack": slack}))
+        log.info("connecting to Slack over Socket Mode")
         await runtime.start_jobs()  # the job runner: schedules, paused sweeps, the directory's refresh
         settle_heap()
         metrics.STARTS.labels("socket").inc()

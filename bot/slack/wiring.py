@@ -93,8 +93,9 @@ async def run_job_runner(settings: Settings) -> None:
     async def running() -> tuple[str, bool]:
         return ("running", True) if jobs.running else ("not running", False)
 
-    health = await start_health(settings, Probes(runtime, role="jobs", checks={"job_runner": running}))
+    health = None
     try:
+        health = await start_health(settings, Probes(runtime, role="jobs", checks={"job_runner": running}))
         await jobs.start()
         metrics.STARTS.labels("jobs").inc()
         await stop.wait()
