@@ -23,6 +23,7 @@ from bot.outcomes import (
     Card,
     ClickReply,
     CommandReply,
+    Contacts,
     Notice,
     NoticeKind,
     StatusReport,
@@ -167,16 +168,17 @@ class SeatFlow:
             return Notice(UNAVAILABLE, kind="unavailable")
 
     async def _refuse_command(self, user: str, channel: str, cmd: Command) -> Notice | None:
-        why = None
+        why, contacts = None, None
         if not self.policy.configured:
             why = "no admins configured"
             text = "No one may use this bot yet: set SEATBOT_ADMINS (Slack user IDs) or SEATBOT_ADMIN_GROUPS."
         elif not await self.auth.is_admin(user):
             why = "not an admin"
-            text = "Only seat-bot admins may do that. Ask your Slack admin to add you to SEATBOT_ADMINS."
+            text, contacts = "Only seat-bot admins may do that. Ask one of them:", self.admins()
         elif cmd.action == "revoke" and not self.policy.channel_allowed(channel):
             why = "channel not allowed"
-            text = "Seats can't be revoked from this channel; use one listed in SEATBOT_CHANNELS."
+            text = "Seats can't be revoked from this channel. Use"
+            contacts = Contacts(channels=tuple(sorted(self.policy.channels)))
         elif cmd.action == "revoke" and self.policy.require_reason and not cmd.reason:
             why = "reason missing"
             text = "A reason is required: add `--reason <text>`."
@@ -186,7 +188,11 @@ class SeatFlow:
         await self.audit.record(
             "refused", user=user, channel=channel, action=cmd.action, why=why, targets=targets or None
         )
-        return Notice(text, kind="refused")
+        return Notice(text, kind="refused", contacts=contacts)
+
+    def admins(self) -> Contacts:
+        """The admins, to name in a refusal: people ask them, not for a setting they cannot see."""
+        return Contacts(users=tuple(sorted(self.policy.admins)), groups=self.policy.admin_groups)
 
     async def _status(self, cmd: Command) -> StatusReport:
         done = await self.targets.lookup(cmd.targets)
@@ -273,7 +279,11 @@ class SeatFlow:
         is_admin = self.policy.configured and await self.auth.is_admin(user)
         if action == "confirm" and not is_admin:
             await self.audit.record("refused", user=user, action=action, id=pending_id, why="not an admin")
-            return Notice("Only seat-bot admins may confirm a revoke.", kind="refused")
+            return Notice(
+                "Only seat-bot admins may confirm a revoke. Ask one of them:",
+                kind="refused",
+                contacts=self.admins(),
+            )
         claim = await self.store.claim(
             pending_id,
             clicker=user,
@@ -304,12 +314,16 @@ class SeatFlow:
             text = {
                 "own_request": "Two-person rule: another admin has to confirm your request.",
                 "own_approval": "Two-person rule: you approved this card; another admin has to confirm it.",
-                "not_requester": f"Only the admin who asked for this can {action} it.",
+                "not_requester": f"Only the admin who asked for this can {action} it:",
             }.get(claim.status, "That button is not valid.")
+            contacts = Contacts(users=(pending.requester,)) if claim.status == "not_requester" else None
+            if claim.status == "not_requester" and (pending.in_channel or self.policy.two_person):
+                # any admin may act on this card: this clicker is not one
+                text, contacts = f"Only seat-bot admins can {action} this. Ask one of them:", self.admins()
             await self.audit.record(
                 "refused", user=user, action=action, id=pending_id, why=claim.status, seats=seat_uids(pending)
             )
-            return Notice(text, kind="refused")
+            return Notice(text, kind="refused", contacts=contacts)
         if action == "cancel":
             await self._finish(pending.id)
             ok = await self.audit.record(

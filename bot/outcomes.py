@@ -12,6 +12,16 @@ NoticeKind = Literal["info", "error", "refused", "unavailable", "expired"]
 
 
 @dataclass(frozen=True)
+class Contacts:
+    """Who to ask or where to go, by Slack ID (from settings): shown as live mentions, never as the
+    names of settings a person in Slack cannot see."""
+
+    users: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Notice:
     """A short message. `replace` swaps the card it came from; otherwise only the clicker sees it."""
 
@@ -19,6 +29,7 @@ class Notice:
     kind: NoticeKind = "info"
     replace: bool = False
     usage: bool = False
+    contacts: Contacts | None = None  # named after `text`: "… ask one of them: @ann, @bob."
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ SHELL_USER = "U0SHELL"
 SHELL_CHANNEL = "C0SHELL"
 _DATE = re.compile(r"<!date\^\d+\^[^|>]*\|([^>]*)>")
 _MENTION = re.compile(r"<@([UW][A-Z0-9]+)>")
+_GROUP = re.compile(r"<!subteam\^([A-Z0-9]+)(?:\|[^<>]*)?>")
+_CHANNEL = re.compile(r"<#([CG][A-Z0-9]+)(?:\|[^<>]*)?>")
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
 _TYPED_MENTION = re.compile(r"<@[UW][A-Z0-9]+(?:\|[^<>]*)?>")
 
@@ -82,6 +84,8 @@ _SHORTCODE = re.compile("|".join(re.escape(code) for code in _EMOJI))
 def plain(mrkdwn: str) -> str:
     text = _DATE.sub(r"\1", mrkdwn)
     text = _MENTION.sub(r"@\1", text)
+    text = _GROUP.sub(r"@\1", text)
+    text = _CHANNEL.sub(r"#\1", text)
     text = _SHORTCODE.sub(lambda m: _EMOJI[m.group(0)], text)
     return unescape(text)
 

@@ -103,7 +103,10 @@ async def test_bad_signatures_get_401_and_do_nothing(
 
 
 EXPIRED_CLICK = ("This confirmation has expired or was already handled.", "expired_click")
-NOT_ADMIN = ("Only seat-bot admins may confirm a revoke.", "refused")
+NOT_ADMIN = (
+    "Only seat-bot admins may confirm a revoke. Ask one of them: <@UADMIN1> or <@UADMIN2>.",
+    "refused",
+)
 
 
 @pytest.mark.parametrize(

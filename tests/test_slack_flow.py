@@ -270,7 +270,7 @@ async def test_admin_group_membership_and_channel_limit(
     )
     try:
         elsewhere = await card_for(bot, f"revoke {ALICE}", user="U0ONCALL", channel="C0RANDOM")
-        assert "SEATBOT_CHANNELS" in elsewhere["text"]
+        assert "Use <#C0OK>." in elsewhere["text"] and "SEATBOT_CHANNELS" not in elsewhere["text"]
         card = await card_for(bot, f"revoke {ALICE}", user="U0ONCALL", channel="C0OK")
         assert button(card, "seat_confirm")
         outsider = await card_for(bot, f"revoke {ALICE}", user=OUTSIDER, channel="C0OK")

@@ -7,6 +7,7 @@ at most 50 blocks, 3000 characters per text object; long target lists are summar
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from bot.models import WORKFLOW_REQUESTER, AccessUser, Pending, PendingTarget, Seat
@@ -15,6 +16,7 @@ from bot.outcomes import (
     AuditReport,
     Cancelled,
     Card,
+    Contacts,
     Failure,
     Notice,
     Outcome,
@@ -56,11 +58,28 @@ def _target_line(t: PendingTarget) -> str:
 
 
 def notice(n: Notice) -> Message:
-    text = esc(n.text)
+    text = esc(n.text) + (f" {contacts(n.contacts)}" if n.contacts is not None else "")
     blocks = [section(f"{_ICON.get(n.kind, '')} {text}".strip())]
     if n.usage and n.kind != "info":
         blocks.append(context(esc(USAGE)))
     return compose(text, blocks)
+
+
+_GROUP_ID = re.compile(r"^S[A-Z0-9]{2,20}$")
+_CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{2,20}$")
+_SHOWN_CONTACTS = 10
+
+
+def contacts(c: Contacts) -> str:
+    """People, groups and channels as live mentions (IDs that are not Slack IDs are left out)."""
+    names = [f"<@{u}>" for u in c.users if USER_ID.match(u)]
+    names += [f"a member of <!subteam^{g}>" for g in c.groups if _GROUP_ID.match(g)]
+    names += [f"<#{ch}>" for ch in c.channels if _CHANNEL_ID.match(ch)]
+    if not names:
+        return "_nobody is configured_."
+    if len(names) > _SHOWN_CONTACTS:
+        names = [*names[:_SHOWN_CONTACTS], f"{len(names) - _SHOWN_CONTACTS} more"]
+    return (names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]) + "."
 
 
 def card(c: Card) -> Message:
