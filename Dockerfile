@@ -23,7 +23,8 @@ USER 10001
 # An empty working directory: settings come from the environment (a .env here would be read too).
 WORKDIR /home/seatbot
 EXPOSE 3000
-# /healthz: 200 while the process serves and reaches Redis (Socket Mode opens no port: see the README).
+# /healthz: 200 while the process serves (liveness; /readyz follows Redis). Socket Mode and `python -m bot
+# jobs` answer it only with SEATBOT_HEALTH_PORT=3000 (README, Production deploy).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '3000'), timeout=4)"]
 CMD ["python", "-m", "bot", "start"]
