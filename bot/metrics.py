@@ -53,6 +53,12 @@ SLACK_DELIVERY_FAILURES = Counter(
     ["via"],
 )
 
+SLACK_ACKS = Histogram(
+    "seatbot_slack_ack_seconds",
+    "HTTP: from a Slack request's arrival to its answer on the wire (Slack gives up at 3 s), by status",
+    ["status"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0),
+)
 STARTS = Counter(
     "seatbot_process_starts",
     "Processes (each uvicorn worker, Socket Mode, jobs) that started serving, by role: a restart loop shows",
@@ -152,6 +158,10 @@ def job(name: str, *, lag: float | None = None, failed: bool | None = None) -> N
         JOB_LAG.labels(name).observe(max(0.0, lag))
     if failed is not None:
         JOBS.labels(name, "failed" if failed else "ok").inc()
+
+
+def slack_ack(status: int, seconds: float) -> None:
+    SLACK_ACKS.labels(str(status)).observe(seconds)
 
 
 def delivered(via: str, ok: bool) -> bool:

@@ -113,7 +113,9 @@ class Probes:
 
     async def shared(self) -> _Fixed:
         """Gauges read from Redis now: the rate budget per lane, the directory, the job queue."""
-        families: list[GaugeMetricFamily] = []
+        build = GaugeMetricFamily("seatbot_build_info", "Always 1: the running version", labels=["version"])
+        build.add_metric([__version__], 1.0)
+        families: list[GaugeMetricFamily] = [build]
         store = await self.redis()
         up = GaugeMetricFamily("seatbot_redis_up", "1 when this process reaches its Redis store")
         up.add_metric([], 0.0 if store == "unreachable" else 1.0)

@@ -98,6 +98,8 @@ async def test_traffic_moves_the_metrics_and_leaks_no_person(
     await card_for(watched, f"frobnicate {ALICE}")  # unknown verb: typed text must not become a label
     await card_for(watched, f"revoke {ALICE}", user=OUTSIDER)  # refused
     other = await card_for(watched, f"revoke {mallory}")
+    forged = await watched.post("x=1", headers={"X-Slack-Signature": "v0=0"})
+    assert forged.status_code == 401
     slack.reject_responses = True  # Slack's response_url refuses the cancel's answer
     response, _ = await watched.click("seat_cancel", button(other, "seat_cancel")["value"])
     assert response.status_code == 200
@@ -126,6 +128,10 @@ async def test_traffic_moves_the_metrics_and_leaks_no_person(
     assert moved("seatbot_seats_changed_total", lane="interactive") == 1
     assert moved("seatbot_rate_budget_taken_total", lane="interactive") >= 3
     assert moved("seatbot_slack_delivery_failures_total", via="response_url") >= 1
+    assert moved("seatbot_slack_ack_seconds_count", status="200") == 7  # 5 commands, 2 clicks
+    assert moved("seatbot_slack_ack_seconds_count", status="401") == 1
+    assert moved("seatbot_slack_ack_seconds_bucket", status="200", le="3.0") == 7
+    assert value(after, "seatbot_build_info") == 1
     assert value(after, "seatbot_rate_budget_used", lane="interactive") >= 3
     limit = value(after, "seatbot_rate_budget_limit")
     used = value(after, "seatbot_rate_budget_used")

@@ -28,6 +28,8 @@ from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
+from bot import metrics
+
 log = logging.getLogger("seatbot.edge")
 # Set while Bolt handles a request: its ack's "sent" event and the edge (for its other acks in flight).
 _ticket: contextvars.ContextVar[tuple[asyncio.Event, SlackEdge] | None] = contextvars.ContextVar(
@@ -171,6 +173,7 @@ class SlackEdge:
         self._clock = clock
 
     async def handle(self, request: Request) -> Response:
+        started = time.perf_counter()
         self._acking += 1
         self._quiet.clear()
         try:
@@ -181,6 +184,7 @@ class SlackEdge:
         then = response.background
 
         async def on_the_wire() -> None:  # async: Starlette runs sync background tasks in threads
+            metrics.slack_ack(response.status_code, time.perf_counter() - started)
             self._acked()
             if then is not None:
                 await then()
