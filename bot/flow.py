@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
+from bot.cloudflare.budget import Lane as CloudflareLane
 from bot.directory_sync import DirectorySync, sync_command
 from bot.errors import ParseError, StoreUnavailable
 from bot.models import AccessUser, AuditEvent, Claim, Pending, PendingTarget, Seat, SeatUpdate, new_id
@@ -62,7 +63,9 @@ class SeatsAPI(Protocol):
 
     async def find_users_by_seat_uids(self, seat_uids: Collection[str]) -> dict[str, AccessUser]: ...
 
-    async def update_seats(self, updates: Sequence[SeatUpdate]) -> list[Seat]: ...
+    async def update_seats(
+        self, updates: Sequence[SeatUpdate], *, lane: CloudflareLane = "interactive"
+    ) -> list[Seat]: ...
 
 
 class PendingStore(Protocol):

@@ -1,8 +1,9 @@
-"""Executing a confirmed revoke and recording what Cloudflare said: shared by every path that PATCHes.
+"""A confirmed revoke: run through the executor (bot/executor.py), then what Cloudflare said recorded.
 
-A click (bot/flow.py) and a scheduled removal (bot/schedule.py) both end here: one audit event per
-seat, the idle facts told which seats were freed, and, when some seats were not removed, a fresh
-confirmation card for exactly those.
+A click (bot/flow.py, and with it a Workflow Builder step's card) runs `execute`; a scheduled
+removal (bot/schedule.py) looks its seats up again, runs the same executor and records here too: one
+audit event per seat, the idle facts told which seats were freed, and, when some seats were not
+removed, a fresh confirmation card for exactly those. Sweeps record per chunk (bot/sweep_run.py).
 """
 
 from __future__ import annotations
@@ -12,18 +13,16 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
-from bot.errors import SeatsError, StoreUnavailable
-from bot.models import AuditEvent, Pending, PendingTarget, Seat, SeatUpdate, new_id
+from bot.cloudflare.budget import Lane
+from bot.errors import StoreUnavailable
+from bot.executor import Executor, Plan, SeatWriter
+from bot.models import AuditEvent, Pending, PendingTarget, Seat, new_id
 from bot.outcomes import Failure, Outcome, SeatResult
 from bot.policy import Policy
 
-log = logging.getLogger("seatbot.flow")
+log = logging.getLogger(__name__)
 
 Freed = Callable[[Sequence[str]], Awaitable[None]]
-
-
-class SeatUpdater(Protocol):
-    async def update_seats(self, updates: Sequence[SeatUpdate]) -> list[Seat]: ...
 
 
 class PendingPut(Protocol):
@@ -34,11 +33,6 @@ class Recorder(Protocol):
     async def record(self, event: AuditEvent, **fields: Any) -> bool: ...
 
     async def record_many(self, events: list[tuple[AuditEvent, dict[str, Any]]]) -> bool: ...
-
-
-def unexpected(exc: BaseException, what: str = "the seats") -> SeatsError:
-    """A bug or a surprise while PATCHing: the outcome is unknown, so the error says so."""
-    return SeatsError(f"unexpected error ({type(exc).__name__}); check {what} with /seat status")
 
 
 def seat_results(targets: Sequence[PendingTarget], seats: Sequence[Seat]) -> tuple[SeatResult, ...]:
@@ -56,53 +50,49 @@ class Revocation:
     def __init__(
         self,
         *,
-        seats: SeatUpdater,
+        seats: SeatWriter,
         store: PendingPut,
         audit: Recorder,
         policy: Policy,
         clock: Callable[[], float] = time.time,
         freed: Freed | None = None,
+        executor: Executor | None = None,
     ) -> None:
-        self.seats = seats
+        self.executor = executor or Executor(seats)
         self.store = store
         self.audit = audit
         self.policy = policy
         self.clock = clock
         self.freed = freed  # the directory's idle facts learn it before the next sync
 
-    async def execute(self, pending: Pending, confirmer: str) -> Outcome | Failure:
+    async def execute(
+        self, pending: Pending, confirmer: str, *, lane: Lane = "interactive"
+    ) -> Outcome | Failure:
         """PATCH the card's seats once; record each seat's outcome; offer a fresh try for the rest."""
-        try:
-            updates = [SeatUpdate(seat_uid=t.seat_uid) for t in pending.targets]
-            seats = await self.seats.update_seats(updates)
-        except Exception as exc:
-            if isinstance(exc, SeatsError):
-                error = exc
-            else:  # a bug or a surprise: the outcome is unknown, so say so and record it
-                log.exception("revoke failed unexpectedly")
-                error = unexpected(exc)
-            # Earlier chunks may have gone through: report exactly those, retry only the rest.
-            completed = [s for s in error.completed if isinstance(s, Seat)]
-            done = tuple(r for r in seat_results(pending.targets, completed) if r.confirmed)
-            ok = await self.record_results(pending, confirmer, done)
-            ok &= await self.audit.record(
-                "failed",
-                id=pending.id,
-                user=confirmer,
-                requester=pending.requester,
-                seats=seat_uids(pending),
-                error=error.describe(),
-                status=error.status,
-                cf_ray=error.cf_ray,
-                attempts=error.attempts,
-            )
-            done_uids = {r.target.seat_uid for r in done}
-            rest = [t for t in pending.targets if t.seat_uid not in done_uids]
-            retry = await self.fresh_try(pending, rest)
-            return Failure(pending, confirmer, error.describe(), retry, audit_ok=ok, done=done)
-        results = seat_results(pending.targets, seats)
-        ok = await self.record_results(pending, confirmer, results)
-        return Outcome(pending, confirmer, results, audit_ok=ok)
+        applied = await self.executor.run(Plan.free(seat_uids(pending)), lane=lane)
+        results = seat_results(pending.targets, list(applied.seats.values()))
+        error = applied.error
+        if error is None:
+            ok = await self.record_results(pending, confirmer, results)
+            return Outcome(pending, confirmer, results, audit_ok=ok)
+        # Earlier chunks may have gone through: report exactly those, retry only the rest.
+        done = tuple(r for r in results if r.confirmed)
+        ok = await self.record_results(pending, confirmer, done)
+        ok &= await self.audit.record(
+            "failed",
+            id=pending.id,
+            user=confirmer,
+            requester=pending.requester,
+            seats=seat_uids(pending),
+            error=error.describe(),
+            status=error.status,
+            cf_ray=error.cf_ray,
+            attempts=error.attempts,
+        )
+        done_uids = {r.target.seat_uid for r in done}
+        rest = [t for t in pending.targets if t.seat_uid not in done_uids]
+        retry = await self.fresh_try(pending, rest)
+        return Failure(pending, confirmer, error.describe(), retry, audit_ok=ok, done=done)
 
     async def record_results(
         self, pending: Pending, confirmer: str, results: Sequence[SeatResult], **extra: Any

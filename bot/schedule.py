@@ -15,17 +15,19 @@ import math
 import re
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.errors import OutdatedRecord, ParseError, SeatsError, StoreUnavailable
+from bot.executor import Executor, Plan, run_with_retries, unexpected
 from bot.flow import UNAVAILABLE, SeatFlow
 from bot.jobs import JobRunner
-from bot.models import AccessUser, Pending, PendingTarget, Seat, SeatUpdate, new_id
+from bot.models import AccessUser, Pending, PendingTarget, Seat, new_id
 from bot.outcomes import CommandReply, Failure, Notice, SeatResult
 from bot.parse import Command
-from bot.revocation import seat_results, unexpected
+from bot.revocation import seat_results
 from bot.schedule_outcomes import (
     LATE_AFTER,
     Fired,
@@ -97,6 +99,7 @@ class Schedules:
     ) -> None:
         self.flow = flow
         self.lookup = lookup or flow.targets.uids  # the same verified look-up as an interactive revoke
+        self.executor: Executor = flow.revocation.executor  # the one way to change Cloudflare
         self.store = store
         self.jobs = jobs
         self.tz = tz
@@ -259,68 +262,26 @@ class Schedules:
 
     async def _run(self, entry: Entry) -> Fired:
         """Look the seats up through the verified path (bot/seat_lookup.py, with the card's emails),
-        PATCH the ones still held, retry what failed or could not be looked up within the window."""
+        free the ones still held through the executor, and retry (tenacity) what failed or could not
+        be looked up, within the retry window."""
         pending, flow = entry.pending, self.flow
         fired_at = self._clock()
-        remaining = list(pending.targets)
-        emails = {t.seat_uid: t.email for t in remaining if t.email}
-        results: list[SeatResult] = []
-        earlier: list[SeatResult] = []
-        gone: list[PendingTarget] = []
-        moved: list[Moved] = []
-        vanished: list[PendingTarget] = []
-        sent_at = entry.sent_at
-        error: SeatsError | None = None
-        deadline = fired_at + self.retry_window
-        delay, attempts = self.retry_delay, 0
-        while remaining:
-            attempts += 1
-            try:
-                answers = await self.lookup.by_uids([t.seat_uid for t in remaining], emails=emails)
-                to_send, unresolved = [], []
-                for target in remaining:
-                    user = answers.found.get(target.seat_uid)
-                    others = _other_seats(target, answers.by_email)
-                    if user is not None and not user.has_no_seat:
-                        to_send.append(target)
-                    elif user is not None:
-                        done = _as_seat(user)
-                        if sent_at is not None and _changed_since(user, sent_at):
-                            earlier.append(SeatResult(target, done))
-                        else:
-                            gone.append(target)
-                    elif others:  # the person is in Cloudflare with another seat: never this one's
-                        moved.append(Moved(target, tuple(others)))
-                    elif answers.missing.get(target.seat_uid) == "nobody":
-                        vanished.append(target)
-                    else:  # not seen, not known gone: a look-up that could not finish
-                        unresolved.append(target)
-                if to_send:
-                    if sent_at is None:
-                        sent_at = self._clock()
-                        await self.store.mark_sent(entry.id, now=sent_at)
-                    seats = await flow.seats.update_seats([SeatUpdate(seat_uid=t.seat_uid) for t in to_send])
-                    results += seat_results(to_send, seats)
-                remaining, error = unresolved, None
-                if unresolved:
-                    why = "; ".join(answers.problems.get(t.seat_uid, t.seat_uid) for t in unresolved)
-                    error = SeatsError(f"not sent: the seat could not be looked up ({why})")
-            except Exception as exc:
-                error = exc if isinstance(exc, SeatsError) else _unexpected(exc)
-                done_now = {s.seat_uid: s for s in error.completed if isinstance(s, Seat) and s.removed}
-                results += [SeatResult(t, done_now[t.seat_uid]) for t in remaining if t.seat_uid in done_now]
-                remaining = [t for t in remaining if t.seat_uid not in done_now]
-            if not remaining or self._clock() + delay > deadline:
-                break
-            log.warning(
-                "scheduled removal %s: attempt %d left %d seat(s) (%s), retrying",
-                entry.id,
-                attempts,
-                len(remaining),
-                error.describe() if error else "?",
-            )
-            await self._sleep(delay)
-            delay = min(delay * 2, 60.0)
+        f = _Firing(remaining=list(pending.targets), sent_at=entry.sent_at)
+
+        async def attempt(number: int) -> bool:
+            await self._attempt(entry, f)
+            return not f.remaining
+
+        _, attempts = await run_with_retries(
+            attempt,
+            done=bool,
+            window=self.retry_window,
+            first_delay=self.retry_delay,
+            sleep=self._sleep,
+            what=f"scheduled removal {entry.id}",
+        )
+        results, earlier, gone, moved, vanished = f.results, f.earlier, f.gone, f.moved, f.vanished
+        remaining, error, sent_at = f.remaining, f.error, f.sent_at
         late = {"late_by": round(fired_at - entry.at, 1)} if fired_at - entry.at > LATE_AFTER else {}
         ok = await flow.audit.record_many(
             [("already_removed", {"id": entry.id, "seat_uid": t.seat_uid, "email": t.email}) for t in gone]
@@ -367,6 +328,50 @@ class Schedules:
             sent_at=sent_at,
         )
 
+    async def _attempt(self, entry: Entry, f: _Firing) -> None:
+        """One look-up of what is left, and one PATCH of the seats still held."""
+        emails = {t.seat_uid: t.email for t in entry.pending.targets if t.email}
+        try:
+            answers = await self.lookup.by_uids([t.seat_uid for t in f.remaining], emails=emails)
+        except Exception as exc:  # the look-up itself broke: nothing is known, nothing sent
+            f.error = exc if isinstance(exc, SeatsError) else _unexpected(exc)
+            return
+        to_send, unresolved = [], []
+        for target in f.remaining:
+            user = answers.found.get(target.seat_uid)
+            others = _other_seats(target, answers.by_email)
+            if user is not None and not user.has_no_seat:
+                to_send.append(target)
+            elif user is not None:
+                if f.sent_at is not None and _changed_since(user, f.sent_at):
+                    f.earlier.append(SeatResult(target, _as_seat(user)))
+                else:
+                    f.gone.append(target)
+            elif others:  # the person is in Cloudflare with another seat: never this one's
+                f.moved.append(Moved(target, tuple(others)))
+            elif answers.missing.get(target.seat_uid) == "nobody":
+                f.vanished.append(target)
+            else:  # not seen, not known gone: a look-up that could not finish
+                unresolved.append(target)
+        f.error = None
+        if unresolved:
+            why = "; ".join(answers.problems.get(t.seat_uid, t.seat_uid) for t in unresolved)
+            f.error = SeatsError(f"not sent: the seat could not be looked up ({why})")
+        if to_send:
+            if f.sent_at is None:
+                f.sent_at = self._clock()
+                await self.store.mark_sent(entry.id, now=f.sent_at)
+            applied = await self.executor.run(Plan.free(t.seat_uid for t in to_send), lane="interactive")
+            if applied.error is None:
+                f.results += seat_results(to_send, list(applied.seats.values()))
+            else:  # what Cloudflare confirmed is done; the rest is tried again
+                f.error = applied.error
+                f.results += [
+                    SeatResult(t, applied.seats[t.seat_uid]) for t in to_send if applied.freed(t.seat_uid)
+                ]
+                unresolved += [t for t in to_send if not applied.freed(t.seat_uid)]
+        f.remaining = unresolved
+
     async def _announce(self, channel: str, what: Announcement) -> None:
         if self.announce is None:
             return
@@ -374,6 +379,20 @@ class Schedules:
             await self.announce(channel, what)
         except Exception:
             log.exception("could not announce in %s", channel)
+
+
+@dataclass
+class _Firing:
+    """What one firing has found so far, across its attempts."""
+
+    remaining: list[PendingTarget]
+    sent_at: float | None
+    error: SeatsError | None = None
+    results: list[SeatResult] = field(default_factory=list)
+    earlier: list[SeatResult] = field(default_factory=list)
+    gone: list[PendingTarget] = field(default_factory=list)
+    moved: list[Moved] = field(default_factory=list)
+    vanished: list[PendingTarget] = field(default_factory=list)
 
 
 def _other_seats(target: PendingTarget, by_email: dict[str, list[AccessUser]]) -> list[AccessUser]:

@@ -15,6 +15,7 @@ from typing import Protocol
 from bot.errors import (
     SeatsError,
 )
+from bot.executor import Executor
 from bot.idle import (
     Exclusions,
     IdleReport,
@@ -58,6 +59,7 @@ class IdleFlow(Sweeping):
     ) -> None:
         self.source = source
         self.seats = seats
+        self.executor = Executor(seats)
         self.pendings = pendings
         self.sweeps = sweeps
         self.audit = audit

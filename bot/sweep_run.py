@@ -30,6 +30,7 @@ from bot.errors import (
     SeatsError,
     StoreUnavailable,
 )
+from bot.executor import Executor, Plan, Unexpected
 from bot.idle import (
     Exclusions,
     IdleRule,
@@ -41,7 +42,6 @@ from bot.idle import (
 from bot.idle_source import UserSource
 from bot.models import AuditEvent, Pending, Seat, SeatUpdate, new_id
 from bot.outcomes import Notice
-from bot.revocation import unexpected
 from bot.state.sweeps import Run, SweepList
 
 log = logging.getLogger("seatbot.sweep")
@@ -108,6 +108,7 @@ class Sweeping:
 
     source: UserSource
     seats: SeatUpdater
+    executor: Executor  # every change in Cloudflare goes through it (bot/executor.py)
     sweeps: Sweeps
     audit: Audit
     exclude: Exclusions
@@ -362,20 +363,15 @@ class Sweeping:
         self, chunk: list[IdleSeat]
     ) -> tuple[dict[IdleSeat, str], list[tuple[IdleSeat, str]], str | None]:
         """PATCH one chunk: (freed → updated_at, failed with why, an error that stops the sweep)."""
-        try:
-            # the background lane: interactive revokes always keep their reserve of the rate budget
-            seats = await self.seats.update_seats(
-                [SeatUpdate(seat_uid=s.seat_uid) for s in chunk], lane="bulk"
-            )
-        except SeatsError as exc:
-            if isinstance(exc, RateLimited):
-                return {}, [], _PAUSE
-            stop = exc.describe() if isinstance(exc, _FATAL) else None
+        # the background lane: interactive revokes always keep their reserve of the rate budget
+        applied = await self.executor.run(Plan.free(s.seat_uid for s in chunk), lane="bulk")
+        exc = applied.error
+        if isinstance(exc, RateLimited):
+            return {}, [], _PAUSE
+        if exc is not None:  # one chunk is one request: nothing of it is confirmed
+            stop = exc.describe() if isinstance(exc, _FATAL | Unexpected) else None
             return {}, [(s, exc.describe()) for s in chunk], stop
-        except Exception as exc:  # the outcome of this chunk is unknown: stop and say so
-            log.exception("sweep chunk failed unexpectedly")
-            why = unexpected(exc, "these seats").message
-            return {}, [(s, why) for s in chunk], why
+        seats = list(applied.seats.values())
         by_uid = {seat.seat_uid: seat for seat in seats}
         ok: dict[IdleSeat, str] = {}
         bad: list[tuple[IdleSeat, str]] = []

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 import redis.asyncio as aredis
 
+from bot.cloudflare.budget import Lane
 from bot.cloudflare.sandbox import Sandbox
+from bot.executor import Executor
 from bot.flow import EXPIRED, SeatFlow
 from bot.models import AccessUser, Pending, Seat, SeatUpdate
 from bot.outcomes import Cancelled, Card, Failure, Notice, Outcome
@@ -151,7 +153,7 @@ class Exploding:
     async def find_users_by_seat_uids(self, seat_uids: Collection[str]) -> dict[str, AccessUser]:
         return dict(await self.inner.find_users_by_seat_uids(seat_uids))
 
-    async def update_seats(self, updates: Sequence[SeatUpdate]) -> list[Seat]:
+    async def update_seats(self, updates: Sequence[SeatUpdate], *, lane: Lane = "interactive") -> list[Seat]:
         raise KeyError("surprise")
 
 
@@ -160,7 +162,7 @@ async def test_an_unexpected_error_is_a_recorded_failure_not_a_success(
 ) -> None:
     """A bug during the PATCH: a Failure naming it, nothing reported done, audited, a fresh try offered."""
     async with seat_flow(sandbox, redis_client) as flow:
-        flow.revocation.seats = Exploding(flow.seats)
+        flow.revocation.executor = Executor(Exploding(flow.seats))
         pending = await card(flow, f"revoke {ALICE}")
         failure = await confirm(flow, pending)
     assert isinstance(failure, Failure)
