@@ -122,12 +122,12 @@ async def one_size(stack: Stack, users: int, rows: list[tuple[str, str, str]], n
                     during.append(elapsed)
             await asyncio.sleep(0.5)
         wall = time.perf_counter() - started
-        raw: dict[bytes, bytes] = stack.redis.hgetall("seatbot:dir:meta")  # type: ignore[assignment]
+        raw: dict[bytes, bytes] = stack.redis.hgetall("{seatbot}:dir:meta")  # type: ignore[assignment]
         meta = {k.decode(): v.decode() for k, v in raw.items()}
         box = stack.sandbox()
         rss_after = rss_kb(proc.pid)
         memory_after = used_memory(stack.redis)
-        facts = int(stack.redis.memory_usage("seatbot:dir:facts", samples=0) or 0)
+        facts = int(stack.redis.memory_usage("{seatbot}:dir:facts", samples=0) or 0)
         (on_t, on_n), (floor, email_n) = await stack.timed(
             base, (f"status {last_uid}", last_email), (f"status {last_email}", last_email)
         )

@@ -154,11 +154,11 @@ async def floor_read(url: str) -> float:
 
     client = aredis.Redis.from_url(url)
     global FACTS_BYTES
-    FACTS_BYTES = int(await client.memory_usage("seatbot:dir:facts", samples=0) or 0)
+    FACTS_BYTES = int(await client.memory_usage("{seatbot}:dir:facts", samples=0) or 0)
     t0 = time.perf_counter()
     cursor = 0
     while True:
-        cursor, _ = await client.hscan("seatbot:dir:facts", cursor, count=5_000)
+        cursor, _ = await client.hscan("{seatbot}:dir:facts", cursor, count=5_000)
         if cursor == 0:
             break
     took = time.perf_counter() - t0

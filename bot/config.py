@@ -113,6 +113,7 @@ class Settings(BaseSettings):
     redis_tls_insecure: bool = False
     redis_tls_ca_file: Path | None = None  # PEM CA bundle that signed a rediss:// server's certificate
     redis_timeout_seconds: float = Field(default=1.0, gt=0, le=10)
+    redis_cluster: bool = False  # REDIS_URL names any node of a Redis Cluster (bot/state/redis.py)
 
     # Serving
     port: int = Field(default=3000, ge=1, le=65535)

@@ -18,11 +18,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aredis
+from redis.asyncio.cluster import RedisCluster
 from saq import Worker
 from saq.queue.redis import RedisQueue
 from saq.types import Context
 
 from bot import metrics
+from bot.state.keys import TAG
 
 log = logging.getLogger("seatbot.jobs")
 
@@ -66,6 +68,14 @@ def lag(ctx: Context) -> float | None:
     return job.started / 1000 - due if due else None
 
 
+def queue_name(redis: aredis.Redis) -> str:
+    """saq's queue: its keys are `saq:<name>:…` and `saq:job:<name>:<key>`. On Redis Cluster the
+    name is the bot's hash tag, so saq's scripts and MULTI blocks (which span its lists, sorted
+    sets and job records) stay in one slot. Elsewhere it keeps the name it always had, so jobs
+    queued by an earlier release still run."""
+    return TAG if isinstance(redis, RedisCluster) else QUEUE
+
+
 class JobRunner:
     """Enqueue jobs for later and run them; `start()` in a process that should run jobs."""
 
@@ -79,7 +89,7 @@ class JobRunner:
     ) -> None:
         queue_type = _InProcessQueue if in_process else RedisQueue
         self.redis = redis
-        self.queue = queue_type(redis, name=QUEUE)
+        self.queue = queue_type(redis, name=queue_name(redis))
         self._functions: dict[str, JobFunction] = {}
         self._concurrency = concurrency
         self._dequeue_timeout = dequeue_timeout
@@ -106,7 +116,7 @@ class JobRunner:
         """Run `name(**kwargs)` at `at` (epoch seconds); False if a job with `key` already exists."""
         job = await self.queue.enqueue(
             name,
-            key=key,
+            key=self._key(key),
             scheduled=at,  # saq compares it with the time in seconds; fractions are kept
             timeout=run_timeout,
             retries=retries,
@@ -119,9 +129,14 @@ class JobRunner:
 
     async def cancel(self, key: str) -> None:
         """Drop a job that has not started (a started one finishes; the job itself checks state)."""
-        job = await self.queue.job(key)
+        job = await self.queue.job(self._key(key))
         if job is not None and not job.completed:
             await self.queue.abort(job, "cancelled")
+
+    def _key(self, key: str) -> str:
+        """A job's key; on a cluster it starts with the hash tag, as saq's abort key
+        (`saq:abort:<key>`, written in the same script as the job) has no queue name in it."""
+        return TAG + key if self.queue.name == TAG else key
 
     async def start(self) -> None:
         if self.running:

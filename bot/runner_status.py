@@ -15,7 +15,7 @@ from typing import Any
 import redis.asyncio as aredis
 from saq.queue.redis import RedisQueue
 
-from bot.jobs import QUEUE
+from bot.jobs import queue_name
 from bot.state.schedules import INDEX
 
 log = logging.getLogger("seatbot.jobs")
@@ -40,7 +40,7 @@ class Runners:
 
 async def runners(redis: aredis.Redis) -> Runners:
     """The live job runners on this Redis (raises RedisError when Redis cannot be read)."""
-    info = await RedisQueue(redis, name=QUEUE).info()
+    info = await RedisQueue(redis, name=queue_name(redis)).info()
     workers: dict[str, Any] = dict(info.get("workers") or {})
     alive = []
     for worker_id, data in sorted(workers.items()):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
 import redis.asyncio as aredis
+from redis.exceptions import RedisError
 
 from bot.cloudflare.budget import RateBudget
 from bot.cloudflare.client import CloudflareClient
@@ -31,6 +33,7 @@ from bot.schedule import Announce, Schedules
 from bot.seat_lookup import SeatLookup
 from bot.state.audit import Audit
 from bot.state.directory import SeatDirectory
+from bot.state.keys import migrate as migrate_keys
 from bot.state.pending import PendingStore
 from bot.state.redis import connect_redis
 from bot.state.schedules import ScheduleStore
@@ -39,6 +42,8 @@ from bot.state.sweeps import SweepStore
 from bot.sweep import IdleFlow
 from bot.sweep_run import RESUME_JOB
 from bot.workflow import WorkflowLimits, WorkflowSteps
+
+log = logging.getLogger("seatbot.runtime")
 
 
 @dataclass
@@ -64,7 +69,13 @@ class Runtime:
     async def start_jobs(self) -> None:
         """The background job runner unless SEATBOT_JOB_RUNNER is off: scheduled removals, paused
         sweeps, and the seat directory's refresh (an empty directory's first sync starts at once;
-        Slack is served meanwhile and UID look-ups scan until it is ready)."""
+        Slack is served meanwhile and UID look-ups scan until it is ready). First the previous
+        release's Redis keys move to this release's names (bot/state/keys.py), once Redis-wide."""
+        try:
+            if not self.in_process_store:
+                await migrate_keys(self.redis)
+        except RedisError as exc:  # Redis down: the next process to start moves them
+            log.warning("could not check the Redis key layout (%s)", type(exc).__name__)
         if self.jobs is not None and self.settings.seatbot_job_runner:
             await self.jobs.start()
         elif self.jobs is not None and not self.in_process_store:  # a warning if nobody runs one

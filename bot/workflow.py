@@ -28,6 +28,7 @@ from bot.models import WORKFLOW_REQUESTER, Pending, PendingTarget, new_id, valid
 from bot.outcomes import Cancelled, Card, ClickReply, Failure, Outcome
 from bot.parse import parse
 from bot.spend import Quota, charged
+from bot.state.keys import key
 from bot.state.pending import CLAIMED
 from bot.state.pending import PREFIX as PENDING
 
@@ -35,7 +36,7 @@ log = logging.getLogger("seatbot.workflow")
 
 CALLBACK_ID = "revoke_seat"
 EXPIRE_JOB = "workflow_step_expire"
-STEP = "seatbot:step:"
+STEP = key("step:")
 UNKNOWN_REQUESTER = WORKFLOW_REQUESTER  # nobody Slack vouches for: see bot.models
 Outcome_ = Literal["revoked", "already_removed", "cancelled", "expired", "failed"]
 

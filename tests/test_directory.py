@@ -172,7 +172,7 @@ async def test_two_processes_one_sync_and_lookups_see_one_sync_only(
         sandbox.hold, sandbox.hold_from = asyncio.Event(), len(sandbox.requests) + 1
         assert await sync_of(a).maybe_refresh(force=True) == "started"
         for _ in range(200):
-            if int((await redis_client.hget("seatbot:dir:progress", "pages")) or 0) >= 1:
+            if int((await redis_client.hget("{seatbot}:dir:progress", "pages")) or 0) >= 1:
                 break
             await asyncio.sleep(0.02)
         assert await sync_of(b).maybe_refresh(force=True) == "running"
@@ -240,14 +240,14 @@ async def test_a_killed_syncer_leaves_the_last_directory_and_another_takes_over(
         sent = await http.post(f"http://127.0.0.1:{bot_port}/slack/events", content=body, headers=sign(body))
         assert sent.status_code == 200
         for _ in range(100):
-            if int((await redis_client.hget("seatbot:dir:progress", "pages")) or 0) >= 1:
+            if int((await redis_client.hget("{seatbot}:dir:progress", "pages")) or 0) >= 1:
                 break
             await asyncio.sleep(0.05)
         a.kill()  # no clean-up of any kind: the lease stays until it expires
         a.wait(timeout=10)
         await http.put(knobs, json={"latency": 0})
         await http.aclose()
-        assert await redis_client.exists("seatbot:dir:lease")
+        assert await redis_client.exists("{seatbot}:dir:lease")
         assert (await SeatDirectory(redis_client).status()).users == 1_005
         settings = settings_for(
             slack,

@@ -76,7 +76,7 @@ async def test_a_stale_directory_is_refreshed_first(
         assert (await card_for(bot, "idle"))["text"].startswith("3 idle seats")  # first sync, on demand
         add_idle(sandbox, 2, prefix="later")
         assert (await card_for(bot, "idle"))["text"].startswith("3 idle seats")  # fresh: no request
-        await redis_client.hset("seatbot:dir:meta", "synced_at", str(NOW.timestamp() - 7200))
+        await redis_client.hset("{seatbot}:dir:meta", "synced_at", str(NOW.timestamp() - 7200))
         sandbox.requests.clear()
         message = await card_for(bot, "idle")
     assert message["text"].startswith("5 idle seats") and {r.method for r in sandbox.requests} == {"GET"}

@@ -140,7 +140,7 @@ async def test_survives_a_restart_of_every_process(
         await asyncio.sleep(1.5)
         assert len(sandbox.patches) == 1 and len(fired_posts(slack)) == 1
         assert sandbox.users[alice_uid(sandbox)]["access_seat"] is False
-        assert await redis_client.zcard("seatbot:sched:index") == 0
+        assert await redis_client.zcard("{seatbot}:sched:index") == 0
     finally:
         for bot in new:
             await bot.aclose()
@@ -158,7 +158,7 @@ async def test_cancel_prevents_it_and_is_audited_and_announced(
         cancel = unschedule_button(listing)
         await bot.click("seat_unschedule", cancel["value"], user=OUTSIDER)
         await asyncio.sleep(0.3)
-        assert await redis_client.zcard("seatbot:sched:index") == 1  # a non-admin's click does nothing
+        assert await redis_client.zcard("{seatbot}:sched:index") == 1  # a non-admin's click does nothing
         _, key = await bot.click("seat_unschedule", cancel["value"], user=ADMIN2)
         (reply,) = await slack.wait_responses(key, 1)
         assert "will not run" in reply["text"]

@@ -97,7 +97,7 @@ async def test_expiry_completes_with_an_error_and_marks_the_card(
         _, key = await bot.click("seat_step_confirm", value, user=ADMIN)  # too late
         (late,) = await slack.wait_responses(key, 1)
         assert "expired" in late["text"] and sandbox.patches == [] and len(slack.completions) == 1
-        assert await redis_client.keys("seatbot:step:*") == []  # the workflow token is gone with the card
+        assert await redis_client.keys("{seatbot}:step:*") == []  # the workflow token is gone with the card
     finally:
         await bot.aclose()
 

@@ -38,13 +38,14 @@ from redis.exceptions import RedisError
 
 from bot import metrics, spend
 from bot.errors import BudgetExhausted
+from bot.state import keys
 
 log = logging.getLogger("seatbot.budget")
 
 Lane = Literal[
     "interactive", "sync", "bulk", "workflow"
 ]  # bulk: idle sweeps, on the sync lane's share but never waiting long; workflow: see above
-PREFIX = "seatbot:cf:budget"
+PREFIX = keys.key("cf:budget")
 
 # KEYS: the window (sorted set of request times), pause for every lane, pause for the sync lane
 # (each pause holds the time it ends, in ms). ARGV: now (ms), window (ms), cap for this lane, lane,

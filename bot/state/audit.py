@@ -25,12 +25,13 @@ from redis.exceptions import RedisError
 
 from bot.errors import StoreUnavailable
 from bot.models import AuditEvent
+from bot.state.keys import key
 
 log = logging.getLogger("seatbot.audit")
 
-STREAM = "seatbot:audit"  # real events
-NOISE = "seatbot:audit:noise"  # refusals, expired and outdated clicks
-REFUSALS = "seatbot:audit:refusals"  # user → noise events ever caused (stored or only counted)
+STREAM = key("audit")  # real events
+NOISE = key("audit:noise")  # refusals, expired and outdated clicks
+REFUSALS = key("audit:refusals")  # user → noise events ever caused (stored or only counted)
 NOISE_EVENTS: frozenset[str] = frozenset({"refused", "expired_click", "outdated"})
 
 # KEYS: the noise stream, this user's counter for this minute, the per-user totals.

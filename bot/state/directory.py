@@ -1,11 +1,11 @@
 """The seat directory in Redis: which email holds which seat UID, as of the last complete sync.
 
-The live directory is two sets of small hashes: `seatbot:dir:uid:<b>` (seat UID → email) and
-`seatbot:dir:email:<b>` (folded email → seat UID), `b` = crc32 of the key mod 2048. Small hashes
+The live directory is two sets of small hashes: `{seatbot}:dir:uid:<b>` (seat UID → email) and
+`{seatbot}:dir:email:<b>` (folded email → seat UID), `b` = crc32 of the key mod 2048. Small hashes
 stay in Redis's compact listpack encoding (up to about 250,000 users), about 60 % of the
 memory of two big hashes. A sync writes a fresh set under its own build keys and, when its listing
 is complete, one Lua script swaps them in (UNLINK + RENAME, and the meta hash) only if the sync
-still holds the lease (the idle report's per-seat facts, `seatbot:dir:facts`, one hash read with
+still holds the lease (the idle report's per-seat facts, `{seatbot}:dir:facts`, one hash read with
 HSCAN by bot/state/seat_facts.py, are built and swapped with them). Look-ups read inside MULTI, so
 a look-up sees one sync or the other, never half of each. A lease key with a TTL, refreshed while
 syncing, lets exactly one process sync at a time; if its holder dies the lease and the half-built
@@ -26,8 +26,9 @@ import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
 from bot.errors import StoreUnavailable
+from bot.state import keys
 
-PREFIX = "seatbot:dir"
+PREFIX = keys.key("dir")
 BUCKETS = 2048
 META = f"{PREFIX}:meta"
 PROGRESS = f"{PREFIX}:progress"
@@ -36,7 +37,8 @@ FACTS = f"{PREFIX}:facts"  # seat UID → what the idle rule reads (bot.idle.fac
 
 State = Literal["ready", "syncing", "empty", "off"]
 
-# The bucket keys are built inside the scripts from their prefixes (one Redis, not a cluster).
+# The bucket keys are built inside the scripts from their prefixes: all in the bot's one hash slot
+# (bot/state/keys.py), so this holds on Redis Cluster too.
 # KEYS: lease, meta, progress, live facts. ARGV: token, buckets, build prefix, live prefix, meta pairs…
 _SWAP = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end

@@ -1,6 +1,6 @@
 """Pending confirmations in Redis: one key per card, claimed atomically so a click acts once.
 
-A card's button carries only a random 128-bit id. The record lives under `seatbot:pending:<id>`
+A card's button carries only a random 128-bit id. The record lives under `{seatbot}:pending:<id>`
 with a TTL. Claiming is one Lua script: it checks who may click and deletes the record in the same
 step, so of any number of clicks on any number of processes exactly one gets the record.
 """
@@ -25,12 +25,13 @@ from bot.models import (
     new_id,
     valid_id,
 )
+from bot.state.keys import key
 
 log = logging.getLogger("seatbot.pending")
 
-PREFIX = "seatbot:pending:"
-CLAIMED = "seatbot:claimed:"
-APPROVED = "seatbot:approved:"
+PREFIX = key("pending:")
+CLAIMED = key("claimed:")
+APPROVED = key("approved:")
 
 # KEYS[1] the record, KEYS[2] its claim marker, KEYS[3] its first approval (workflow cards).
 # ARGV: clicker, action, clicker_is_admin, format version, two_person now ("1"/"0"), click nonce,

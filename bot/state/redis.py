@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -20,7 +21,8 @@ log = logging.getLogger("seatbot.redis")
 def connect_redis(
     settings: Settings, *, warn_in_process: bool = True, retries: int = 1, timeout: float | None = None
 ) -> aredis.Redis:
-    """redis:// or rediss:// with short timeouts; the in-process store (same Lua) when REDIS_URL is unset."""
+    """redis:// or rediss:// with short timeouts (a cluster client with REDIS_CLUSTER); the in-process
+    store (same Lua) when REDIS_URL is unset."""
     url = settings.redis_url.get_secret_value() if settings.redis_url is not None else None
     if not url:
         import fakeredis
@@ -34,16 +36,20 @@ def connect_redis(
         kwargs.update(ssl_cert_reqs="none", ssl_check_hostname=False)
     elif url.startswith("rediss://") and settings.redis_tls_ca_file is not None:
         kwargs.update(ssl_ca_certs=str(settings.redis_tls_ca_file))  # verified, hostname included
-    return aredis.Redis.from_url(
-        url,
+    kwargs.update(
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         # One quick reconnect covers a pooled connection that died with a Redis restart.
         retry=Retry(NoBackoff(), retries),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         health_check_interval=30,
-        **kwargs,
     )
+    if settings.redis_cluster:
+        # Every key the bot uses is in one hash slot (bot/state/keys.py), so its scripts and MULTI
+        # blocks run as on one Redis; the cluster client follows MOVED and failovers. It speaks the
+        # same commands, hence typed as the plain client the stores expect.
+        return cast(aredis.Redis, RedisCluster.from_url(url, **kwargs))
+    return aredis.Redis.from_url(url, **kwargs)
 
 
 async def redis_status(redis: aredis.Redis) -> str:

@@ -1,7 +1,7 @@
 """Scheduled removals in Redis: the record, a time index and one lock key per seat.
 
-`seatbot:sched:<id>` holds the confirmed card and when it runs; `seatbot:sched:index` orders them
-by time for `/seat scheduled`; `seatbot:sched:seat:<uid>` names the one schedule holding a seat,
+`{seatbot}:sched:<id>` holds the confirmed card and when it runs; `{seatbot}:sched:index` orders them
+by time for `/seat scheduled`; `{seatbot}:sched:seat:<uid>` names the one schedule holding a seat,
 so a seat cannot be scheduled twice. Every change is one Lua script, so of any number of
 processes exactly one adds, fires or cancels a given schedule. Firing takes a lease instead of
 deleting: if the process dies mid-way the lease runs out and the job library's retry fires again
@@ -20,12 +20,13 @@ from redis.exceptions import RedisError
 
 from bot.errors import OutdatedRecord, StoreUnavailable
 from bot.models import FORMAT_VERSION, OLDEST_READABLE, Pending, PendingTarget, valid_id
+from bot.state.keys import key
 
 log = logging.getLogger("seatbot.schedules")
 
-PREFIX = "seatbot:sched:"
-INDEX = "seatbot:sched:index"
-SEAT = "seatbot:sched:seat:"
+PREFIX = key("sched:")
+INDEX = key("sched:index")
+SEAT = key("sched:seat:")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Reading the seat directory's facts (`seatbot:dir:facts`): what the idle rule needs, per seat UID.
+"""Reading the seat directory's facts (`{seatbot}:dir:facts`): what the idle rule needs, per seat UID.
 
 The facts hash is built and swapped in with the rest of the directory (bot.state.directory). A full
 read walks it with HSCAN in large batches and checks that no sync swapped in meanwhile (else it reads

@@ -1,8 +1,8 @@
 """An idle sweep's seat list, kept beside its pending confirmation.
 
 The pending record (claimed once by `bot.state.pending`) stays small; the list, which may hold many
-thousands of seats, lives under `seatbot:sweep:<id>` as compact JSON and outlives the card a little,
-so a claimed card always finds its list. Confirming it starts a run (`seatbot:sweep:run:<id>`): the
+thousands of seats, lives under `{seatbot}:sweep:<id>` as compact JSON and outlives the card a little,
+so a claimed card always finds its list. Confirming it starts a run (`{seatbot}:sweep:run:<id>`): the
 progress is written per chunk, so any process resumes a sweep whose runner died or that the rate
 budget paused, from the chunk it was at.
 """
@@ -20,8 +20,9 @@ from redis.exceptions import RedisError
 
 from bot.errors import StoreUnavailable
 from bot.idle import IdleSeat
+from bot.state.keys import key
 
-PREFIX = "seatbot:sweep:"
+PREFIX = key("sweep:")
 GRACE_SECONDS = 300  # the list outlives its card by this much
 
 
