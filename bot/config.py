@@ -114,6 +114,11 @@ class Settings(BaseSettings):
     redis_tls_ca_file: Path | None = None  # PEM CA bundle that signed a rediss:// server's certificate
     redis_timeout_seconds: float = Field(default=1.0, gt=0, le=10)
     redis_cluster: bool = False  # REDIS_URL names any node of a Redis Cluster (bot/state/redis.py)
+    redis_sentinels: str | None = None  # host:port,host:port: find the primary through Sentinel
+    redis_sentinel_service: str | None = None  # the primary's name in Sentinel (default: REDIS_URL's host)
+    redis_sentinel_password: SecretStr | None = None  # the Sentinels' own password, if they have one
+    # replicas a claim must reach before a revoke acts on it (default: 1 with Sentinel, else 0)
+    redis_wait_replicas: int | None = Field(default=None, ge=0, le=10)
 
     # Serving
     port: int = Field(default=3000, ge=1, le=65535)
@@ -231,6 +236,56 @@ class Settings(BaseSettings):
                 got = f"got {scheme}://" if scheme else "no scheme"
                 raise ValueError(f"must start with redis://, rediss:// (TLS) or unix:// ({got})")
         return value
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinels(cls, value: str | None) -> str | None:
+        if value is not None:
+            for item in (part.strip() for part in value.split(",")):
+                host, _, port = item.rpartition(":")
+                if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                    raise ValueError(
+                        f"`{item}` is not host:port; list each Sentinel, e.g. 10.0.0.5:26379,10.0.0.6:26379"
+                    )
+        return value
+
+    @model_validator(mode="after")
+    def _redis_topology(self) -> Settings:
+        """Cluster and Sentinel need REDIS_URL (the password, database and TLS) and exclude each other."""
+        wanted = [
+            name
+            for name, on in (("REDIS_CLUSTER", self.redis_cluster), ("REDIS_SENTINELS", self.redis_sentinels))
+            if on
+        ]
+        if len(wanted) == 2:
+            raise ValueError("REDIS_CLUSTER and REDIS_SENTINELS: set one (a cluster fails over by itself)")
+        if wanted and self.redis_url is None:
+            raise ValueError(
+                f"{wanted[0]} needs REDIS_URL too (redis:// or rediss://, with the password and database)"
+            )
+        if wanted and urlsplit(self.redis_url.get_secret_value() if self.redis_url else "").scheme == "unix":
+            raise ValueError(f"{wanted[0]} needs a redis:// or rediss:// REDIS_URL, not unix://")
+        if self.redis_sentinels and not self.sentinel_service:
+            raise ValueError(
+                "REDIS_SENTINELS needs REDIS_SENTINEL_SERVICE (the name Sentinel monitors, e.g. mymaster)"
+            )
+        return self
+
+    @property
+    def sentinel_service(self) -> str | None:
+        """The primary's name in Sentinel: REDIS_SENTINEL_SERVICE, else REDIS_URL's host
+        (`redis://:password@mymaster/0`, as redis-rb and Sidekiq write it)."""
+        if self.redis_sentinel_service:
+            return self.redis_sentinel_service
+        return urlsplit(self.redis_url.get_secret_value()).hostname if self.redis_url else None
+
+    @property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        found = []
+        for item in (part.strip() for part in (self.redis_sentinels or "").split(",") if part.strip()):
+            host, _, port = item.rpartition(":")
+            found.append((host.strip("[]"), int(port)))
+        return found
 
     @field_validator("cloudflare_base_url", "slack_api_url")
     @classmethod

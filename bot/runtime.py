@@ -144,7 +144,12 @@ def build_runtime(
     lease = (
         math.ceil(settings.cloudflare_budget_wait_seconds + settings.cloudflare_retry_deadline_seconds) + 30
     )
-    store = PendingStore(redis, lease_seconds=lease)
+    replicas = settings.redis_wait_replicas
+    if replicas is None:  # behind Sentinel a failover must not bring back a claimed card
+        replicas = 1 if settings.redis_sentinels else 0
+    store = PendingStore(
+        redis, lease_seconds=lease, replicas=replicas, wait_seconds=settings.redis_timeout_seconds / 2
+    )
     audit = Audit(
         redis,
         maxlen=settings.seatbot_audit_maxlen,

@@ -68,7 +68,12 @@ def redis_label(settings: Settings) -> str:
     db = parts.path.strip("/") or "0"
     tls = " over TLS" if parts.scheme == "rediss" else ""
     auth = ", password set" if parts.password else ""
-    return f"{parts.hostname}:{parts.port or 6379} db {db}{tls}{auth}"
+    if settings.redis_sentinels:
+        count = len(settings.sentinel_addresses)
+        where = f"the primary of {settings.sentinel_service} (via {count} Sentinel{'s' if count > 1 else ''})"
+        return f"{where} db {db}{tls}{auth}"
+    cluster = " (Redis Cluster)" if settings.redis_cluster else ""
+    return f"{parts.hostname}:{parts.port or 6379}{cluster} db {db}{tls}{auth}"
 
 
 def admins_label(settings: Settings) -> str:

@@ -7,9 +7,12 @@ step, so of any number of clicks on any number of processes exactly one gets the
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
-from typing import Literal, cast
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, cast
 
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
@@ -107,12 +110,38 @@ return {'claimed', raw, approver}
 """
 
 
+def _replicated(info: dict[str, Any], acked: int, wanted: int) -> bool:
+    """Every connected replica, up to `wanted`, acknowledged the write. A primary left with no
+    replica (the one just promoted, its old primary dead) has nobody to lose it to."""
+    return int(acked) >= min(wanted, int(info.get("connected_slaves", 0)))
+
+
 class PendingStore:
-    def __init__(self, redis: aredis.Redis, *, lease_seconds: int = 90) -> None:
-        """`lease_seconds`: the longest one revoke can take (Cloudflare retries included)."""
+    def __init__(
+        self,
+        redis: aredis.Redis,
+        *,
+        lease_seconds: int = 90,
+        replicas: int = 0,
+        wait_seconds: float = 0.5,
+        settle_seconds: float = 30.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        """`lease_seconds`: the longest one revoke can take (Cloudflare retries included).
+
+        `replicas` (Sentinel): a claim counts only once that many replicas have it, or every
+        connected one if fewer are (WAIT, up to `wait_seconds`), and the "done" mark is retried
+        for up to `settle_seconds` until they have it. Replication is asynchronous: without this, a
+        failover right after a claim could promote a replica where the card is still unclaimed, and
+        a second click would revoke again; or one where the revoke is not marked done, and the same
+        admin could resume it."""
         self._redis = redis
         self._lease = lease_seconds
         self._claim = redis.register_script(_CLAIM)
+        self._replicas = replicas
+        self._wait_ms = max(1, int(wait_seconds * 1000))
+        self._settle = settle_seconds
+        self._sleep = sleep
 
     async def put(self, pending: Pending, *, ttl: int) -> None:
         try:
@@ -122,10 +151,31 @@ class PendingStore:
 
     async def finish(self, pending_id: str) -> None:
         """The claimed revoke ran: from now on every click on this card is `missing`."""
-        try:
-            await self._redis.set(CLAIMED + pending_id, '{"done": true}', keepttl=True)
-        except RedisError as exc:
-            raise StoreUnavailable(f"Redis: {type(exc).__name__}") from None
+        if not self._replicas:
+            try:
+                await self._redis.set(CLAIMED + pending_id, '{"done": true}', keepttl=True)
+            except RedisError as exc:
+                raise StoreUnavailable(f"Redis: {type(exc).__name__}") from None
+            return
+        # The revoke happened: keep trying through a failover (seconds) until replicas have it.
+        deadline = time.monotonic() + self._settle
+        pause = 0.1
+        while True:
+            problem = "too few replicas acknowledged it"
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    pipe.info("replication")
+                    pipe.set(CLAIMED + pending_id, '{"done": true}', keepttl=True)
+                    pipe.wait(self._replicas, self._wait_ms)
+                    info, _, acked = await pipe.execute()
+                if _replicated(info, acked, self._replicas):
+                    return
+            except RedisError as exc:
+                problem = type(exc).__name__
+            if time.monotonic() + pause > deadline:
+                raise StoreUnavailable(f"Redis: marking done: {problem}")
+            await self._sleep(pause)
+            pause = min(pause * 2, 2.0)
 
     async def claim(
         self,
@@ -141,21 +191,34 @@ class PendingStore:
         if not valid_id(pending_id):
             return Claim("missing")
         nonce = nonce or new_id()
+        keys = [PREFIX + pending_id, CLAIMED + pending_id, APPROVED + pending_id]
+        args: list[bytes | str | int | float] = [
+            clicker,
+            action,
+            int(clicker_is_admin),
+            FORMAT_VERSION,
+            int(two_person),
+            nonce,
+            self._lease,
+            OLDEST_READABLE,
+            WORKFLOW_REQUESTER,
+        ]
         try:
-            status, raw, *rest = await self._claim(
-                keys=[PREFIX + pending_id, CLAIMED + pending_id, APPROVED + pending_id],
-                args=[
-                    clicker,
-                    action,
-                    int(clicker_is_admin),
-                    FORMAT_VERSION,
-                    int(two_person),
-                    nonce,
-                    self._lease,
-                    OLDEST_READABLE,
-                    WORKFLOW_REQUESTER,
-                ],
-            )
+            if not self._replicas:
+                status, raw, *rest = await self._claim(keys=keys, args=args)
+            else:  # the same connection, so WAIT covers the script's writes
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    pipe.info("replication")
+                    await self._claim(keys=keys, args=args, client=pipe)
+                    pipe.wait(self._replicas, self._wait_ms)
+                    info, (status, raw, *rest), acked = await pipe.execute()
+                if status in (b"claimed", "claimed") and not _replicated(info, acked, self._replicas):
+                    # Not acted on: a failover now could bring the card back. The claim stays
+                    # leased, so the same admin's click resumes it once the lease runs out.
+                    log.error(
+                        "claim of %s reached %s of %s replicas in time", pending_id, acked, self._replicas
+                    )
+                    raise StoreUnavailable("Redis: the claim reached too few replicas")
         except RedisError as exc:
             raise StoreUnavailable(f"Redis: {type(exc).__name__}") from None
         status = status.decode() if isinstance(status, bytes) else str(status)

@@ -116,3 +116,75 @@ class RedisClusterNodes(_Processes):
 
     def client(self) -> redis.RedisCluster:
         return redis.RedisCluster(host="127.0.0.1", port=self.ports[0])
+
+
+class SentinelGroup(_Processes):
+    """A primary, one replica and three Sentinels (quorum 2) watching them as `SERVICE`.
+
+    Sentinel's timings are cut to fractions of a second (down after 300 ms) so a failover takes
+    about a second; `wait_failover` waits until every Sentinel names the replica as the primary."""
+
+    SERVICE = "seatbot"
+
+    def __init__(self) -> None:
+        super().__init__("seatbot-sentinel-")
+        self.primary, self.replica = free_port(), free_port()
+        self.sentinels = [free_port() for _ in range(3)]
+
+    @property
+    def addresses(self) -> str:
+        """REDIS_SENTINELS."""
+        return ",".join(f"127.0.0.1:{port}" for port in self.sentinels)
+
+    def start(self) -> None:
+        self.spawn(self.primary, "--repl-diskless-sync-delay", "0")  # the replica syncs at once
+        self.spawn(
+            self.replica, "--replicaof", "127.0.0.1", str(self.primary), "--repl-diskless-sync-delay", "0"
+        )
+        _until("the replica to sync", lambda: self.role(self.replica) == "up")
+        for port in self.sentinels:
+            conf = self.dir / f"sentinel-{port}.conf"
+            conf.write_text(
+                f"sentinel monitor {self.SERVICE} 127.0.0.1 {self.primary} 2\n"
+                f"sentinel down-after-milliseconds {self.SERVICE} 300\n"
+                f"sentinel failover-timeout {self.SERVICE} 3000\n"
+            )
+            self.spawn(port, str(conf), "--sentinel")
+
+        def watching() -> bool:  # every Sentinel knows the replica and the two other Sentinels
+            for port in self.sentinels:
+                client = redis.Redis(port=port, socket_timeout=1)
+                others = client.sentinel_sentinels(self.SERVICE)
+                if not isinstance(others, list) or len(others) != 2:
+                    return False
+                if not client.sentinel_slaves(self.SERVICE):
+                    return False
+            return True
+
+        _until("the Sentinels to find each other", watching, timeout=30)
+
+    def role(self, port: int) -> str:
+        """'master', or the replica's link state ('up' once in sync)."""
+        info = redis.Redis(port=port, socket_timeout=1).info("replication")
+        return str(info["role"]) if info["role"] == "master" else str(info.get("master_link_status"))
+
+    def named_primary(self) -> set[int]:
+        """The primary's port according to each Sentinel."""
+        found = set()
+        for port in self.sentinels:
+            address = redis.Redis(port=port, socket_timeout=1).sentinel_get_master_addr_by_name(self.SERVICE)
+            assert isinstance(address, tuple | list)
+            found.add(int(address[1]))
+        return found
+
+    def kill_primary(self) -> None:
+        """SIGKILL: no goodbye to the replica or the clients, as a crashed host."""
+        self.kill(self.primary)
+
+    def wait_failover(self, timeout: float = 20.0) -> None:
+        """Until the Sentinels agree that the replica is the primary and it accepts writes."""
+        _until(
+            "the failover",
+            lambda: self.named_primary() == {self.replica} and self.role(self.replica) == "master",
+            timeout,
+        )
