@@ -155,6 +155,8 @@ async def run_checks(
             return "REDIS_URL not set: in-process store (one process only)"
         url = settings.redis_url.get_secret_value()
         where = endpoint(url) if not url.startswith("unix:") else url.split("?")[0]
+        if settings.redis_sentinels:
+            where = f"the primary of {settings.sentinel_service} (Sentinels {settings.redis_sentinels})"
         client: aredis.Redis = connect_redis(settings, retries=0)
         try:
             await client.ping()
@@ -171,7 +173,15 @@ async def run_checks(
             ) from None
         finally:
             await client.aclose()
-        return redis_fitness(f"PING ok at {where}", info)
+        text = f"PING ok at {where}"
+        if settings.redis_sentinels and isinstance(info, dict):
+            replicas = int(info.get("connected_slaves", 0))
+            text += f", {replicas} replica{'' if replicas == 1 else 's'} connected"
+            if replicas == 0:  # a failover now would promote nothing, or a replica missing writes
+                raise Warn(
+                    f"{redis_fitness(text, info)}: no replica holds the cards' claims (see REDIS_WAIT_REPLICAS)"
+                )
+        return redis_fitness(text, info)
 
     async def directory() -> str:
         if settings.seatbot_directory_refresh_seconds <= 0:

@@ -15,13 +15,14 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis
 
+from bot.checks import run_checks
 from bot.cloudflare.sandbox import Sandbox
 from bot.config import load_settings
 from bot.errors import ConfigError
 from bot.flow import UNAVAILABLE
 from bot.state.pending import CLAIMED
 from tests.support.fake_slack import FakeSlack
-from tests.support.harness import ALICE, SlackClient, all_text, button, card_for, running
+from tests.support.harness import ALICE, SlackClient, all_text, button, card_for, running, settings_for
 from tests.support.redis_topologies import SentinelGroup
 
 
@@ -43,6 +44,14 @@ async def bot(group: SentinelGroup, slack: FakeSlack, sandbox: Sandbox) -> Async
         yield app
 
 
+async def redis_check(slack: FakeSlack, sandbox: Sandbox, group: SentinelGroup) -> str:
+    """`python -m bot check`'s redis line for this setup."""
+    lines: list[str] = []
+    settings = settings_for(slack, sandbox, f"redis://{group.SERVICE}/0", redis_sentinels=group.addresses)
+    await run_checks(settings, out=lines.append, seconds=2)
+    return next(line for line in lines if " redis: " in line)
+
+
 def audit_on(port: int) -> list[str]:
     rows = redis.Redis(port=port).xrange("{seatbot}:audit") or []
     return [json.loads((data or {})[b"json"])["event"] for _, data in rows]
@@ -53,6 +62,11 @@ async def test_a_failover_during_a_confirm_revokes_once_and_the_card_stays_used(
 ) -> None:
     """The primary dies while the confirm waits on Cloudflare: one PATCH, the outcome, and on the
     new primary the card is done (the admin's second click is "already handled", no PATCH)."""
+    line = await redis_check(bot.slack, sandbox, group)
+    assert (
+        line
+        == f"OK   redis: PING ok at the primary of seatbot (Sentinels {group.addresses}), 1 replica connected"
+    )
     card = await card_for(bot, f"revoke {ALICE}")
     value = button(card, "seat_confirm")["value"]
     sandbox.hold, sandbox.hold_from = asyncio.Event(), len(sandbox.requests)
@@ -71,6 +85,8 @@ async def test_a_failover_during_a_confirm_revokes_once_and_the_card_stays_used(
     assert len(sandbox.patches) == 1
     assert redis.Redis(port=group.replica).get(CLAIMED + value) == b'{"done": true}'
     assert {"confirmed", "succeeded"} <= set(audit_on(group.replica))
+    line = await redis_check(bot.slack, sandbox, group)  # the new primary has no replica left
+    assert line.startswith("WARN redis:") and "0 replicas connected: no replica holds" in line
 
 
 async def test_a_click_while_the_primary_is_gone_changes_nothing_and_the_card_works_after(
