@@ -178,9 +178,8 @@ async def run_checks(
             replicas = int(info.get("connected_slaves", 0))
             text += f", {replicas} replica{'' if replicas == 1 else 's'} connected"
             if replicas == 0:  # a failover now would promote nothing, or a replica missing writes
-                raise Warn(
-                    f"{redis_fitness(text, info)}: no replica holds the cards' claims (see REDIS_WAIT_REPLICAS)"
-                )
+                claims = "no replica holds the cards' claims (see REDIS_WAIT_REPLICAS)"
+                raise Warn(f"{redis_fitness(text, info)}: {claims}")
         return redis_fitness(text, info)
 
     async def directory() -> str:
