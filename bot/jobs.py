@@ -127,6 +127,16 @@ class JobRunner:
         )
         return job is not None
 
+    async def alive(self) -> bool:
+        """Whether a job runner (this one or another process's) is alive on this queue; True when
+        Redis cannot tell (what is enqueued stays there for the next runner)."""
+        if self.running:
+            return True
+        try:
+            return bool((await self.queue.info()).get("workers"))
+        except Exception:
+            return True
+
     async def cancel(self, key: str) -> None:
         """Drop a job that has not started (a started one finishes; the job itself checks state)."""
         job = await self.queue.job(self._key(key))

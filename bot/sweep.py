@@ -30,7 +30,7 @@ from bot.outcomes import Notice
 from bot.parse import Command
 from bot.policy import Policy
 from bot.state.sweeps import SweepList
-from bot.sweep_run import LEASE, Announce, Audit, Later, SeatUpdater, Sweeping, Sweeps
+from bot.sweep_run import LEASE, Announce, Audit, Continuer, SeatUpdater, Sweeping, Sweeps
 
 log = logging.getLogger("seatbot.sweep")
 
@@ -52,7 +52,7 @@ class IdleFlow(Sweeping):
         days: int = 30,
         exclude: Exclusions | None = None,
         clock: Callable[[], float] = time.time,
-        later: Later | None = None,
+        later: Continuer | None = None,
         announce: Announce | None = None,
         retry_seconds: float = 60.0,
         lease: float = LEASE,

@@ -97,6 +97,12 @@ class Later(Protocol):
     async def enqueue_at(self, name: str, *, key: str, at: float, **kwargs: Any) -> bool: ...
 
 
+class Continuer(Later, Protocol):
+    async def alive(self) -> bool:
+        """Whether any job runner is alive to run what is enqueued (True when that cannot be told)."""
+        ...
+
+
 class Audit(Protocol):
     async def record(self, event: AuditEvent, **fields: Any) -> bool: ...
 
@@ -113,7 +119,7 @@ class Sweeping:
     audit: Audit
     exclude: Exclusions
     _clock: Callable[[], float]
-    later: Later | None
+    later: Continuer | None
     announce: Announce | None
     retry_seconds: float
     lease: float
@@ -273,6 +279,8 @@ class Sweeping:
                         sweep_id, pending, confirmer, audit_ok, deferred=len(seats) - index * CHUNK
                     )
                 error = "the Cloudflare rate budget is used up"
+                if self.later is not None and not await self.later.alive():
+                    error += " and no job runner is alive to continue the sweep later"
                 bad = [(s, f"not sent: {error}") for s in chunk]
             if error is not None:  # nothing after this chunk is sent
                 bad += [(s, f"not sent: {error}") for c in chunks[index + 1 :] for s in c]
@@ -304,6 +312,9 @@ class Sweeping:
     ) -> bool:
         """Hand the rest to the job runner; False when there is none or this sweep paused too often."""
         if self.later is None or rounds >= MAX_ROUNDS:
+            return False
+        if not await self.later.alive():  # nobody would continue it: never promise that
+            log.error("a sweep has no room in the rate budget and no job runner is alive to continue it")
             return False
         at = self._clock() + self.retry_seconds
         fields: dict[str, str | int | float] = {

@@ -25,8 +25,12 @@ NOW = datetime.now(UTC)
 class RecordingRunner:
     """Stands in for the job runner's enqueue: keeps what would run, and when."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, alive: bool = True) -> None:
         self.jobs: list[dict[str, Any]] = []
+        self.is_alive = alive
+
+    async def alive(self) -> bool:
+        return self.is_alive
 
     async def enqueue_at(self, name: str, *, key: str, at: float, **kwargs: Any) -> bool:
         self.jobs.append({"name": name, "key": key, "at": at, **kwargs})
@@ -79,3 +83,27 @@ async def test_a_paused_sweep_resumes_once_and_reports(
     assert [e["event"] for e in events].count("deferred") == 1
     per_seat = [e for e in events if e.get("sweep") is True and e["event"] == "succeeded"]
     assert len(per_seat) == 249 and len({e["seat_uid"] for e in per_seat}) == 249
+
+
+async def test_without_a_live_job_runner_a_sweep_promises_no_continuation(
+    sandbox: Sandbox, cf: CloudflareClient, redis_client: aredis.Redis
+) -> None:
+    """429s after one chunk and no job runner alive anywhere: the rest is reported not sent, saying
+    why, instead of "continuing" (nobody would continue it)."""
+    for n in range(120):
+        sandbox.add_user(
+            user_at(
+                f"q{n:04d}@example.com", last_login=NOW - timedelta(days=60), created=NOW - timedelta(days=99)
+            )
+        )
+    runner = RecordingRunner(alive=False)
+    idle = idle_flow(cf, redis_client, policy=Policy(admins=frozenset({"UADMIN"})), later=runner)
+    report = await idle.report(user="UADMIN", channel="C1", cmd=parse("idle"))
+    assert isinstance(report, IdleReport) and report.pending is not None
+    sandbox.inject(status=429, times=1, methods=("PATCH",), skip=1, retry_after="1")
+    sandbox.inject(status=429, times=5, methods=("PATCH",), retry_after="1")
+    outcome = await idle.execute(report.pending, "UADMIN", None)
+    assert isinstance(outcome, SweepOutcome) and outcome.deferred == 0
+    assert (len(outcome.freed), len(outcome.failed)) == (50, 70)
+    assert all("no job runner is alive" in why for _, why in outcome.failed)
+    assert len(runner.jobs) == 1  # the lease's watch only: no continuation set
