@@ -147,6 +147,7 @@ class Settings(BaseSettings):
     seatbot_confirm_ttl_seconds: int = Field(default=600, ge=1, le=MAX_CONFIRM_TTL)
     seatbot_two_person: bool = False
     seatbot_require_reason: bool = False
+    seatbot_help_url: str | None = None  # the full guide, linked from `/seat help`
     seatbot_group_cache_seconds: float = Field(default=60.0, ge=0, le=3600)
     seatbot_audit_channel: str | None = None
     seatbot_audit_maxlen: int = Field(default=10_000, ge=100, le=10_000_000)

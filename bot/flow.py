@@ -25,11 +25,12 @@ from bot.outcomes import (
     ClickReply,
     CommandReply,
     Contacts,
+    Help,
     Notice,
     NoticeKind,
     StatusReport,
 )
-from bot.parse import USAGE, Command, parse
+from bot.parse import Command, parse
 from bot.policy import Authorizer, Directory
 from bot.revocation import Revocation, seat_uids
 from bot.seat_lookup import Cloudflare, SeatLookup
@@ -112,6 +113,7 @@ class SeatFlow:
         idle: IdleFlow | None = None,
         seat_lookup: SeatLookup | None = None,
         directory_sync: DirectorySync | None = None,
+        guide_url: str | None = None,
     ) -> None:
         self.seats = seats
         self.store = store
@@ -130,6 +132,7 @@ class SeatFlow:
             seats=seats, store=store, audit=audit, policy=self.policy, clock=clock, freed=self._freed
         )
         self.directory_sync = directory_sync
+        self.guide_url = guide_url  # where `/seat help` points for the full guide
         self.schedules: Schedules | None = None  # set by bot.schedule.Schedules
 
     # -- commands --------------------------------------------------------------------------
@@ -141,7 +144,7 @@ class SeatFlow:
         except ParseError as exc:
             return Notice(str(exc), kind="error", usage=True)
         if cmd.action == "help":
-            return Notice(USAGE, usage=True)
+            return Help(self.admins(), self.guide_url)
         try:
             refusal = await self._refuse_command(user, channel, cmd)
             if refusal:

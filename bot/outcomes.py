@@ -33,6 +33,14 @@ class Notice:
 
 
 @dataclass(frozen=True)
+class Help:
+    """The `/seat help` card (verbs: bot/help.py): the admins named, the guide linked if configured."""
+
+    admins: Contacts
+    guide_url: str | None = None
+
+
+@dataclass(frozen=True)
 class Card:
     """A confirmation card for a pending revoke (or a fresh try after a failure)."""
 
@@ -115,7 +123,7 @@ class Cancelled:
 # Scheduling's answers (bot/schedule_outcomes.py) join these unions; imported late: they build on these.
 from bot.schedule_outcomes import ScheduleConfirmed, ScheduleList, Unscheduled  # noqa: E402
 
-CommandReply = Notice | Card | StatusReport | AuditReport | IdleReport | ScheduleList
+CommandReply = Notice | Help | Card | StatusReport | AuditReport | IdleReport | ScheduleList
 ClickReply = (
     Notice
     | Outcome

@@ -13,7 +13,8 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable
 
-VERBS = ("revoke", "status", "idle", "scheduled", "audit", "sync", "help")
+from bot.help import NAMES
+
 # Words people use for a verb: the answer names the verb (a guess is never acted on).
 _SYNONYMS = {
     "remove": "revoke",
@@ -64,7 +65,7 @@ def unknown_verb(verb: str) -> str:
             f"Unknown command `{shown}`. To schedule a removal: `/seat revoke <who> --at <when>`; "
             "to list scheduled removals: `/seat scheduled`."
         )
-    guess = _SYNONYMS.get(verb) or next(iter(difflib.get_close_matches(verb, VERBS, n=1, cutoff=0.6)), None)
+    guess = _SYNONYMS.get(verb) or next(iter(difflib.get_close_matches(verb, NAMES, n=1, cutoff=0.6)), None)
     if guess:
         return f"Unknown command `{shown}`: did you mean `{guess}`? (`/seat help` lists them all.)"
     return f"Unknown command `{shown}`."

@@ -181,6 +181,7 @@ def build_runtime(
         idle=idle,
         seat_lookup=lookup,
         directory_sync=sync,
+        guide_url=settings.seatbot_help_url,
     )
     home = Home(idle=idle, audit=audit, authorizer=authorizer)
     runtime = Runtime(settings, redis, seats, flow, sync, sandbox, home=home, budget=budget)

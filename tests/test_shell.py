@@ -61,7 +61,7 @@ def test_no_subcommand_and_no_slack_settings_starts_the_shell(tmp_path: Path) ->
     """`python -m bot` without Slack credentials starts the shell with one line on going live."""
     result = shell("/seat help\n", cwd=tmp_path)
     assert "seatbot shell" in result.stdout and "To go live" in result.stdout
-    assert "Usage:" in result.stdout
+    assert "== /seat: Cloudflare Zero Trust seats ==" in result.stdout
 
 
 def test_shell_seeds_a_large_account_and_syncs_on_the_in_process_store(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from bot.help import GUIDE, TARGETS, VERBS
 from bot.models import WORKFLOW_REQUESTER, AccessUser, Pending, PendingTarget, Seat
 from bot.outcomes import (
     Approved,
@@ -18,6 +19,7 @@ from bot.outcomes import (
     Card,
     Contacts,
     Failure,
+    Help,
     Notice,
     Outcome,
     StatusReport,
@@ -80,6 +82,22 @@ def contacts(c: Contacts) -> str:
     if len(names) > _SHOWN_CONTACTS:
         names = [*names[:_SHOWN_CONTACTS], f"{len(names) - _SHOWN_CONTACTS} more"]
     return (names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]) + "."
+
+
+def help_card(h: Help) -> Message:
+    """Short and scannable: a line per verb with an example, who may use them, where the guide is."""
+    title = "/seat: Cloudflare Zero Trust seats"
+    lines = [f"• `{esc(v.example)}` — {esc(v.what)}" for v in VERBS]
+    guide = f"<{h.guide_url}|the full guide>" if h.guide_url and _LINKABLE.match(h.guide_url) else GUIDE
+    meta = [
+        esc(TARGETS),
+        f"All but `/seat help` need a seat-bot admin: {contacts(h.admins)}",
+        f"More: {guide}.",
+    ]
+    return compose(title, [header(title), *line_sections(lines, max_sections=10), context("\n".join(meta))])
+
+
+_LINKABLE = re.compile(r"^https?://[^\s<>|]+$")
 
 
 def card(c: Card) -> Message:

@@ -20,6 +20,7 @@ from bot.outcomes import (
     ClickReply,
     CommandReply,
     Failure,
+    Help,
     Notice,
     Outcome,
     StatusReport,
@@ -57,6 +58,8 @@ def for_command(reply: CommandReply) -> Reply:
         return Reply(blocks.card(reply), "in_channel" if reply.pending.two_person else "ephemeral")
     if isinstance(reply, StatusReport):
         return Reply(blocks.status_report(reply), "ephemeral")
+    if isinstance(reply, Help):
+        return Reply(blocks.help_card(reply), "ephemeral")
     if isinstance(reply, AuditReport):
         return Reply(blocks.audit_report(reply), "ephemeral")
     if isinstance(reply, IdleReport):
