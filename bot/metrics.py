@@ -72,6 +72,7 @@ CLICK_ACTIONS = frozenset(
 # What each answer type counts as (by class name: this module imports nothing of the bot's)
 _RESULTS = {
     "Card": "card",
+    "Help": "info",  # /seat help answers a card, as it once answered an info notice
     "StatusReport": "ok",
     "AuditReport": "ok",
     "IdleReport": "ok",
