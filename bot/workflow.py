@@ -37,6 +37,10 @@ log = logging.getLogger("seatbot.workflow")
 CALLBACK_ID = "revoke_seat"
 EXPIRE_JOB = "workflow_step_expire"
 STEP = key("step:")
+# One card per execution: Slack retries a function_executed it thinks went unanswered (and a captured
+# body can be replayed within the signature's 5 minutes), so the first one claims its execution id.
+RUN = key("step-run:")  # holds no token: outside STEP's keys
+RUN_TTL = 86_400
 UNKNOWN_REQUESTER = WORKFLOW_REQUESTER  # nobody Slack vouches for: see bot.models
 Outcome_ = Literal["revoked", "already_removed", "cancelled", "expired", "failed"]
 
@@ -111,7 +115,7 @@ class Completion:
 
 @dataclass(frozen=True)
 class Started:
-    """`card` to post (then `remember`), or `done` at once."""
+    """`card` to post (then `remember`), or `done` at once; neither for an execution seen before."""
 
     card: Card | None = None
     done: Completion | None = None
@@ -146,6 +150,9 @@ class WorkflowSteps:
         channel = str(inputs.get("channel") or "")
         step = Step(execution_id, channel, token)
         try:
+            if not await self._first(execution_id):
+                log.info("function_executed %s seen before (a retry or a replay): ignored", execution_id)
+                return Started()
             return await self._start(step, inputs)
         except (ParseError, ValueError) as exc:
             return Started(done=Completion(step, error=str(exc)))
@@ -153,6 +160,12 @@ class WorkflowSteps:
             return Started(
                 done=Completion(step, error="The bot's store is unavailable; nothing was changed.")
             )
+
+    async def _first(self, execution_id: str) -> bool:
+        try:
+            return bool(await self._redis.set(RUN + execution_id, "1", nx=True, ex=RUN_TTL))
+        except RedisError as exc:
+            raise StoreUnavailable(f"Redis: {type(exc).__name__}") from None
 
     async def _start(self, step: Step, inputs: dict[str, Any]) -> Started:
         policy = self.flow.policy

@@ -6,6 +6,7 @@ function_execution_id and a short-lived workflow token (`bot_access_token`, xwfp
 
 from __future__ import annotations
 
+import asyncio
 import json
 from urllib.parse import parse_qsl
 
@@ -29,6 +30,7 @@ from tests.support.harness import (
     build,
     button,
     settings_for,
+    sign,
 )
 from tests.support.workflow import WORKFLOW_TOKEN, completion, function_executed, start_step, step_card
 
@@ -181,3 +183,26 @@ async def test_the_step_works_over_socket_mode(
         assert method == "functions.completeSuccess" and done["outputs"]["outcome"] == "revoked"
     finally:
         await runtime.aclose()
+
+
+async def test_a_replayed_function_executed_gets_one_card_and_one_removal(
+    slack: FakeSlack, sandbox: Sandbox, redis_url: str
+) -> None:
+    """The same signed function_executed 4 times (Slack's retries carry X-Slack-Retry-Num; a replay
+    does not), two of them at once: one card, one completion, one PATCH (issue 18 §4)."""
+    bot = build(slack, sandbox, redis_url)
+    try:
+        body = json.dumps(function_executed({"channel": CHANNEL, "target": ALICE}, "FxReplayed"))
+        signed = {**sign(body), "Content-Type": "application/json"}
+        retry = {**signed, "X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
+        first, second = await asyncio.gather(bot.post(body, signed), bot.post(body, signed))
+        third, fourth = await bot.post(body, retry), await bot.post(body, signed)
+        assert {r.status_code for r in (first, second, third, fourth)} == {200}
+        value = button(await step_card(slack), "seat_step_confirm")["value"]
+        await bot.click("seat_step_confirm", value, user=ADMIN)
+        method, _ = await completion(slack, "FxReplayed")
+        assert method == "functions.completeSuccess"
+        cards = [p for p in slack.posts if "seat_step_confirm" in json.dumps(p.get("blocks"))]
+        assert len(cards) == 1 and len(sandbox.patches) == 1
+    finally:
+        await bot.aclose()

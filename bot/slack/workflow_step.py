@@ -88,7 +88,8 @@ def register_workflow_step(
             if started.done is not None:
                 await complete(started.done)
                 return
-            assert started.card is not None
+            if started.card is None:
+                return  # Slack's retry (or a replay) of an execution that has its card already
             pending = started.card.pending
             message = step_card(blocks.card(started.card))
             # Stored before the card is posted: a click that lands at once must find the step to complete.
