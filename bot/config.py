@@ -6,6 +6,7 @@ A missing or malformed setting becomes one `ConfigError` line naming the variabl
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import zoneinfo
@@ -124,12 +125,20 @@ class Settings(BaseSettings):
     port: int = Field(default=3000, ge=1, le=65535)
     web_concurrency: int = Field(default=1, ge=1, le=64)
     host: str = "0.0.0.0"  # noqa: S104 - a web process must listen on the platform's interface
-    # HTTP edge: the largest Slack request is a block_actions payload carrying its message (≤ 50
-    # blocks), well under 1 MiB; time to receive one request (headers and body); open connections
-    # per worker (kept below the process's open-file limit at start-up).
-    seatbot_max_body_bytes: int = Field(default=1_048_576, ge=16_384, le=16_777_216)
+    # HTTP edge (README "Security model"). The largest request Slack sends this bot is a click on its
+    # largest card, which comes back inside the block_actions payload: 50 targets with the longest
+    # non-ASCII names measure ~310 KiB form-encoded (tests/test_edge_limits.py), so 512 KiB. Bodies not
+    # yet signature-checked hold at most SEATBOT_UNVERIFIED_BODY_BYTES together (503 past it); one
+    # client address holds at most SEATBOT_MAX_CONNECTIONS_PER_CLIENT connections (configured proxies
+    # excepted), each with SEATBOT_READ_TIMEOUT_SECONDS to deliver its whole request; open
+    # connections per worker are kept below the process's open-file limit at start-up.
+    seatbot_max_body_bytes: int = Field(default=524_288, ge=16_384, le=16_777_216)
+    seatbot_unverified_body_bytes: int = Field(default=33_554_432, ge=65_536, le=1_073_741_824)
     seatbot_read_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     seatbot_max_connections: int = Field(default=1000, ge=2, le=100_000)
+    seatbot_max_connections_per_client: int = Field(default=32, ge=1, le=100_000)
+    # X-Forwarded-For / -Proto are believed only from these addresses or networks (a load balancer)
+    seatbot_trusted_proxies: CommaList = ()
     # Work after the ack: Cloudflare-bound commands share this many places and each must finish
     # within the deadline (it says so when it does not); help, refusals, cancel and audit never queue.
     seatbot_cloudflare_lane: int = Field(default=4, ge=1, le=64)
@@ -176,7 +185,12 @@ class Settings(BaseSettings):
     seatbot_schedule_retry_seconds: float = Field(default=300.0, ge=0, le=3600)
 
     @field_validator(
-        "seatbot_admins", "seatbot_admin_groups", "seatbot_channels", "seatbot_idle_exclude", mode="before"
+        "seatbot_admins",
+        "seatbot_admin_groups",
+        "seatbot_channels",
+        "seatbot_idle_exclude",
+        "seatbot_trusted_proxies",
+        mode="before",
     )
     @classmethod
     def _split(cls, value: Any) -> Any:
@@ -225,6 +239,16 @@ class Settings(BaseSettings):
         for item in value:
             if "@" not in item or any(ch.isspace() for ch in item):
                 raise ValueError(f"`{item}` is neither an email nor an @domain")
+        return value
+
+    @field_validator("seatbot_trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"`{item}` is not an IP address or network (e.g. 10.0.0.0/8)") from None
         return value
 
     @field_validator("redis_url")

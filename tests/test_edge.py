@@ -25,6 +25,7 @@ from tests.support.harness import (
     running,
     sign,
 )
+from tests.support.workflow import function_executed
 
 # Each field value from the report, in the field Slack would carry it in.
 PAYLOAD_WORDS = [
@@ -195,3 +196,104 @@ async def test_signed_non_utf8_gets_400(bot: SlackClient) -> None:
         },
     )
     assert response.status_code == 400
+
+
+# -- odd input that once reached a 500 (issue 18 §4) ------------------------------------------
+
+
+def _signed_bytes(body: bytes, content_type: str = "application/x-www-form-urlencoded") -> dict[str, str]:
+    ts = str(int(time.time()))
+    mac = hmac.new(SIGNING_SECRET.encode(), b"v0:" + ts.encode() + b":" + body, hashlib.sha256)
+    return {
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": "v0=" + mac.hexdigest(),
+        "Content-Type": content_type,
+    }
+
+
+@pytest.mark.parametrize("stamp", [b"\xb2", b"1\xb2\xb3", b"\xb9" * 10], ids=["²", "1²³", "¹×10"])
+async def test_a_timestamp_isdigit_accepts_but_int_refuses_gets_401(
+    bot: SlackClient, caplog: pytest.LogCaptureFixture, stamp: bytes
+) -> None:
+    """Headers arrive as latin-1: "²" is a digit to str.isdigit() and not to int(): 401, not 500."""
+    caplog.set_level(logging.INFO)
+    response = await bot.http.post(
+        "/slack/events",
+        content=b"command=%2Fseat&text=help",
+        headers=[(b"x-slack-request-timestamp", stamp), (b"x-slack-signature", b"v0=00")],
+    )
+    assert response.status_code == 401 and response.json() == {"error": "invalid signature"}
+    assert "Traceback" not in caplog.text
+    assert [r.getMessage() for r in caplog.records if r.name == "seatbot.edge"] == [
+        "rejected a request: invalid signature"
+    ]
+
+
+async def test_a_content_length_isdigit_accepts_but_int_refuses_gets_400(bot: SlackClient) -> None:
+    response = await bot.http.post(
+        "/slack/events",
+        content=b"a=1",
+        headers=[(b"content-length", b"\xb2"), *((k.encode(), v.encode()) for k, v in sign("a=1").items())],
+    )
+    assert response.status_code == 400
+
+
+def _event(**event: object) -> bytes:
+    envelope = function_executed({"channel": CHANNEL, "target": ALICE}, "Fx1")
+    return json.dumps(envelope | {"event": envelope["event"] | event}).encode()
+
+
+def _nested(depth: int) -> object:
+    value: object = {}
+    for _ in range(depth):
+        value = {"values": value}
+    return value
+
+
+ODD_SIGNED = [
+    ("[" * 100_000 + "]" * 100_000, "application/json"),  # RecursionError in json.loads
+    ('{"type": "event_callback", "event": ' + "[" * 5000 + "]" * 5000 + "}", "application/json"),
+    (_signed_payload(_click(channel="C0OPS")), "application/x-www-form-urlencoded"),
+    (_signed_payload(_click(channel=["C0OPS"])), "application/x-www-form-urlencoded"),
+    (_signed_payload(_click(container="C0OPS")), "application/x-www-form-urlencoded"),
+    (_signed_payload(_click(team=7)), "application/x-www-form-urlencoded"),
+    (_signed_payload(_click(authorizations=7)), "application/x-www-form-urlencoded"),
+    (_signed_payload(_click(actions=[{"action_id": "seat_confirm", "value": {"a": 1}}])), "x"),
+    (_signed_payload(_click(state=_nested(70))), "x"),  # deeper than any real payload
+    (_event(inputs="channel=C1").decode(), "application/json"),
+    (_event(inputs=["target"]).decode(), "application/json"),
+    (_event(inputs=None).decode(), "application/json"),
+    (_event(function_execution_id=7).decode(), "application/json"),
+    (_event(function_execution_id="").decode(), "application/json"),
+    (_event(function="revoke_seat").decode(), "application/json"),
+    (json.dumps({"type": "event_callback", "event": "app_home_opened"}), "application/json"),
+    (
+        json.dumps({"type": "event_callback", "event": {"type": "app_home_opened", "user": 7}}),
+        "application/json",
+    ),
+    (json.dumps({"type": "url_verification", "challenge": {"x": 1}}), "application/json"),
+]
+
+
+@pytest.mark.parametrize(("body", "content_type"), ODD_SIGNED)
+async def test_signed_odd_shapes_get_400_and_one_log_line(
+    bot: SlackClient,
+    slack: FakeSlack,
+    sandbox: Sandbox,
+    caplog: pytest.LogCaptureFixture,
+    body: str,
+    content_type: str,
+) -> None:
+    """Signed, but not what Slack sends: nested past any real payload, a channel that is a string, a
+    step's inputs that are not an object. 400 with one JSON log line; no listener, no Slack call."""
+    caplog.set_level(logging.INFO)
+    if content_type == "x":
+        content_type = "application/x-www-form-urlencoded"
+    raw = body.encode()
+    response = await bot.http.post("/slack/events", content=raw, headers=_signed_bytes(raw, content_type))
+    assert response.status_code == 400, response.text
+    assert "error" in response.json()
+    lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(lines) == 1 and lines[0].getMessage().startswith("rejected a request: ")
+    assert lines[0].exc_info is None and "Traceback" not in caplog.text
+    assert sandbox.requests == [] and not slack.responses and slack.calls == []

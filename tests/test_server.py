@@ -30,16 +30,14 @@ def serve(
     tmp_path: Path, redis_url: str, *, nofile: int | None = None, **extra: str
 ) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    env = clean_env(
-        **bot_env(
-            PORT=str(port),
-            SLACK_API_URL="http://127.0.0.1:9/api/",
-            REDIS_URL=redis_url,
-            CLOUDFLARE_BASE_URL="http://127.0.0.1:9/client/v4",
-            SEATBOT_READ_TIMEOUT_SECONDS=str(READ_TIMEOUT),
-            **extra,
-        )
-    )
+    settings = {
+        "PORT": str(port),
+        "SLACK_API_URL": "http://127.0.0.1:9/api/",
+        "REDIS_URL": redis_url,
+        "CLOUDFLARE_BASE_URL": "http://127.0.0.1:9/client/v4",
+        "SEATBOT_READ_TIMEOUT_SECONDS": str(READ_TIMEOUT),
+    }
+    env = clean_env(**bot_env(**(settings | extra)))
 
     def limit_files() -> None:
         if nofile is not None:

@@ -6,6 +6,11 @@ by Slack's documented shapes (400 when it has none of them). Bolt then gets the 
 because its own form parser treats any body containing the text "payload" as an interaction and
 drops slash commands that merely mention the word (a channel `payload-oncall`, an email
 `payload.eng@…`). Request bodies are never logged.
+
+Memory before the signature check is bounded twice: each body by `max_body_bytes`, and all bodies not
+yet checked together by `unverified_bytes` (an `UnverifiedBytes` per process, charged as bytes
+arrive): past it a request gets 503 at once and its connection closes, so a crowd of clients
+sending large unsigned bodies holds at most that much, whatever their number.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,6 +35,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from bot import metrics
+from bot.slack.shapes import Malformed, check_interaction, check_json_body, load_object
 
 log = logging.getLogger("seatbot.edge")
 # Set while Bolt handles a request: its ack's "sent" event and the edge (for its other acks in flight).
@@ -38,6 +45,8 @@ _ticket: contextvars.ContextVar[tuple[asyncio.Event, SlackEdge] | None] = contex
 
 # Slack signs `v0:<timestamp>:<body>` and rejects requests older than five minutes; so do we.
 MAX_SKEW_SECONDS = 300
+# ASCII digits only: str.isdigit() also accepts "²" (which int() refuses) and other scripts' digits
+_DIGITS = re.compile(r"[0-9]{1,12}")
 
 
 class Rejected(Exception):
@@ -51,39 +60,63 @@ class Rejected(Exception):
 
 @dataclass(frozen=True)
 class EdgeLimits:
-    max_body_bytes: int = 1_048_576
+    max_body_bytes: int = 524_288
     read_timeout: float = 10.0
+    unverified_bytes: int = 33_554_432
 
 
-async def read_body(request: Request, limits: EdgeLimits) -> bytes:
-    """The whole body, or Rejected(413) as soon as it passes the bound, or Rejected(408) when slow."""
+class UnverifiedBytes:
+    """Bytes of request bodies received and not yet signature-checked, in this process, together."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, n: int) -> bool:
+        if self.held + n > self.limit:
+            return False
+        self.held += n
+        return True
+
+    def give(self, n: int) -> None:
+        self.held -= n
+
+
+async def read_body(request: Request, limits: EdgeLimits, budget: UnverifiedBytes) -> bytearray:
+    """The whole body, or Rejected: 413 as soon as it passes the bound, 408 when slow, 503 when the
+    bodies not yet checked would hold more than their bound. The caller gives back `len(body)`."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not _DIGITS.fullmatch(declared):
             raise Rejected(400, "bad content-length")
         if int(declared) > limits.max_body_bytes:
             raise Rejected(413, "body over the bound (declared)")
-    chunks: list[bytes] = []
-    size = 0
+    body = bytearray()  # one buffer: no list of chunks joined into a second copy
+    read = False
     try:
         async with asyncio.timeout(limits.read_timeout):
             async for chunk in request.stream():
-                size += len(chunk)
-                if size > limits.max_body_bytes:
+                if len(body) + len(chunk) > limits.max_body_bytes:
                     raise Rejected(413, "body over the bound")
-                chunks.append(chunk)
+                if not budget.take(len(chunk)):
+                    raise Rejected(503, "too many unverified request bodies in flight")
+                body += chunk
+        read = True
     except TimeoutError:
         raise Rejected(408, "body not received in time") from None
     except ClientDisconnect:
         raise Rejected(400, "client went away") from None
-    return b"".join(chunks)
+    finally:
+        if not read:
+            budget.give(len(body))
+    return body
 
 
 def signature_ok(
-    secret: bytes, body: bytes, timestamp: str | None, signature: str | None, *, now: float
+    secret: bytes, body: bytes | bytearray, timestamp: str | None, signature: str | None, *, now: float
 ) -> bool:
     """Slack's v0 signature over the raw bytes (no decoding first: any byte string can be checked)."""
-    if not timestamp or not signature or not timestamp.isdigit() or len(timestamp) > 12:
+    if not timestamp or not signature or not _DIGITS.fullmatch(timestamp):
         return False
     if abs(now - int(timestamp)) > MAX_SKEW_SECONDS:
         return False
@@ -92,14 +125,23 @@ def signature_ok(
     return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))
 
 
-def parse_signed(body: bytes, content_type: str) -> dict[str, Any]:
+def parse_signed(body: bytes | bytearray, content_type: str) -> dict[str, Any]:
     """A signed body → the dict Bolt expects, by Slack's documented shapes; Rejected(400) otherwise."""
+    try:
+        return _parse_signed(body, content_type)
+    except Malformed as exc:
+        raise Rejected(400, str(exc)) from None
+
+
+def _parse_signed(body: bytes | bytearray, content_type: str) -> dict[str, Any]:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise Rejected(400, "body is not UTF-8") from None
     if content_type.split(";")[0].strip().lower() == "application/json":
-        return _json_object(text, "JSON body")  # Events API shapes (url_verification, …)
+        value = load_object(text, "JSON body")  # Events API shapes (url_verification, …)
+        check_json_body(value)
+        return value
     try:
         form = dict(parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text)))
     except ValueError:
@@ -108,45 +150,18 @@ def parse_signed(body: bytes, content_type: str) -> dict[str, Any]:
         _require_strings(form, "command", "user_id", "channel_id")  # no response_url: Web API replies
         return form
     if "payload" in form:  # an interaction: one `payload` field holding JSON
-        payload = _json_object(form["payload"], "payload")
-        _check_interaction(payload)
+        payload = load_object(form["payload"], "payload")
+        check_interaction(payload)
         return payload
     if form.get("ssl_check") == "1":
         return form
     raise Rejected(400, "not a slash command or an interaction")
 
 
-def _json_object(text: str, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        raise Rejected(400, f"{what} is not JSON") from None
-    if not isinstance(value, dict):
-        raise Rejected(400, f"{what} is not a JSON object")
-    return value
-
-
 def _require_strings(form: dict[str, Any], *names: str) -> None:
     missing = [n for n in names if not isinstance(form.get(n), str) or not form[n]]
     if missing:
         raise Rejected(400, f"missing {', '.join(missing)}")
-
-
-def _check_interaction(payload: dict[str, Any]) -> None:
-    if not isinstance(payload.get("type"), str):
-        raise Rejected(400, "interaction without a type")
-    if payload["type"] != "block_actions":
-        return  # other interaction types reach Bolt as they are (we handle none of them)
-    user = payload.get("user")
-    if not isinstance(user, dict) or not isinstance(user.get("id"), str):
-        raise Rejected(400, "block_actions without a user id")
-    actions = payload.get("actions")
-    if not isinstance(actions, list) or not actions or not all(isinstance(a, dict) for a in actions):
-        raise Rejected(400, "block_actions without a list of actions")
-    if not all(isinstance(a.get("action_id"), str) for a in actions):
-        raise Rejected(400, "an action without an action_id")
-    if "response_url" in payload and not isinstance(payload["response_url"], str):
-        raise Rejected(400, "response_url is not a string")
 
 
 def rejection(status: int, reason: str) -> Response:
@@ -171,6 +186,7 @@ class SlackEdge:
         self._secret = signing_secret.encode()
         self._limits = limits
         self._clock = clock
+        self.unverified = UnverifiedBytes(limits.unverified_bytes)
 
     async def handle(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -207,19 +223,25 @@ class SlackEdge:
     async def _handle(self, request: Request) -> Response:
         client = request.client.host if request.client else "-"
         try:
-            body = await read_body(request, self._limits)
+            body = await read_body(request, self._limits, self.unverified)
             headers = request.headers
-            if not signature_ok(
-                self._secret,
-                body,
-                headers.get("x-slack-request-timestamp"),
-                headers.get("x-slack-signature"),
-                now=self._clock(),
-            ):
+            try:
+                signed = signature_ok(
+                    self._secret,
+                    body,
+                    headers.get("x-slack-request-timestamp"),
+                    headers.get("x-slack-signature"),
+                    now=self._clock(),
+                )
+            finally:
+                self.unverified.give(len(body))
+            if not signed:
                 raise Rejected(401, "invalid signature")
             parsed = parse_signed(body, headers.get("content-type", ""))
         except Rejected as exc:
-            log.warning("rejected a request: %s", exc.reason, extra={"status": exc.status, "client": client})
+            # one JSON line per request; the 503s of a flood are rate-limited (bot/slack/server.py)
+            line = "unverified bodies at their bound: %s" if exc.status == 503 else "rejected a request: %s"
+            log.warning(line, exc.reason, extra={"status": exc.status, "client": client})
             return rejection(exc.status, exc.reason)
         forwarded: dict[str, str | Sequence[str]] = {
             k: v for k, v in request.headers.items() if k.startswith("x-slack-") or k == "user-agent"

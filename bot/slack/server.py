@@ -1,23 +1,33 @@
-"""`python -m bot serve`: uvicorn with a bound on the time to receive a request and on connections.
+"""`python -m bot serve`: uvicorn with bounds on the time to receive a request and on connections.
 
 uvicorn has no header-read timeout (its keep-alive timer stops at the first byte), so a client that
 trickles headers or a body holds its connection forever. `BoundedH11Protocol` is uvicorn's own h11
 protocol with one deadline per request, armed when the connection is ready for a request and
-disarmed once the whole request (headers and body) has arrived, and with a cap on open connections
-per worker, kept below the open-file limit so accept() never runs out of descriptors. The asyncio
-"accept() out of system resource" line, logged once per pending connection when it does, is
-rate-limited.
+disarmed once the whole request (headers and body) has arrived, and with two caps on open
+connections: per worker, kept below the open-file limit so accept() never runs out of descriptors,
+and per client address, so that one address trickling bytes into many connections cannot take the
+worker's places from Slack. uvicorn's public options bound what they can (keep-alive time, header
+size, which proxies may say who the client is); its `limit_concurrency` is one count for everybody,
+so it cannot tell the one address from the others, hence the per-address count here. Connections
+from a configured proxy are counted only in the worker's cap (the proxy is every client's address).
+The asyncio "accept() out of system resource" line, logged once per pending connection when it
+does, is rate-limited.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import gc
+import ipaddress
 import logging
 import resource
 import time
-from typing import Any
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any, ClassVar
 
 import h11
 from uvicorn.config import Config
@@ -33,6 +43,22 @@ log = logging.getLogger("seatbot.server")
 # moment: the worker survives it and the line saying so is rate-limited.
 FD_RESERVE = 256
 REFUSED = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+# Slack's requests carry ~1 KiB of headers; h11 buffers up to this much of an unfinished head per
+# connection (its default 16 KiB) before answering 431.
+MAX_HEAD_BYTES = 8192
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def networks(entries: Iterable[str]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
+
+
+def is_proxy(host: str, proxies: tuple[Network, ...]) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a unix socket or no address at all
+    return any(address in net for net in proxies)
 
 
 def settle_heap() -> None:
@@ -44,6 +70,25 @@ def settle_heap() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+def return_large_buffers(threshold: int = 65_536) -> bool:
+    """Ask glibc to map every allocation of `threshold` bytes or more on its own, so it goes back to
+    the system when freed.
+
+    By default glibc raises that threshold after each large free (up to 32 MiB): request-sized
+    buffers (socket reads of 256 KiB, bodies) then come from the heap, and a burst of unsigned bodies
+    left hundreds of MiB resident after the connections closed (issue 18 §4). Setting it once turns
+    the adjustment off. Not glibc (musl, macOS): nothing to do, False."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError):
+        return False
+    m_mmap_threshold = -3
+    return bool(mallopt(m_mmap_threshold, threshold))
 
 
 def connection_cap(wanted: int) -> int:
@@ -100,6 +145,9 @@ class BoundedH11Protocol(H11Protocol):
 
     read_timeout: float = 10.0
     max_connections: int = 1000
+    per_client: int = 32
+    proxies: tuple[Network, ...] = ()
+    by_client: ClassVar[Counter[str]] = Counter()  # open connections per peer address, in this worker
 
     def __init__(
         self,
@@ -111,25 +159,50 @@ class BoundedH11Protocol(H11Protocol):
         super().__init__(config, server_state, app_state, _loop)
         self._deadline: asyncio.TimerHandle | None = None
         self._refused = False
+        self._peer: str | None = None  # counted in `by_client`
 
     @classmethod
     def configure(cls, settings: Settings) -> None:
         cls.read_timeout = settings.seatbot_read_timeout_seconds
         cls.max_connections = connection_cap(settings.seatbot_max_connections)
+        cls.per_client = settings.seatbot_max_connections_per_client
+        cls.proxies = networks(settings.seatbot_trusted_proxies)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        peer = transport.get_extra_info("peername")
+        host = str(peer[0]) if isinstance(peer, tuple) and peer else ""
         if len(self.connections) >= self.max_connections:
-            self._refused = True
-            log.warning("connection refused: %d open (SEATBOT_MAX_CONNECTIONS)", len(self.connections))
-            transport.write(REFUSED)
-            transport.close()
+            self._refuse(
+                transport, "connection refused: %d open (SEATBOT_MAX_CONNECTIONS)", len(self.connections)
+            )
             return
+        if host and not is_proxy(host, self.proxies):
+            if self.by_client[host] >= self.per_client:
+                self._refuse(
+                    transport,
+                    "connection refused: %d open from one address (SEATBOT_MAX_CONNECTIONS_PER_CLIENT)",
+                    self.by_client[host],
+                )
+                return
+            self._peer = host
+            self.by_client[host] += 1
         super().connection_made(transport)
         self._arm()
+
+    def _refuse(self, transport: asyncio.Transport, line: str, count: int) -> None:
+        self._refused = True
+        log.warning(line, count)
+        transport.write(REFUSED)
+        transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._refused:
             return
+        if self._peer is not None:
+            self.by_client[self._peer] -= 1
+            if self.by_client[self._peer] <= 0:
+                del self.by_client[self._peer]
+            self._peer = None
         self._disarm()
         super().connection_lost(exc)
 
@@ -160,7 +233,9 @@ class BoundedH11Protocol(H11Protocol):
 
 
 limit_accept_errors()  # every process that serves HTTP imports this module
+return_large_buffers()
 log.addFilter(RateLimitedLines(("connection refused", "closed a connection")))
+logging.getLogger("seatbot.edge").addFilter(RateLimitedLines("unverified bodies at their bound"))
 # each worker reads the same environment as the process that checked it at start-up
 with contextlib.suppress(ConfigError):
     BoundedH11Protocol.configure(load_settings())
@@ -184,6 +259,10 @@ def serve(settings: Settings) -> None:
         http="bot.slack.server:BoundedH11Protocol",
         log_level="warning",
         access_log=False,
-        proxy_headers=True,
+        # X-Forwarded-For is believed only from SEATBOT_TRUSTED_PROXIES (none by default: then the
+        # client address in logs is the peer's, whatever a client writes in the header)
+        proxy_headers=bool(settings.seatbot_trusted_proxies),
+        forwarded_allow_ips=list(settings.seatbot_trusted_proxies),
         timeout_keep_alive=5,
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
     )

@@ -32,6 +32,7 @@ def build_app(settings: Settings, *, seats_transport: httpx.AsyncBaseTransport |
         signing_secret=settings.signing_secret(),
         limits=EdgeLimits(
             max_body_bytes=settings.seatbot_max_body_bytes,
+            unverified_bytes=settings.seatbot_unverified_body_bytes,
             read_timeout=settings.seatbot_read_timeout_seconds,
         ),
     )
