@@ -163,6 +163,9 @@ class Settings(BaseSettings):
     # Refusals, expired and outdated clicks: their own stream, and at most this many per person a minute
     seatbot_audit_noise_maxlen: int = Field(default=5_000, ge=100, le=10_000_000)
     seatbot_audit_noise_per_minute: int = Field(default=20, ge=1, le=10_000)
+    # Slack posts that must arrive (outcomes, audit copies, schedule news): retried this long, then kept
+    seatbot_slack_retry_seconds: float = Field(default=60.0, ge=0, le=900)
+    seatbot_outbox_retry_seconds: float = Field(default=60.0, ge=1, le=3600)  # kept ones, tried again
     seatbot_log_level: str = "INFO"
     # The local shell's `/as` and `--user` with live settings (real Cloudflare credentials or a shared
     # REDIS_URL): off, so one operator cannot be both admins of the two-person rule (bot/shell.py)

@@ -13,6 +13,7 @@ from bot.errors import SeatsError, StoreUnavailable
 from bot.idle import SourceInfo
 from bot.policy import Authorizer
 from bot.schedule_outcomes import ScheduleList
+from bot.state.outbox import Undelivered as Kept
 from bot.state.schedules import Entry
 from bot.sweep import IdleFlow
 from bot.sweep_run import Audit
@@ -25,6 +26,12 @@ SCHEDULED = 16  # one more than the Home shows, so it can say there are more
 
 class RecentAudit(Audit, Protocol):
     async def recent(self, count: int) -> list[dict[str, Any]]: ...
+
+
+class Undelivered(Protocol):
+    """Messages Slack did not take yet (bot.state.outbox.OutboxStore)."""
+
+    async def items(self) -> list[Kept]: ...
 
 
 class Scheduled(Protocol):
@@ -66,6 +73,7 @@ class HomeOverview:
     events: tuple[dict[str, Any], ...] = ()
     events_error: str | None = None
     scheduled: tuple[ScheduledItem, ...] | None = None  # None: this deployment has no scheduler
+    undelivered: tuple[Kept, ...] = ()  # messages Slack refused, kept in Redis and tried again
 
 
 class Home:
@@ -88,6 +96,7 @@ class Home:
         self._cache_seconds = cache_seconds
         self._clock = clock
         self._cached: tuple[float, SeatCounts] | None = None
+        self.undelivered: Undelivered | None = None  # set by the Slack wiring
 
     async def counts(self) -> SeatCounts:
         now = self._clock()
@@ -126,8 +135,15 @@ class Home:
                 scheduled = tuple(_item(e) for e in (await self.schedules.listing(SCHEDULED)).entries)
             except StoreUnavailable:
                 scheduled = None
+        undelivered: tuple[Kept, ...] = ()
+        if self.undelivered is not None:
+            try:
+                undelivered = tuple(await self.undelivered.items())
+            except StoreUnavailable:
+                undelivered = ()
         return dataclasses.replace(
             base,
+            undelivered=undelivered,
             counts=counts,
             counts_error=counts_error,
             events=events,

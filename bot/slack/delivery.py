@@ -16,12 +16,12 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import metrics
 from bot.logs import redact
 from bot.slack import blocks
+from bot.slack.outbox import Outbox, refusal
 from bot.slack.replies import Reply
 
 log = logging.getLogger("seatbot.delivery")
@@ -94,8 +94,16 @@ class Responder:
     session and never follows them.
     """
 
-    def __init__(self, client: AsyncWebClient, *, api_url: str | None = None, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        *,
+        api_url: str | None = None,
+        timeout: float = 10.0,
+        outbox: Outbox | None = None,
+    ) -> None:
         self._client = client
+        self._outbox = outbox  # outcomes posted in a channel are retried, then kept (bot/slack/outbox.py)
         self._api_url = api_url
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
@@ -142,6 +150,8 @@ class Responder:
     async def post_in_channel(self, channel: str, message: blocks.Message) -> bool:
         """chat.postMessage: the last resort for an outcome whose response_url failed."""
         clean = json.loads(redact(json.dumps(message)))
+        if self._outbox is not None:  # retried, then kept for later (bot/slack/outbox.py)
+            return metrics.delivered("web_api", await self._outbox.deliver(channel, clean, what="outcome"))
         return metrics.delivered(
             "web_api", await self._post_api(channel, None, {**clean, "response_type": "in_channel"})
         )
@@ -173,11 +183,8 @@ class Responder:
                 await self._client.chat_postMessage(channel=channel, text=text, blocks=shown)
             else:
                 await self._client.chat_postEphemeral(channel=channel, user=user, text=text, blocks=shown)
-        except SlackApiError as exc:
-            log.warning("Web API post failed: %s", exc.response.get("error"))
-            return False
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("Web API post failed: %s", type(exc).__name__)
+        except Exception as exc:  # whatever Slack answered (an HTML 500 too): a reason, never a crash
+            log.warning("Web API post failed: %s", refusal(exc).why)
             return False
         return True
 

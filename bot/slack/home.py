@@ -11,7 +11,8 @@ from typing import Any
 from bot.home import HomeOverview, ScheduledItem
 from bot.slack.blocks import event_line
 from bot.slack.idle_blocks import source_line
-from bot.slack.kit import context, esc, header, line_sections, section, when, who
+from bot.slack.kit import clip, context, esc, header, line_sections, section, when, who
+from bot.state.outbox import Undelivered as Kept
 
 MAX_VIEW_BLOCKS = 100
 MAX_SCHEDULED = 15
@@ -51,6 +52,16 @@ def _scheduled_block(item: ScheduledItem) -> dict[str, Any]:
     return block
 
 
+def _undelivered_line(item: Kept) -> str:
+    """One message Slack refused: where it was going, what it said, and Slack's last answer."""
+    text = esc(clip(item.text.replace("\n", " "), 120))
+    tries = f"{item.tries} tr{'y' if item.tries == 1 else 'ies'}"
+    return (
+        f":warning: {esc(item.what)} for <#{esc(item.channel)}>, kept {when(item.kept_at)} "
+        f"({tries}, Slack: {esc(item.why)}): _{text}_"
+    )
+
+
 def home_view(o: HomeOverview) -> View:
     blocks: list[dict[str, Any]] = [header("Seat Bot"), section(ABOUT), context(_admins(o))]
     if not o.is_admin:
@@ -71,6 +82,9 @@ def home_view(o: HomeOverview) -> View:
         blocks.append(context(source_line(c.source, o.now)))
     else:
         blocks.append(section(f":warning: {esc(o.counts_error or 'Seat counts are unavailable.')}"))
+    if o.undelivered:
+        blocks.append(header("Not delivered to Slack yet"))
+        blocks += line_sections([_undelivered_line(item) for item in o.undelivered], max_sections=5)
     blocks.append(header("Scheduled removals"))
     if o.scheduled is None:
         blocks.append(context("Scheduled removals are not available in this deployment."))

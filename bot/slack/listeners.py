@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import metrics
@@ -22,6 +21,7 @@ from bot.slack.clicks import read_click
 from bot.slack.delivery import Respond, Responder, deliver, send
 from bot.slack.edge import acks_first, after_ack
 from bot.slack.lanes import DeadlineExceeded, Lane
+from bot.slack.outbox import Outbox, refusal
 
 log = logging.getLogger("seatbot.listeners")
 OOPS = "Something went wrong on the bot's side; nothing was reported done. Request id: {rid}"
@@ -38,6 +38,7 @@ def build_bolt_app(
     signing_secret: str | None,
     responder: Responder,
     audit_channel: str | None = None,
+    outbox: Outbox | None = None,
     lane: Lane | None = None,
 ) -> AsyncApp:
     """Bolt app; `signing_secret=None` when requests were verified before (edge) or by Slack's socket."""
@@ -54,13 +55,18 @@ def build_bolt_app(
     async def to_audit_channel(message: blocks.Message) -> None:
         if not audit_channel:
             return
+        if outbox is not None:  # retried, then kept for later: never only a log line
+            metrics.delivered(
+                "audit_channel", await outbox.deliver(audit_channel, message, what="audit channel copy")
+            )
+            return
         try:
             await client.chat_postMessage(
                 channel=audit_channel, text=message["text"], blocks=message["blocks"]
             )
-        except SlackApiError as exc:
+        except Exception as exc:  # any answer, an HTML 500 too: one line, never a crash
             metrics.delivered("audit_channel", False)
-            error = exc.response.get("error")
+            error = refusal(exc).why
             if error == "not_in_channel":
                 log.error(
                     "cannot post to SEATBOT_AUDIT_CHANNEL %s: the bot is not in it; invite it with /invite",
@@ -68,9 +74,6 @@ def build_bolt_app(
                 )
             else:
                 log.error("posting to SEATBOT_AUDIT_CHANNEL failed: %s", error)
-        except Exception:
-            metrics.delivered("audit_channel", False)
-            log.exception("posting to SEATBOT_AUDIT_CHANNEL failed")
 
     async def attach(respond: Respond, reply: replies.Reply) -> None:
         """The reply's CSV into the conversation; if Slack refuses it, tell the person why."""
@@ -131,17 +134,6 @@ def build_bolt_app(
                 if shown:  # the result replaces the progress note, so it must land after it
                     await asyncio.gather(*shown, return_exceptions=True)
                 outcome = replies.for_click(reply)
-                posted = await deliver(respond, outcome)
-                if not posted and isinstance(reply, Outcome | Failure | SweepOutcome):
-                    log.warning(
-                        "the outcome could not be delivered through response_url; "
-                        "posting it with chat.postMessage in the card's channel"
-                    )
-                    await responder.post_in_channel(reply.pending.channel, outcome.message)
-                await attach(respond, outcome)
-                copy = replies.for_audit_channel(reply)
-                if copy is not None:
-                    await to_audit_channel(copy)
             except Exception:
                 log.exception("click failed")
                 metrics.click(action_name, "error")
@@ -151,6 +143,31 @@ def build_bolt_app(
                     response_type="ephemeral",
                     replace_original=False,
                 )
+                return
+            # Each place the outcome goes is tried on its own, at the same time: Slack failing one (and
+            # its retries) never keeps the outcome from the other.
+            await asyncio.gather(to_the_card(respond, reply, outcome), to_the_audit(reply))
+
+    async def to_the_card(respond: Respond, reply: Any, outcome: replies.Reply) -> None:
+        try:
+            posted = await deliver(respond, outcome)
+            if not posted and isinstance(reply, Outcome | Failure | SweepOutcome):
+                log.warning(
+                    "the outcome could not be delivered through response_url; "
+                    "posting it with chat.postMessage in the card's channel"
+                )
+                await responder.post_in_channel(reply.pending.channel, outcome.message)
+            await attach(respond, outcome)
+        except Exception:
+            log.exception("delivering the outcome failed")
+
+    async def to_the_audit(reply: Any) -> None:
+        try:
+            copy = replies.for_audit_channel(reply)
+            if copy is not None:
+                await to_audit_channel(copy)
+        except Exception:
+            log.exception("the audit channel's copy failed")
 
     @app.action("seat_confirm")
     async def seat_confirm(ack: AsyncAck, body: dict[str, Any]) -> None:

@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
-from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import metrics
-from bot.logs import redact, request_scope
+from bot.logs import request_scope
 from bot.schedule import Announce, Announcement, Schedules
 from bot.schedule_outcomes import Fired, ScheduleConfirmed, Unscheduled
 from bot.slack import replies, schedule_blocks
 from bot.slack.clicks import oops, read_click
 from bot.slack.delivery import Responder, deliver, send
+from bot.slack.outbox import Outbox
 
 log = logging.getLogger("seatbot.schedule")
 
 
-def slack_announcer(client: AsyncWebClient, *, audit_channel: str | None = None) -> Announce:
-    """Post a scheduled removal's news in its channel (and SEATBOT_AUDIT_CHANNEL) with chat.postMessage."""
+def slack_announcer(outbox: Outbox, *, audit_channel: str | None = None) -> Announce:
+    """Post a scheduled removal's news in its channel (and SEATBOT_AUDIT_CHANNEL): each post retried,
+    and kept for later if Slack still refuses it (bot/slack/outbox.py), one target never stopping the next."""
 
     async def announce(channel: str, what: Announcement) -> None:
         if isinstance(what, Fired):
@@ -30,17 +30,15 @@ def slack_announcer(client: AsyncWebClient, *, audit_channel: str | None = None)
             message = schedule_blocks.unscheduled(what)
         elif isinstance(what, ScheduleConfirmed):
             message = schedule_blocks.schedule_confirmed(what)
-        clean = json.loads(redact(json.dumps(message)))
         targets = [channel] + ([audit_channel] if audit_channel and audit_channel != channel else [])
         for index, where in enumerate(targets):
-            body = clean
+            body = message
             if index and isinstance(what, Fired) and what.failure is not None:  # no live buttons there
-                body = {**clean, "blocks": [b for b in clean["blocks"] if b.get("type") != "actions"]}
+                body = {**message, "blocks": [b for b in message["blocks"] if b.get("type") != "actions"]}
             try:
-                await client.chat_postMessage(channel=where, text=body["text"], blocks=body["blocks"])
-            except Exception as exc:
-                error = getattr(getattr(exc, "response", None), "get", lambda _k: None)("error")
-                log.error("could not post the scheduled removal's news in %s: %s", where, error or exc)
+                await outbox.deliver(where, body, what="scheduled removal's news")
+            except Exception:  # a bug here must not keep the news from the audit channel
+                log.exception("could not post the scheduled removal's news in %s", where)
 
     return announce
 

@@ -22,10 +22,12 @@ from bot.slack.home_listeners import register_home
 from bot.slack.idle_listeners import register_idle_actions
 from bot.slack.lanes import Lane
 from bot.slack.listeners import build_bolt_app
+from bot.slack.outbox import Outbox, SlackPoster
 from bot.slack.people import SlackDirectory
 from bot.slack.schedule_listeners import register_schedule_listeners, slack_announcer
 from bot.slack.workflow_step import register_workflow_step
 from bot.startup import quiet_bolt
+from bot.state.outbox import OutboxStore
 
 
 def slack_client(*, token: str, base_url: str) -> AsyncWebClient:
@@ -45,13 +47,19 @@ def build_slack(
     redact.add(settings.secrets())
     quiet_bolt()
     client = slack_client(token=settings.bot_token(), base_url=settings.slack_api_url)
-    runtime = build_runtime(
-        settings,
-        directory=SlackDirectory(client),
-        seats_transport=seats_transport,
-        announce=slack_announcer(client, audit_channel=settings.seatbot_audit_channel),
+    runtime = build_runtime(settings, directory=SlackDirectory(client), seats_transport=seats_transport)
+    outbox = Outbox(
+        store=OutboxStore(runtime.redis),
+        poster=SlackPoster(client, deadline=settings.seatbot_slack_retry_seconds),
+        every=settings.seatbot_outbox_retry_seconds,
     )
-    responder = Responder(client, api_url=settings.slack_api_url)
+    if runtime.jobs is not None:  # kept messages are tried again on the job runner, once Redis-wide
+        outbox.attach(runtime.jobs)
+    if runtime.schedules is not None:
+        runtime.schedules.announce = slack_announcer(outbox, audit_channel=settings.seatbot_audit_channel)
+    if runtime.home is not None:
+        runtime.home.undelivered = outbox.store
+    responder = Responder(client, api_url=settings.slack_api_url, outbox=outbox)
     runtime.closers.append(responder.aclose)
     publish = publisher(client, responder.post_in_channel)
     if runtime.flow.idle is not None:  # a sweep the rate budget paused reports here when done
@@ -64,6 +72,7 @@ def build_slack(
         responder=responder,
         signing_secret=settings.signing_secret() if verify_signatures else None,
         audit_channel=settings.seatbot_audit_channel,
+        outbox=outbox,
         lane=Lane(
             places=settings.seatbot_cloudflare_lane, deadline=settings.seatbot_command_deadline_seconds
         ),

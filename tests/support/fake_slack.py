@@ -25,6 +25,10 @@ class FakeSlack:
         self.post_error: str | None = None  # e.g. "not_in_channel"
         self.rate_limit_posts = 0  # answer this many chat.postMessage calls with 429
         self.retry_after = "1"
+        self.fail_posts = 0  # answer this many chat.postMessage calls with HTTP 500 and an HTML body
+        self.fail_channels: set[str] = set()  # chat.postMessage to these answers HTTP 500 until removed
+        self.failure_content_type = "text/html"  # a broken proxy may even call its HTML page JSON
+        self.refused_posts: list[dict[str, Any]] = []  # chat.postMessage calls answered 429 or 500
         self.reject_in_channel = False  # answer in_channel response_url posts with 404 (an expired URL)
         self.reject_responses = False  # answer every response_url post with 404
         self.latency = 0.0  # seconds added before every answer (Slack 100 ms away)
@@ -116,8 +120,14 @@ class FakeSlack:
                 return web.json_response({"ok": False, "error": "no_such_subteam"})
             return web.json_response({"ok": True, "users": self.groups[group]})
         if method == "chat.postMessage":
+            if self.fail_posts > 0 or args.get("channel") in self.fail_channels:
+                self.fail_posts = max(0, self.fail_posts - 1)
+                self.refused_posts.append(args)
+                page = "<html><body><h1>500 Internal Server Error</h1></body></html>"
+                return web.Response(status=500, text=page, content_type=self.failure_content_type)
             if self.rate_limit_posts > 0:
                 self.rate_limit_posts -= 1
+                self.refused_posts.append(args)
                 return web.json_response(
                     {"ok": False, "error": "ratelimited"},
                     status=429,
