@@ -41,6 +41,11 @@ log = logging.getLogger("seatbot.outbox")
 
 JOB = "slack_outbox"
 MAX_ATTEMPTS = 12
+ADVICE = {  # what the operator can do about Slack's answer
+    "not_in_channel": ": the bot is not in it; invite it with /invite @seatbot",
+    "channel_not_found": ": the bot cannot see it; invite it with /invite @seatbot or check the channel ID",
+    "is_archived": ": the channel is archived",
+}
 Message = Mapping[str, Any]
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -188,10 +193,11 @@ class Outbox:
             )
             return False
         log.error(
-            "Slack refused the %s for %s (%s): kept, retried every %g s (App Home lists it)",
+            "Slack refused the %s for %s (%s%s): kept, retried every %g s (App Home lists it)",
             what,
             channel,
             why,
+            ADVICE.get(why, ""),
             self.every,
         )
         return False
