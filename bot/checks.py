@@ -33,6 +33,7 @@ from bot.errors import (
 )
 from bot.logs import redact
 from bot.netdiag import endpoint, why
+from bot.redis_watch import last_wipe
 from bot.runner_status import WHAT_WAITS, runners
 from bot.startup import missing_for
 from bot.state.directory import SeatDirectory
@@ -164,6 +165,7 @@ async def run_checks(
                 info: object = await client.info()
             except RedisError:  # INFO renamed or denied (some managed Redis): PING is all we know
                 info = None
+            wipe = await last_wipe(client)
         except AuthenticationError:
             raise SeatbotError(f"{where} refused the password or user in REDIS_URL") from None
         except (RedisError, OSError) as exc:
@@ -173,6 +175,8 @@ async def run_checks(
             ) from None
         finally:
             await client.aclose()
+        if wipe is not None:
+            raise Warn(f"PING ok at {where}, but {wipe.text()}")
         text = f"PING ok at {where}"
         if settings.redis_sentinels and isinstance(info, dict):
             replicas = int(info.get("connected_slaves", 0))

@@ -186,6 +186,7 @@ class Settings(BaseSettings):
     seatbot_timezone: str = "UTC"  # for `--at` times written without an offset
     seatbot_job_runner: bool = True  # run the job runner inside this process (web, socket, shell)
     seatbot_schedule_retry_seconds: float = Field(default=300.0, ge=0, le=3600)
+    seatbot_redis_check_seconds: float = Field(default=10.0, gt=0, le=300)  # marker check: a wiped Redis
 
     @field_validator(
         "seatbot_admins",

@@ -202,4 +202,5 @@ AuditEvent = Literal[
     "scheduled",
     "unscheduled",
     "already_removed",
+    "redis_wiped",
 ]

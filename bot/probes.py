@@ -35,6 +35,7 @@ from bot import __version__
 from bot.cloudflare.budget import Lane, RateBudget
 from bot.config import Settings
 from bot.directory_sync import directory_health
+from bot.redis_watch import last_wipe
 from bot.runtime import Runtime
 from bot.state.redis import redis_status
 
@@ -78,6 +79,8 @@ class Probes:
                 pause = await budget.pause() if budget is not None else None
                 if pause is not None:  # only while one runs: Cloudflare asked every process to wait
                     body["cloudflare_pause"] = pause.as_json()
+                if self.runtime.watch is not None and (wipe := await last_wipe(self.runtime.redis)):
+                    body["redis_wiped"] = wipe.as_json()  # for a week after Redis was found empty
         jobs = self.runtime.jobs
         if self.role == "jobs" and jobs is not None:  # starting is alive; a runner that died is not
             body["ok"] = not jobs.died

@@ -28,6 +28,7 @@ from bot.idle_report import PeriodicReport
 from bot.idle_source import DirectorySource, ScanSource
 from bot.jobs import JobRunner
 from bot.policy import Authorizer, Directory, Policy
+from bot.redis_watch import RedisWatch, Wipe
 from bot.runner_status import warn_if_none
 from bot.schedule import Announce, Schedules
 from bot.seat_lookup import SeatLookup
@@ -61,21 +62,28 @@ class Runtime:
     schedules: Schedules | None = None
     steps: WorkflowSteps | None = None
     budget: RateBudget | None = None  # the token's shared rate budget (a pause Cloudflare asked for)
+    watch: RedisWatch | None = None  # notices a Redis that lost its data (not for the in-process store)
 
     @property
     def in_process_store(self) -> bool:
         return self.settings.redis_url is None
 
+    async def start_watch(self) -> None:
+        """The Redis marker and its check (bot/redis_watch.py), in every process that serves."""
+        if self.watch is not None:
+            await self.watch.start()
+
     async def start_jobs(self) -> None:
         """The background job runner unless SEATBOT_JOB_RUNNER is off: scheduled removals, paused
         sweeps, and the seat directory's refresh (an empty directory's first sync starts at once;
         Slack is served meanwhile and UID look-ups scan until it is ready). First the previous
-        release's Redis keys move to this release's names (bot/state/keys.py), once Redis-wide."""
+        release's Redis keys move to this release's names (bot/state/keys.py), once Redis-wide. Then the Redis watch starts."""
         try:
             if not self.in_process_store:
                 await migrate_keys(self.redis)
         except RedisError as exc:  # Redis down: the next process to start moves them
             log.warning("could not check the Redis key layout (%s)", type(exc).__name__)
+        await self.start_watch()
         if self.jobs is not None and self.settings.seatbot_job_runner:
             await self.jobs.start()
         elif self.jobs is not None and not self.in_process_store:  # a warning if nobody runs one
@@ -84,6 +92,8 @@ class Runtime:
                     await warn_if_none(self.redis)
 
     async def aclose(self) -> None:
+        if self.watch is not None:
+            await self.watch.stop()
         if self.jobs is not None:
             await self.jobs.stop()
             if self.jobs.redis is not self.redis:
@@ -189,6 +199,14 @@ def build_runtime(
     # the runner's blocking reads need a connection with a longer timeout than Slack's paths
     jobs_redis = redis if in_process else connect_redis(settings, timeout=15.0)
     runtime.jobs = JobRunner(jobs_redis, in_process=in_process)
+    if not in_process:  # a wiped Redis is noticed, said and its periodic work re-armed
+        runtime.watch = RedisWatch(redis, every=settings.seatbot_redis_check_seconds)
+        runtime.watch.rearm = runtime.jobs.on_start  # the same arming as at start, whoever adds to it
+
+        async def audit_wipe(wipe: Wipe) -> None:
+            await audit.record("redis_wiped", detected_by=wipe.by, why=wipe.text())
+
+        runtime.watch.on_wipe.append(audit_wipe)
     runtime.schedules = Schedules(
         flow=flow,
         store=ScheduleStore(redis),

@@ -14,6 +14,7 @@ from bot import metrics
 from bot.config import Settings
 from bot.logs import redact
 from bot.probes import Probes
+from bot.redis_watch import Wipe
 from bot.runtime import Runtime, build_runtime
 from bot.slack.delivery import Responder
 from bot.slack.files import announcer, publisher, report_poster
@@ -59,6 +60,18 @@ def build_slack(
         runtime.schedules.announce = slack_announcer(outbox, audit_channel=settings.seatbot_audit_channel)
     if runtime.home is not None:
         runtime.home.undelivered = outbox.store
+    if runtime.watch is not None and settings.seatbot_audit_channel:
+        channel = settings.seatbot_audit_channel
+
+        async def tell_wipe(wipe: Wipe) -> None:
+            text = f":rotating_light: {wipe.text()}"
+            message = {
+                "text": text,
+                "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
+            }
+            await outbox.deliver(channel, message, what="Redis wipe notice")
+
+        runtime.watch.on_wipe.append(tell_wipe)
     responder = Responder(client, api_url=settings.slack_api_url, outbox=outbox)
     runtime.closers.append(responder.aclose)
     publish = publisher(client, responder.post_in_channel)
@@ -105,6 +118,7 @@ async def run_job_runner(settings: Settings) -> None:
     health = None
     try:
         health = await start_health(settings, Probes(runtime, role="jobs", checks={"job_runner": running}))
+        await runtime.start_watch()
         await jobs.start()
         metrics.STARTS.labels("jobs").inc()
         await stop.wait()
