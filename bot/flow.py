@@ -259,7 +259,7 @@ class SeatFlow:
             channel=channel,
             seats=[t.seat_uid for t in pending.targets],
             reason=cmd.reason,
-            at=at,
+            due=at,  # a scheduled removal's time; `at` is when this happened, as for every event
         )
         return Card(pending, tuple(problems), tuple(notes), audit_ok=audit_ok)
 

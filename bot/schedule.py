@@ -164,7 +164,7 @@ class Schedules:
             requester=pending.requester,
             channel=pending.channel,
             seats=entry.seat_uids,
-            at=entry.at,
+            due=entry.at,
             reason=pending.reason,
         )
         return ScheduleConfirmed(entry, audit_ok=ok, late=entry.at <= now)

@@ -303,6 +303,8 @@ def event_line(e: dict[str, Any], seats_by_id: dict[str, list[Any]]) -> str:
     actor = who(str(e["user"])) if e.get("user") else "?"
     bits = [f"{stamp} *{esc(e.get('event', '?'))}* by {actor}"]
     seats = e.get("seats") if isinstance(e.get("seats"), list) else seats_by_id.get(str(e.get("id")))
+    if isinstance(e.get("due"), int | float):  # a scheduled removal's time, not the event's
+        bits.append(f"due {when(float(e['due']))}")
     if e.get("seat_uid"):
         bits.append(f"seat `{esc(e['seat_uid'])}`")
     elif seats:

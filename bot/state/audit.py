@@ -79,9 +79,9 @@ class Audit:
         for event, fields in events:
             entry = {
                 "event": event,
-                "at": round(self._clock(), 3),
                 **{k: v for k, v in fields.items() if v is not None},
                 **self._origin,
+                "at": round(self._clock(), 3),  # when it happened, always (a due time is `due`)
             }
             log.info("audit %s", event, extra={"audit": entry})
             entries.append(entry)
@@ -116,10 +116,10 @@ class Audit:
         except RedisError as exc:
             raise StoreUnavailable(f"Redis: {type(exc).__name__}") from None
         events = []
-        for _id, data in rows or []:
+        for stream_id, data in rows or []:
             raw = (data or {}).get(b"json") or (data or {}).get("json")
             try:
-                events.append(json.loads(raw or b""))
+                events.append(_when_written(json.loads(raw or b""), stream_id))
             except ValueError:
                 continue
         return events
@@ -131,3 +131,19 @@ class Audit:
         except RedisError as exc:
             raise StoreUnavailable(f"Redis: {type(exc).__name__}") from None
         return sum(int(c) for c in counts)
+
+
+def _when_written(event: dict[str, Any], stream_id: bytes | str | None) -> dict[str, Any]:
+    """Events of older releases kept a scheduled removal's due time in `at` (the request time was
+    lost): the stream entry's id holds when it was written, so `at` is that and the due time `due`."""
+    if event.get("event") not in ("requested", "scheduled") or "due" in event or stream_id is None:
+        return event
+    ident = stream_id.decode() if isinstance(stream_id, bytes) else str(stream_id)
+    try:
+        written = int(ident.split("-")[0]) / 1000
+        at = float(event["at"])
+    except (KeyError, TypeError, ValueError):
+        return event
+    if at - written > 60:  # a time in the future of its own writing: a due time
+        return {**event, "at": round(written, 3), "due": at}
+    return event
