@@ -129,7 +129,13 @@ class SeatFlow:
             seats=seats, directory=directory, uids=uids, concurrency=lookup_concurrency
         )
         self.revocation = Revocation(
-            seats=seats, store=store, audit=audit, policy=self.policy, clock=clock, freed=self._freed
+            seats=seats,
+            store=store,
+            audit=audit,
+            policy=self.policy,
+            clock=clock,
+            freed=self._freed,
+            current=uids,
         )
         self.directory_sync = directory_sync
         self.guide_url = guide_url  # where `/seat help` points for the full guide

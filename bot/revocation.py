@@ -8,25 +8,35 @@ removed, a fresh confirmation card for exactly those. Sweeps record per chunk (b
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from bot.cloudflare.budget import Lane
-from bot.errors import StoreUnavailable
+from bot.errors import SeatsError, StoreUnavailable
 from bot.executor import Executor, Plan, SeatWriter
 from bot.models import AuditEvent, Pending, PendingTarget, Seat, new_id
 from bot.outcomes import Failure, Outcome, SeatResult
 from bot.policy import Policy
+from bot.seat_lookup import UidAnswers
 
 log = logging.getLogger(__name__)
 
 Freed = Callable[[Sequence[str]], Awaitable[None]]
+LOOKUP_SECONDS = 10.0  # a fresh try's look-up: past this its card says "?" rather than wait
 
 
 class PendingPut(Protocol):
     async def put(self, pending: Pending, *, ttl: int) -> None: ...
+
+
+class CurrentSeats(Protocol):
+    """The verified seat-UID look-up (bot.seat_lookup.SeatLookup)."""
+
+    async def by_uids(self, uids: Sequence[str]) -> UidAnswers: ...
 
 
 class Recorder(Protocol):
@@ -57,6 +67,7 @@ class Revocation:
         clock: Callable[[], float] = time.time,
         freed: Freed | None = None,
         executor: Executor | None = None,
+        current: CurrentSeats | None = None,
     ) -> None:
         self.executor = executor or Executor(seats)
         self.store = store
@@ -64,6 +75,7 @@ class Revocation:
         self.policy = policy
         self.clock = clock
         self.freed = freed  # the directory's idle facts learn it before the next sync
+        self.current = current  # a fresh try's card shows the seats as they are now
 
     async def execute(
         self, pending: Pending, confirmer: str, *, lane: Lane = "interactive"
@@ -129,10 +141,30 @@ class Revocation:
             )
         return await self.audit.record_many(events)
 
+    async def as_now(self, targets: list[PendingTarget]) -> list[PendingTarget]:
+        """The targets with their seats as Cloudflare shows them now: a PATCH whose answer was lost may
+        have been applied, so a fresh card never repeats the state read before it ("?" when the
+        look-up cannot say)."""
+        if self.current is None:
+            return targets
+        found = {}
+        try:
+            async with asyncio.timeout(LOOKUP_SECONDS):
+                found = (await self.current.by_uids([t.seat_uid for t in targets])).found
+        except (SeatsError, StoreUnavailable, TimeoutError) as exc:
+            log.warning("the fresh try's look-up failed (%s): its card shows the seats as unknown", exc)
+        fresh = []
+        for target in targets:
+            user = found.get(target.seat_uid)
+            access, gateway = (user.access_seat, user.gateway_seat) if user is not None else (None, None)
+            fresh.append(dataclasses.replace(target, access_seat=access, gateway_seat=gateway))
+        return fresh
+
     async def fresh_try(self, failed: Pending, targets: list[PendingTarget]) -> Pending | None:
         """A new confirmation card for the seats a failed revoke did not remove (None: nothing left)."""
         if not targets:
             return None
+        targets = await self.as_now(targets)
         now = self.clock()
         retry = Pending(
             id=new_id(),
