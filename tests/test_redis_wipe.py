@@ -83,6 +83,7 @@ async def test_a_wiped_redis_is_said_loudly_once_and_periodic_work_comes_back(
             SEATBOT_AUDIT_CHANNEL=AUDIT,
             SEATBOT_REDIS_CHECK_SECONDS="0.5",
             SEATBOT_DIRECTORY_REFRESH_SECONDS="30",  # checked every 3 s; once built, not due for 30 s
+            SEATBOT_IDLE_REPORT_CHANNEL=AUDIT,  # its next run is armed again too
         )
         web_log, jobs_log = tmp_path / "web.log", tmp_path / "jobs.log"
         with (
@@ -100,6 +101,7 @@ async def test_a_wiped_redis_is_said_loudly_once_and_periodic_work_comes_back(
             await until(lambda: directory_ready(port), 10, "the directory rebuilt within one period")
             wiped = health(port)["redis_wiped"]
             assert isinstance(wiped, dict) and "pid" in str(wiped["by"])
+            armed = [armed_jobs(private_redis, name) for name in ("idle_report", "slack_outbox")]
             checked = await asyncio.to_thread(run_bot, "check", cwd=tmp_path, env=env, stdin="")
             await asyncio.sleep(1)  # more checks by both processes: still one notice
         notices = [p for p in slack.posts if p.get("channel") == AUDIT and WIPED in str(p.get("text"))]
@@ -118,6 +120,18 @@ async def test_a_wiped_redis_is_said_loudly_once_and_periodic_work_comes_back(
         json.loads(raw) for _, fields in private_redis_events(private_redis) for raw in [fields[b"json"]]
     ]
     assert [e["event"] for e in events].count("redis_wiped") == 1
+    report, outbox = armed  # re-armed: the weekly report's next run once, the outbox's retries
+    assert len(report) == 1 and outbox, armed
+
+
+def armed_jobs(server: RedisServer, name: str) -> list[bytes]:
+    import redis
+
+    client = redis.Redis(port=server.port)
+    try:
+        return list(client.scan_iter(f"saq:job:seatbot:{name}:*"))
+    finally:
+        client.close()
 
 
 def private_redis_events(server: RedisServer) -> list[tuple[bytes, dict[bytes, bytes]]]:
