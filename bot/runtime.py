@@ -28,7 +28,7 @@ from bot.idle_report import PeriodicReport
 from bot.idle_source import DirectorySource, ScanSource
 from bot.jobs import JobRunner
 from bot.policy import Authorizer, Directory, Policy
-from bot.redis_watch import RedisWatch, Wipe
+from bot.redis_watch import RedisWatch, Wipe, last_wipe
 from bot.runner_status import warn_if_none
 from bot.schedule import Announce, Schedules
 from bot.seat_lookup import SeatLookup
@@ -216,6 +216,12 @@ def build_runtime(
         lease=settings.seatbot_schedule_lease_seconds,
         announce=announce,
     )
+    if runtime.watch is not None:  # `/seat scheduled` says removals made before a wipe were lost
+
+        async def wipes() -> Wipe | None:
+            return await last_wipe(redis)
+
+        runtime.schedules.wipes = wipes
     runtime.steps = WorkflowSteps(
         flow=flow, redis=redis, jobs=runtime.jobs, limits=WorkflowLimits.from_settings(settings)
     )

@@ -27,6 +27,7 @@ from bot.jobs import JobRunner
 from bot.models import AccessUser, Pending, PendingTarget, Seat, new_id
 from bot.outcomes import CommandReply, Failure, Notice, SeatResult
 from bot.parse import Command
+from bot.redis_watch import Wipe
 from bot.revocation import seat_results
 from bot.schedule_outcomes import (
     LATE_AFTER,
@@ -106,6 +107,7 @@ class Schedules:
         self.retry_window = retry_window
         self.retry_delay = retry_delay  # the first wait between attempts; it doubles, up to 60 s
         self.announce = announce
+        self.wipes: Callable[[], Awaitable[Wipe | None]] | None = None  # a Redis found empty lately
         self._clock = clock
         self._sleep = sleep
         # a firing holds its schedule by a short lease it renews while it runs, so a firing whose
@@ -171,7 +173,9 @@ class Schedules:
 
     async def listing(self, limit: int = 40) -> ScheduleList:
         entries = await self.store.upcoming(limit)
-        return ScheduleList(tuple(entries), total=await self.store.count())
+        wipe = await self.wipes() if self.wipes is not None else None  # bot/redis_watch.py
+        lost = wipe.text() if wipe is not None else None
+        return ScheduleList(tuple(entries), total=await self.store.count(), lost_since=lost)
 
     async def unschedule(self, entry_id: str, *, user: str) -> Notice | Unscheduled:
         """An admin's cancel button on `/seat scheduled`: drop it, audit it, announce it."""

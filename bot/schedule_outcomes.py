@@ -29,6 +29,7 @@ class ScheduleList:
     entries: tuple[Entry, ...]
     duplicate: bool = False  # shown because the new request would schedule these seats twice
     total: int = 0  # how many there are in all (the list may be cut)
+    lost_since: str | None = None  # Redis was found empty: what it says (schedules before it are gone)
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,11 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as aredis
 
+from bot.redis_watch import RedisWatch
 from tests.support.fake_slack import FakeSlack
-from tests.support.harness import stack_env
+from tests.support.harness import SlackClient, all_text, card_for, stack_env
 from tests.support.servers import RedisServer, clean_env, free_port, run_bot, sandbox_process, wait_http
 
 pytestmark = pytest.mark.chaos
@@ -142,3 +144,15 @@ def private_redis_events(server: RedisServer) -> list[tuple[bytes, dict[bytes, b
         return list(client.xrange("seatbot:audit"))  # type: ignore[arg-type]
     finally:
         client.close()
+
+
+async def test_seat_scheduled_says_removals_made_before_a_wipe_are_lost(
+    bot: SlackClient, redis_client: aredis.Redis
+) -> None:
+    """After a wipe `/seat scheduled` no longer just says "No scheduled removals"."""
+    other = RedisWatch(redis_client, every=60)  # another process's watch
+    await other.mark()
+    await redis_client.flushdb()
+    assert await other.check() is not None
+    listing = all_text(await card_for(bot, "scheduled"))
+    assert "No scheduled removals." in listing and WIPED in listing and "schedule again" in listing

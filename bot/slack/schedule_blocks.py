@@ -53,12 +53,15 @@ def schedule_list(r: ScheduleList) -> Message:
         title = "Already scheduled: these seats have a pending removal"
         head = "Nothing new was scheduled. Cancel the existing one first to change it."
     elif not r.entries:
-        return compose("No scheduled removals.", [section("No scheduled removals.")])
+        lost = [context(f":rotating_light: {esc(r.lost_since)}")] if r.lost_since else []
+        return compose("No scheduled removals.", [section("No scheduled removals."), *lost])
     else:
         title = f"Scheduled removals ({r.total})"
         head = "Soonest first."
     shown = r.entries[:MAX_LISTED]
     blocks = [header(title), context(head), *(_entry_block(e, button=True) for e in shown)]
+    if r.lost_since and not r.duplicate:
+        blocks.append(context(f":rotating_light: {esc(r.lost_since)}"))
     if r.total > len(shown):
         blocks.append(context(f"…and {r.total - len(shown)} more"))
     return compose(title, blocks)
