@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aredis
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.cloudflare.sandbox import Sandbox
-from bot.state.outbox import KEY
+from bot.slack.outbox import Outbox, SlackPoster
+from bot.state.outbox import KEY, OutboxStore
 from tests.support.fake_slack import FakeSlack
 from tests.support.harness import (
     ADMIN,
@@ -138,3 +140,21 @@ async def test_scheduled_news_reaches_the_audit_channel_and_later_its_own(
         slack.fail_channels = set()
         await slack.wait_for(lambda: bool(posts_in(slack, CHANNEL, "Scheduled removal done")), 10)
     assert len(sandbox.patches) == 1
+
+
+async def test_a_retry_run_stops_at_the_first_sign_slack_is_still_down(
+    slack: FakeSlack, redis_client: aredis.Redis
+) -> None:
+    """Three kept messages while Slack answers 500: one try per run, not one per message; once
+    Slack is back a run delivers them all, oldest first, and forgets them."""
+    client = AsyncWebClient(token="xoxb-test", base_url=slack.api_url)
+    outbox = Outbox(store=OutboxStore(redis_client), poster=SlackPoster(client, deadline=0))
+    slack.fail_channels = {CHANNEL}
+    for n in range(3):
+        assert not await outbox.deliver(CHANNEL, {"text": f"outcome {n}", "blocks": None}, what="outcome")
+    tried = len(slack.refused_posts)
+    assert await outbox.retry() == 0 and len(slack.refused_posts) == tried + 1
+    slack.fail_channels = set()
+    assert await outbox.retry() == 3
+    assert [p["text"] for p in slack.posts] == ["outcome 0", "outcome 1", "outcome 2"]
+    assert await redis_client.hlen(KEY) == 0

@@ -41,6 +41,7 @@ log = logging.getLogger("seatbot.outbox")
 
 JOB = "slack_outbox"
 MAX_ATTEMPTS = 12
+LEASE_SECONDS = 600.0  # one retry run at a time Redis-wide (a run that dies frees it after this)
 ADVICE = {  # what the operator can do about Slack's answer
     "not_in_channel": ": the bot is not in it; invite it with /invite @seatbot",
     "channel_not_found": ": the bot cannot see it; invite it with /invite @seatbot or check the channel ID",
@@ -50,7 +51,7 @@ Message = Mapping[str, Any]
 Sleep = Callable[[float], Awaitable[None]]
 
 
-class _Refused(Exception):
+class Refusal(Exception):
     """One failed post: Slack's reason, whether another try may help, and its Retry-After."""
 
     def __init__(self, why: str, *, retryable: bool, retry_after: float | None = None) -> None:
@@ -69,7 +70,7 @@ def _header(headers: Any, name: str) -> str | None:
     return None
 
 
-def refusal(exc: BaseException) -> _Refused:
+def refusal(exc: BaseException) -> Refusal:
     """Any failure of a Web API call as one short reason (whatever shape Slack's answer had)."""
     if isinstance(exc, SlackApiError):
         response = exc.response
@@ -92,10 +93,10 @@ def refusal(exc: BaseException) -> _Refused:
             "service_unavailable",
             "request_timeout",
         )
-        return _Refused(why, retryable=retryable, retry_after=after)
+        return Refusal(why, retryable=retryable, retry_after=after)
     if isinstance(exc, aiohttp.ClientError | TimeoutError | OSError | SlackRequestError):
-        return _Refused(f"no answer ({type(exc).__name__})", retryable=True)
-    return _Refused(f"unexpected {type(exc).__name__}", retryable=False)
+        return Refusal(f"no answer ({type(exc).__name__})", retryable=True)
+    return Refusal(f"unexpected {type(exc).__name__}", retryable=False)
 
 
 class _Wait:
@@ -107,7 +108,7 @@ class _Wait:
 
     def __call__(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, _Refused) and exc.retry_after is not None:
+        if isinstance(exc, Refusal) and exc.retry_after is not None:
             return exc.retry_after  # past the deadline: the stop condition ends the tries instead
         return min(self._backoff(state), self._cap)
 
@@ -125,11 +126,11 @@ class SlackPoster:
         self.deadline = deadline
         self._sleep = sleep
 
-    async def post(self, channel: str, message: Message, *, patient: bool = True) -> str | None:
-        """None when Slack took the message, else why not; `patient=False`: one try only."""
+    async def post(self, channel: str, message: Message, *, patient: bool = True) -> Refusal | None:
+        """None when Slack took the message, else its refusal; `patient=False`: one try only."""
         clean = json.loads(redact(json.dumps(dict(message))))
         retrying = AsyncRetrying(
-            retry=retry_if_exception(lambda exc: isinstance(exc, _Refused) and exc.retryable),
+            retry=retry_if_exception(lambda exc: isinstance(exc, Refusal) and exc.retryable),
             wait=_Wait(cap=max(self.deadline, 0.0)),
             stop=stop_any(
                 stop_after_attempt(MAX_ATTEMPTS if patient else 1), stop_before_delay(self.deadline)
@@ -146,8 +147,8 @@ class SlackPoster:
                         )
                     except Exception as exc:
                         raise refusal(exc) from None
-        except _Refused as exc:
-            return exc.why
+        except Refusal as exc:
+            return exc
         return None
 
 
@@ -169,9 +170,10 @@ class Outbox:
 
     async def deliver(self, channel: str, message: Message, *, what: str) -> bool:
         """Post `message` in `channel`; False when it was kept for later (or, Redis gone too, logged)."""
-        why = await self.poster.post(channel, message)
-        if why is None:
+        refused = await self.poster.post(channel, message)
+        if refused is None:
             return True
+        why = refused.why
         item = Undelivered(
             id=new_id(),
             channel=channel,
@@ -203,22 +205,25 @@ class Outbox:
         return False
 
     async def retry(self) -> int:
-        """One try for each kept message, oldest first; how many Slack took."""
+        """One try for each kept message, oldest first, until Slack refuses one for a reason that
+        says it is down or busy (5xx, 429, no answer): the rest wait for the next run. How many
+        Slack took."""
         token = new_id()
-        if not await self.store.lease(token, seconds=max(60.0, self.every)):
+        if not await self.store.lease(token, seconds=LEASE_SECONDS):
             return 0
         delivered = 0
         try:
             for item in await self.store.items():
-                why = await self.poster.post(
-                    item.channel, {"text": item.text, "blocks": item.blocks}, patient=False
-                )
-                if why is None:
+                message = {"text": item.text, "blocks": item.blocks}
+                refused = await self.poster.post(item.channel, message, patient=False)
+                if refused is None:
                     await self.store.done(item.id)
                     delivered += 1
                     log.info("delivered the kept %s for %s (try %d)", item.what, item.channel, item.tries + 1)
-                else:
-                    await self.store.retried(item, why)
+                    continue
+                await self.store.retried(item, refused.why)
+                if refused.retryable:
+                    break
         except StoreUnavailable:
             log.warning("could not retry the undelivered Slack messages: Redis unavailable")
         finally:
