@@ -100,7 +100,7 @@ async def test_a_wiped_redis_is_said_loudly_once_and_periodic_work_comes_back(
             await asyncio.sleep(3)  # the job runner's loops meet a Redis that is gone
             private_redis.start()  # same port, empty: no persistence
             await until(lambda: WIPED in web_log.read_text() and WIPED in jobs_log.read_text(), 15, "ERROR")
-            await until(lambda: directory_ready(port), 10, "the directory rebuilt within one period")
+            await until(lambda: directory_ready(port), 25, "the directory rebuilt within one period (30 s)")
             wiped = health(port)["redis_wiped"]
             assert isinstance(wiped, dict) and "pid" in str(wiped["by"])
             armed = [armed_jobs(private_redis, name) for name in ("idle_report", "slack_outbox")]
