@@ -121,3 +121,16 @@ async def test_refusal_healthz_and_check_name_the_pause(
     (line,) = [line for line in checked.stdout.splitlines() if " cloudflare:" in line]
     assert line.startswith("WARN cloudflare: users list of account"), checked.stdout
     assert "Cloudflare asked the bot to pause (Retry-After: 86400 s, honoured for 300 s at most)" in line
+
+
+async def test_a_pause_for_the_sync_lane_never_hides_one_for_every_lane(redis_client: aredis.Redis) -> None:
+    """A 429's Retry-After, then a header leaving only the interactive reserve: a revoke is still told
+    about the 429's pause, the one it waits for."""
+    clock = Clock()
+    budget = RateBudget(redis_client, limit=10, share=0.5, clock=clock, sleep=clock.sleep)
+    await budget.observe({}, retry_after=120)
+    await budget.observe({"ratelimit": '"default";r=4;t=60'})  # 4 left of 10: only people's part
+    pause = await budget.pause()
+    assert pause is not None and (pause.lane, pause.source, pause.asked) == ("all", "Retry-After", 120)
+    with pytest.raises(BudgetExhausted, match=r"Cloudflare asked the bot to pause \(Retry-After: 120 s\)"):
+        await budget.take("interactive", max_wait=5)

@@ -160,7 +160,8 @@ class RateBudget:
         # longer than Cloudflare's so a slot freed here is always free there too.
         self._window_ms = int((window + margin) * 1000)
         self._keys = [f"{prefix}:window", f"{prefix}:pause", f"{prefix}:pause:sync"]
-        self._why = f"{prefix}:pause:why"  # the latest pause Cloudflare asked for (JSON), for people
+        # the latest pause Cloudflare asked for (JSON, for people): for every lane, for the sync lane
+        self._why = {"all": f"{prefix}:pause:why", "sync": f"{prefix}:pause:why:sync"}
         self._redis = redis
         self._take = redis.register_script(_TAKE)
         self._quotas = redis.register_script(_QUOTAS)
@@ -260,7 +261,7 @@ class RateBudget:
                     pipe.set(key, now_ms + ms, px=ms + 60_000)  # the end time; the TTL only tidies up
                     lane = "sync" if key == self._keys[2] else "all"
                     why = Pause(now + seconds, source, asked, seconds, lane)
-                    pipe.set(self._why, json.dumps(why.__dict__), px=ms + 60_000)
+                    pipe.set(self._why[lane], json.dumps(why.__dict__), px=ms + 60_000)
                     if seconds < asked:
                         log.warning("%s", why.text(), extra={"pause": why.as_json()})
                 await pipe.execute()
@@ -268,16 +269,20 @@ class RateBudget:
             log.warning("rate budget unavailable (%s): pause not shared", type(exc).__name__)
 
     async def pause(self) -> Pause | None:
-        """The pause Cloudflare asked for that is still running, if any (None when Redis cannot say)."""
+        """The pause Cloudflare asked for that is still running, every lane's first (None when there is
+        none, or Redis cannot say)."""
         try:
-            raw = await self._redis.get(self._why)
+            raws = await self._redis.mget([self._why["all"], self._why["sync"]])
         except RedisError:
             return None
-        try:
-            pause = Pause(**json.loads(raw)) if raw else None
-        except (TypeError, ValueError):
-            return None
-        return pause if pause is not None and pause.until > self._clock() else None
+        for raw in raws:
+            try:
+                pause = Pause(**json.loads(raw)) if raw else None
+            except (TypeError, ValueError):
+                continue
+            if pause is not None and pause.until > self._clock():
+                return pause
+        return None
 
     async def usage(self) -> Usage:
         """Requests counted in the current window (for status and benchmarks)."""
