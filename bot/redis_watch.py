@@ -66,7 +66,7 @@ class Wipe:
 def _is_outage(exc: BaseException | None) -> bool:
     seen = 0
     while exc is not None and seen < 5:
-        if isinstance(exc, RedisConnectionError | RedisTimeoutError | ConnectionError | OSError):
+        if isinstance(exc, RedisConnectionError | RedisTimeoutError):  # redis-py wraps socket errors
             return True
         exc = exc.__cause__ or exc.__context__
         seen += 1
