@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import subprocess
 import sys
 import time
@@ -19,8 +20,9 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
-from bot.redis_watch import RedisWatch
+from bot.redis_watch import OutageLines, RedisWatch
 from tests.support.fake_slack import FakeSlack
 from tests.support.harness import SlackClient, all_text, card_for, stack_env
 from tests.support.servers import RedisServer, clean_env, free_port, run_bot, sandbox_process, wait_http
@@ -156,3 +158,21 @@ async def test_seat_scheduled_says_removals_made_before_a_wipe_are_lost(
     assert await other.check() is not None
     listing = all_text(await card_for(bot, "scheduled"))
     assert "No scheduled removals." in listing and WIPED in listing and "schedule again" in listing
+
+
+def test_only_a_lost_redis_is_folded_into_one_line() -> None:
+    """Redis gone: the first of saq's tracebacks becomes one line, the rest are counted until it is
+    back; any other error (a job's own) keeps its traceback."""
+    lines = OutageLines(clock=lambda: 0.0)
+
+    def record(exc: BaseException) -> logging.LogRecord:
+        return logging.LogRecord(
+            "saq", logging.ERROR, __file__, 1, "Error processing job %s", ("j",), (type(exc), exc, None)
+        )
+
+    own = record(OSError("disk full"))
+    assert lines.filter(own) and own.exc_info is not None
+    first, second = record(RedisConnectionError("refused")), record(RedisConnectionError("refused"))
+    assert lines.filter(first) and first.exc_info is None and "cannot reach Redis" in first.getMessage()
+    assert not lines.filter(second)
+    assert lines.back() == 1 and lines.back() is None
