@@ -21,6 +21,7 @@ from bot.slack.files import announcer, publisher, report_poster
 from bot.slack.health import start_health
 from bot.slack.home_listeners import register_home
 from bot.slack.idle_listeners import register_idle_actions
+from bot.slack.kit import esc, section
 from bot.slack.lanes import Lane
 from bot.slack.listeners import build_bolt_app
 from bot.slack.outbox import Outbox, SlackPoster
@@ -64,11 +65,8 @@ def build_slack(
         channel = settings.seatbot_audit_channel
 
         async def tell_wipe(wipe: Wipe) -> None:
-            text = f":rotating_light: {wipe.text()}"
-            message = {
-                "text": text,
-                "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
-            }
+            text = f":rotating_light: {esc(wipe.text())}"  # the host name is not ours to trust
+            message = {"text": text, "blocks": [section(text)]}
             await outbox.deliver(channel, message, what="Redis wipe notice")
 
         runtime.watch.on_wipe.append(tell_wipe)
