@@ -33,11 +33,12 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.models import new_id
+from bot.state.keys import key
 
 log = logging.getLogger("seatbot.redis")
 
-MARKER = "seatbot:marker"
-WIPED = "seatbot:redis_wiped"
+MARKER = key("marker")
+WIPED = key("redis_wiped")
 KEEP_NOTICE = 7 * 86400  # seconds /healthz and `check` keep showing a wipe
 
 Hook = Callable[[], Awaitable[None]]

@@ -77,7 +77,8 @@ class Runtime:
         """The background job runner unless SEATBOT_JOB_RUNNER is off: scheduled removals, paused
         sweeps, and the seat directory's refresh (an empty directory's first sync starts at once;
         Slack is served meanwhile and UID look-ups scan until it is ready). First the previous
-        release's Redis keys move to this release's names (bot/state/keys.py), once Redis-wide. Then the Redis watch starts."""
+        release's Redis keys move to this release's names (bot/state/keys.py), once Redis-wide.
+        Then the Redis watch starts."""
         try:
             if not self.in_process_store:
                 await migrate_keys(self.redis)

@@ -23,6 +23,7 @@ import redis.asyncio as aredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bot.redis_watch import OutageLines, RedisWatch
+from bot.state.audit import STREAM
 from tests.support.fake_slack import FakeSlack
 from tests.support.harness import SlackClient, all_text, card_for, stack_env
 from tests.support.servers import RedisServer, clean_env, free_port, run_bot, sandbox_process, wait_http
@@ -143,7 +144,7 @@ def private_redis_events(server: RedisServer) -> list[tuple[bytes, dict[bytes, b
 
     client = redis.Redis(port=server.port)
     try:
-        return list(client.xrange("seatbot:audit"))  # type: ignore[arg-type]
+        return list(client.xrange(STREAM))  # type: ignore[arg-type]
     finally:
         client.close()
 

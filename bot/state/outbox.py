@@ -15,11 +15,12 @@ import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
 from bot.errors import StoreUnavailable
+from bot.state.keys import key
 
 log = logging.getLogger("seatbot.outbox")
 
-KEY = "seatbot:outbox"
-LEASE = "seatbot:outbox:lease"
+KEY = key("outbox")
+LEASE = key("outbox:lease")
 
 
 @dataclass(frozen=True)
