@@ -31,7 +31,7 @@ from bot.errors import (
     SeatsError,
     Unavailable,
 )
-from bot.logs import redact
+from bot.logs import redact, redact_url
 from bot.netdiag import endpoint, why
 from bot.redis_watch import last_wipe
 from bot.runner_status import WHAT_WAITS, runners
@@ -145,7 +145,7 @@ async def run_checks(
             raise SeatbotError(_cloudflare_advice(exc, settings)) from None
         finally:
             await client.aclose()
-        account, base = settings.cloudflare_account_id, settings.cloudflare_base_url
+        account, base = settings.cloudflare_account_id, redact_url(settings.cloudflare_base_url)
         text = f"users list of account {account} readable at {base}"
         if (pause := await _cloudflare_pause(settings)) is not None:
             raise Warn(f"{text}, but {pause.text()}")

@@ -12,7 +12,7 @@ import re
 import zoneinfo
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -461,10 +461,13 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, SecretStr) and value.get_secret_value():
                 found.append(value.get_secret_value())
+        urls = [self.cloudflare_base_url, self.slack_api_url]
         if self.redis_url is not None:
-            password = urlsplit(self.redis_url.get_secret_value()).password
+            urls.append(self.redis_url.get_secret_value())
+        for url in urls:  # a password in a URL (Redis, a proxy with a login), as written and decoded
+            password = urlsplit(url).password
             if password:
-                found.append(password)
+                found += [password, unquote(password)] if unquote(password) != password else [password]
         return found
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -235,10 +236,18 @@ def find_idle(users: Iterable[UserFacts], rule: IdleRule) -> IdleTally:
     return tally
 
 
+# OWASP's CSV-injection rule: a cell a spreadsheet could read as a formula starts with one of these.
+# Spreadsheets also read the full-width and small forms (U+FF1D, U+FF0B, U+FF0D, U+FF20, U+FE66…,
+# folded by NFKC) and the minus sign as formula starts, and skip leading blanks and line breaks; `;`
+# and `,` separate cells in some locales. Such a cell is prefixed with ' (shown, never evaluated).
+_FORMULA_STARTS = frozenset("=+-@\t\r\n ;,|%\u2212\u00a0\u3000")
+
+
 def _cell(value: object) -> str:
-    """CSV cell safe to open in a spreadsheet: a leading = + - @ (a formula) is quoted with '."""
+    """CSV cell safe to open in a spreadsheet: one that could start a formula is prefixed with '."""
     text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    first = unicodedata.normalize("NFKC", text[:1])[:1]
+    return "'" + text if text and (first in _FORMULA_STARTS or text[0] in _FORMULA_STARTS) else text
 
 
 def idle_csv(seats: Iterable[IdleSeat], *, now: float, extra: dict[str, str] | None = None) -> bytes:
@@ -246,7 +255,9 @@ def idle_csv(seats: Iterable[IdleSeat], *, now: float, extra: dict[str, str] | N
 
     `extra` maps a seat UID to a last column (a sweep's `updated_at` from Cloudflare)."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    # RFC 4180 line ends: the writer then quotes a cell holding a bare \r as well as \n, which a
+    # spreadsheet would otherwise read as a new row (whose first cell could be a formula)
+    writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow([*CSV_COLUMNS, "updated_at"] if extra is not None else CSV_COLUMNS)
     for s in seats:
         row = [_cell(s.email), _cell(s.name), _cell(s.seat_uid)]

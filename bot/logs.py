@@ -11,12 +11,21 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 # Attributes every LogRecord has; anything else was passed with `extra=` and goes into the line.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 _MASK = "[redacted]"
+
+
+def redact_url(url: str) -> str:
+    """`url` with its user-info (`user:password@`, a proxy's login) replaced, for printing."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=_MASK + "@" + parts.netloc.rsplit("@", 1)[1]))
 
 
 @contextmanager

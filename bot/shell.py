@@ -19,6 +19,7 @@ from bot.cloudflare import demo_idle
 from bot.cloudflare.demo_account import DEMO_USERS
 from bot.cloudflare.transport import DEFAULT_BASE_URL
 from bot.config import Settings
+from bot.logs import redact_url
 from bot.parse import unescape
 from bot.runtime import Runtime, build_runtime
 from bot.schedule import Announcement
@@ -275,7 +276,8 @@ def banner(runtime: Runtime, user: str, hint: bool) -> str:
                 "(user000001@synthetic.example.com, seat 00000000-5eed-4000-8000-000000000001, …)."
             )
     else:
-        account, base = runtime.settings.cloudflare_account_id, runtime.settings.cloudflare_base_url
+        account = runtime.settings.cloudflare_account_id
+        base = redact_url(runtime.settings.cloudflare_base_url)
         if base.rstrip("/") == DEFAULT_BASE_URL:
             lines.append(f"Cloudflare: LIVE account {account} at {base}: revokes are real")
         else:

@@ -17,6 +17,7 @@ from slack_bolt.logger.messages import warning_client_prioritized_and_token_skip
 from bot import __version__
 from bot.config import Settings
 from bot.errors import ConfigError
+from bot.logs import redact_url
 
 log = logging.getLogger("seatbot.startup")
 Mode = Literal["http", "socket"]
@@ -102,7 +103,8 @@ def describe(settings: Settings, *, mode: Mode) -> str:
     )
     return (
         f"seatbot {__version__} serving {where} · Redis: {redis_label(settings)} · Cloudflare account "
-        f"{settings.cloudflare_account_id} at {settings.cloudflare_base_url} · {admins_label(settings)}"
+        f"{settings.cloudflare_account_id} at {redact_url(settings.cloudflare_base_url)} · "
+        f"{admins_label(settings)}"
         f" · {jobs}"
     )
 

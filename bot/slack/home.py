@@ -21,7 +21,7 @@ View = dict[str, Any]
 
 ABOUT = (
     "Seat Bot takes a person's Cloudflare Zero Trust seat away from Slack, with a confirmation step: "
-    "`/seat revoke <email|@person|seat-uid>` shows the seat's state, one click by an admin removes it, "
+    "`/seat revoke &lt;email|@person|seat-uid&gt;` shows the seat's state, one click by an admin removes it, "
     "and every step is recorded. `/seat idle` lists seats nobody has used for weeks and frees them in "
     "one reviewed click."
 )
