@@ -25,7 +25,8 @@ def redact_url(url: str) -> str:
     parts = urlsplit(url)
     if "@" not in parts.netloc:
         return url
-    return urlunsplit(parts._replace(netloc=_MASK + "@" + parts.netloc.rsplit("@", 1)[1]))
+    netloc = _MASK + "@" + parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 @contextmanager
