@@ -7,6 +7,7 @@ taken before its traffic with one taken after.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -19,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN, DEMO_USERS, demo_user
 from bot.cloudflare.sandbox import Sandbox
 from bot.metrics import endpoint, verb_of
+from bot.probes import Probes
 from tests.support.fake_slack import FakeSlack
 from tests.support.harness import (
     ADMIN,
@@ -247,3 +249,20 @@ async def test_readyz_follows_redis_stopped_and_paused(
         assert (await bot.http.get("/readyz")).status_code == 200
     finally:
         await bot.aclose()
+
+
+async def test_a_jobs_process_whose_runner_died_is_not_alive(watched: SlackClient) -> None:
+    """role=jobs: starting and running are alive; a runner task that ended on its own is 503."""
+    runtime = watched.app.state.runtime
+    probes = Probes(runtime, role="jobs")
+    starting = await probes.live()
+    assert starting.status == 200 and starting.body["job_runner"] == "starting"
+    await runtime.start_jobs()
+    alive = await probes.live()
+    assert alive.status == 200 and alive.body["job_runner"] == "running"
+    task = runtime.jobs._task  # the saq worker's task, ended as a crash would end it
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    dead = await probes.live()
+    assert dead.status == 503 and dead.body == {**dead.body, "ok": False, "job_runner": "stopped"}
