@@ -133,7 +133,9 @@ async def test_sigkill_mid_sweep_then_a_jobs_process_finishes_it_and_reports_onc
             bots.procs[0].wait(timeout=10)
             sandbox.latency = 0.0
             freed_at_kill = sum(not u["access_seat"] for u in users)
-            assert 650 <= freed_at_kill <= 700 and freed_at_kill < 2000
+            # 13 chunks answered; the one in flight may land after the kill (a loaded machine may
+            # see one more go out before the kill): most seats are still held
+            assert 650 <= freed_at_kill <= 800 and freed_at_kill % 50 == 0
             bots.start("jobs")
 
             def reports() -> list[dict[str, Any]]:
@@ -164,7 +166,7 @@ async def test_sigkill_mid_fire_after_the_patch_then_the_refire_says_what_happen
         bots = Bots(env, bots_cwd)
         try:
             url = bots.serve()
-            card = await command(slack, url, f"revoke {ALICE} --at in 3s", "sched")
+            card = await command(slack, url, f"revoke {ALICE} --at in 5s", "sched")
             await confirm(slack, url, card, "confirm")
             await slack.wait_responses("confirm", 1, timeout=30)
             sandbox.latency = 1.5  # the PATCH is received, then answered late
