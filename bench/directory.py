@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from bench import report
 from bench.run import rss_kb
 from bench.stack import Stack as BaseStack
-from bot.cloudflare.synthetic import synthetic_email, synthetic_uid
+from bot.devtools.synthetic import synthetic_email, synthetic_uid
 from tests.support.harness import command_body, sign
 
 ADMIN = "UBENCHDIR"

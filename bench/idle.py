@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from bench import report
 from bench.run import rss_kb
 from bench.stack import RemoteSlack, fake_slack, serve, start, stop, wait_up
-from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
+from bot.devtools.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
 from tests.support.harness import action_body, command_body, sign
 from tests.support.servers import RedisServer, clean_env, free_port
 
@@ -40,9 +40,9 @@ def serve_sandbox(port: int, latency: float, idle: int, active: int) -> None:
     one in ten has not signed in for 60 days (the account sizes of the warm-directory rows)."""
     import uvicorn
 
-    from bot.cloudflare.demo_idle import idle_users
-    from bot.cloudflare.sandbox import Sandbox
-    from bot.cloudflare.synthetic import synthetic_uid
+    from bot.devtools.demo_idle import idle_users
+    from bot.devtools.sandbox import Sandbox
+    from bot.devtools.synthetic import synthetic_uid
 
     box = Sandbox(users=[], latency=latency, synthetic=active)
     for user in idle_users(idle):

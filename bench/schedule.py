@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import report
 from bench.stack import Stack as BaseStack
-from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
+from bot.devtools.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
 from tests.support.harness import action_body, command_body, sign
 
 ADMIN = "UBENCHSCHED"

@@ -19,7 +19,7 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
+from bot.devtools.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
 from tests.support.harness import BOT_TOKEN, SIGNING_SECRET
 from tests.support.servers import RedisServer, clean_env, free_port
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError
 from bot.logs import setup_logging
-from bot.startup import announce, require_for, require_listenable
+from bot.ops.startup import announce, require_for, require_listenable
 
 
 def run_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -26,7 +26,7 @@ def run_serve(settings: Settings, args: argparse.Namespace) -> int:
         raise ConfigError("REDIS_URL: required when WEB_CONCURRENCY is more than 1")
     require_listenable(settings)
     announce(settings, mode="http")
-    from bot.probes import prepare_multiprocess
+    from bot.ops.probes import prepare_multiprocess
     from bot.slack.server import serve
 
     with prepare_multiprocess(settings):  # every worker's counters in one place, made before they start
@@ -61,14 +61,14 @@ def run_jobs(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run_check(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.checks import run_checks
+    from bot.ops.check import run_checks
 
     setup_logging("CRITICAL", secrets_=settings.secrets())  # only check's own lines, no JSON in between
     return asyncio.run(run_checks(settings))
 
 
 def run_shell(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.shell import run_shell as shell
+    from bot.devtools.shell import run_shell as shell
 
     if "seatbot_log_level" not in settings.model_fields_set:  # JSON log lines would drown the talk
         setup_logging("WARNING", secrets_=settings.secrets())
@@ -87,7 +87,7 @@ def run_shell(settings: Settings, args: argparse.Namespace) -> int:
 def run_sandbox(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    from bot.cloudflare.sandbox import Sandbox
+    from bot.devtools.sandbox import Sandbox
 
     users = args.users if args.users is not None else settings.seatbot_sandbox_users
     box = Sandbox(latency=args.latency, synthetic=users, rate_limit=args.rate_limit or None)

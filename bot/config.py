@@ -90,13 +90,13 @@ class Settings(BaseSettings):
     cloudflare_rate_limit: int = Field(default=1200, ge=1, le=1_000_000)
     cloudflare_rate_window_seconds: float = Field(default=300.0, gt=0, le=3600)
     cloudflare_budget_wait_seconds: float = Field(default=15.0, ge=0, le=600)
-    # What Workflow Builder runs may spend, in Cloudflare requests per minute (bot/workflow.py): all
+    # What Workflow Builder runs may spend, in Cloudflare requests per minute (bot/app/workflow.py): all
     # workflows together, one workflow (keyed by its card channel), one runner (its `requester`)
     seatbot_workflow_requests_per_minute: int = Field(default=60, ge=1, le=100_000)
     seatbot_workflow_channel_requests_per_minute: int = Field(default=30, ge=1, le=100_000)
     seatbot_workflow_runner_requests_per_minute: int = Field(default=10, ge=1, le=100_000)
 
-    # Seat directory (bot/state/directory.py, bot/directory_sync.py)
+    # Seat directory (bot/state/directory.py, bot/app/directory_sync.py)
     seatbot_directory_refresh_seconds: float = Field(default=900.0, ge=0, le=7 * 86400)  # 0: off
     seatbot_directory_rate_share: float = Field(default=0.5, gt=0, lt=1)
     seatbot_directory_concurrency: int = Field(default=4, ge=1, le=32)
@@ -143,7 +143,7 @@ class Settings(BaseSettings):
     # within the deadline (it says so when it does not); help, refusals, cancel and audit never queue.
     seatbot_cloudflare_lane: int = Field(default=4, ge=1, le=64)
     seatbot_command_deadline_seconds: float = Field(default=30.0, gt=0, le=600)
-    # Operating it (bot/probes.py): GET /metrics only with this token (Authorization: Bearer …);
+    # Operating it (bot/ops/probes.py): GET /metrics only with this token (Authorization: Bearer …);
     # Socket Mode and `jobs` answer /healthz, /readyz (and /metrics) on SEATBOT_HEALTH_PORT when set.
     seatbot_metrics_token: SecretStr | None = None
     seatbot_health_port: int | None = Field(default=None, ge=1, le=65535)
@@ -168,7 +168,7 @@ class Settings(BaseSettings):
     seatbot_outbox_retry_seconds: float = Field(default=60.0, ge=1, le=3600)  # kept ones, tried again
     seatbot_log_level: str = "INFO"
     # The local shell's `/as` and `--user` with live settings (real Cloudflare credentials or a shared
-    # REDIS_URL): off, so one operator cannot be both admins of the two-person rule (bot/shell.py)
+    # REDIS_URL): off, so one operator cannot be both admins of the two-person rule (bot/devtools/shell.py)
     seatbot_shell_allow_as: bool = False
 
     # Idle seats: `/seat idle`, the sweep and the App Home
@@ -182,7 +182,7 @@ class Settings(BaseSettings):
     seatbot_sweep_lease_seconds: float = Field(default=30.0, ge=1, le=600)
     seatbot_schedule_lease_seconds: float = Field(default=30.0, ge=1, le=600)
 
-    # Scheduled removals and other background jobs (bot/jobs.py)
+    # Scheduled removals and other background jobs (bot/jobs/runner.py)
     seatbot_timezone: str = "UTC"  # for `--at` times written without an offset
     seatbot_job_runner: bool = True  # run the job runner inside this process (web, socket, shell)
     seatbot_schedule_retry_seconds: float = Field(default=300.0, ge=0, le=3600)

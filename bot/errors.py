@@ -23,8 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self
 
-if TYPE_CHECKING:  # bot.models raises OutdatedRecord from here
-    from bot.models import Seat
+if TYPE_CHECKING:  # bot.domain.models raises OutdatedRecord from here
+    from bot.domain.models import Seat
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """One way to change anything in Cloudflare: a plan of steps, run through the rate budget on a lane.
 
-A click (bot/revocation.py), a scheduled removal (bot/schedule.py), an idle sweep's chunk
-(bot/sweep_run.py) and, through the click, a Workflow Builder step all hand their change to
+A click (bot/app/revocation.py), a scheduled removal (bot/app/schedule.py), an idle sweep's chunk
+(bot/app/sweep_run.py) and, through the click, a Workflow Builder step all hand their change to
 `Executor.run` and read the same `Applied` back: per step, what Cloudflare confirmed, and the error
 that stopped it (what is in `seats` did happen even then: a later chunk may fail after earlier ones
 went through). Deciding *what* to change (the look-ups, the re-checks) and recording it stay with
@@ -24,8 +24,8 @@ from typing import Any, Protocol
 from tenacity import AsyncRetrying, RetryError, retry_if_result, stop_after_delay, wait_exponential
 
 from bot.cloudflare.budget import Lane
+from bot.domain.models import Seat, SeatUpdate
 from bot.errors import SeatsError
-from bot.models import Seat, SeatUpdate
 
 log = logging.getLogger(__name__)
 

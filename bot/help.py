@@ -1,6 +1,6 @@
 """`/seat help`: one line per verb with an example, who may use it, and where the full guide is.
 
-One table, so the help card, the near-miss verb hints (bot/pasted.py) and the test of manifest.yml's
+One table, so the help card, the near-miss verb hints (bot/domain/pasted.py) and the test of manifest.yml's
 usage hint all list the same verbs.
 """
 

@@ -2,7 +2,7 @@
 
 prometheus_client rather than hand-written exposition: it owns the text format, and its multiprocess
 mode adds up what each uvicorn worker counted. With PROMETHEUS_MULTIPROC_DIR set (`python -m bot
-serve` sets it for WEB_CONCURRENCY > 1, bot/probes.py) every worker writes its values to files there
+serve` sets it for WEB_CONCURRENCY > 1, bot/ops/probes.py) every worker writes its values to files there
 and a scrape, answered by any worker, reads them all. It must be in the environment before
 prometheus_client is imported, so worker processes inherit it.
 
@@ -10,7 +10,7 @@ Every label value comes from a closed set: verbs, actions, lanes, job names, sta
 Cloudflare paths with every identifier replaced by a placeholder (`endpoint`). Nothing a person
 typed, no email, Slack ID, seat UID or account ID ever becomes a label, so a scrape may be kept
 anywhere. What is read from Redis at scrape time (rate budget, directory, job queue) is in
-bot/probes.py.
+bot/ops/probes.py.
 """
 
 from __future__ import annotations

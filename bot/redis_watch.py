@@ -32,7 +32,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from bot.models import new_id
+from bot.domain.models import new_id
 from bot.state.keys import key
 
 log = logging.getLogger("seatbot.redis")

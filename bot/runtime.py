@@ -13,25 +13,28 @@ import httpx
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
+from bot.app.directory_sync import DirectorySync
+from bot.app.flow import SeatFlow
+from bot.app.home import Home
+from bot.app.idle_report import JOB as REPORT_JOB
+from bot.app.idle_report import PeriodicReport
+from bot.app.idle_source import DirectorySource, ScanSource
+from bot.app.schedule import Announce, Schedules
+from bot.app.seat_lookup import SeatLookup
+from bot.app.sweep import IdleFlow
+from bot.app.sweep_run import RESUME_JOB
+from bot.app.workflow import WorkflowLimits, WorkflowSteps
 from bot.cloudflare.budget import RateBudget
 from bot.cloudflare.client import CloudflareClient
-from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
-from bot.cloudflare.sandbox import Sandbox
 from bot.config import Settings
-from bot.directory_jobs import DirectoryRefresh
-from bot.directory_sync import DirectorySync
-from bot.flow import SeatFlow
-from bot.home import Home
-from bot.idle import Exclusions
-from bot.idle_report import JOB as REPORT_JOB
-from bot.idle_report import PeriodicReport
-from bot.idle_source import DirectorySource, ScanSource
-from bot.jobs import JobRunner
-from bot.policy import Authorizer, Directory, Policy
+from bot.devtools.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
+from bot.devtools.sandbox import Sandbox
+from bot.domain.idle import Exclusions
+from bot.domain.policy import Authorizer, Directory, Policy
+from bot.jobs.directory import DirectoryRefresh
+from bot.jobs.runner import JobRunner
+from bot.jobs.status import warn_if_none
 from bot.redis_watch import RedisWatch, Wipe, last_wipe
-from bot.runner_status import warn_if_none
-from bot.schedule import Announce, Schedules
-from bot.seat_lookup import SeatLookup
 from bot.state.audit import Audit
 from bot.state.directory import SeatDirectory
 from bot.state.keys import migrate as migrate_keys
@@ -40,9 +43,6 @@ from bot.state.redis import connect_redis
 from bot.state.schedules import ScheduleStore
 from bot.state.seat_facts import SeatFacts
 from bot.state.sweeps import SweepStore
-from bot.sweep import IdleFlow
-from bot.sweep_run import RESUME_JOB
-from bot.workflow import WorkflowLimits, WorkflowSteps
 
 log = logging.getLogger("seatbot.runtime")
 
@@ -226,7 +226,7 @@ def build_runtime(
     runtime.steps = WorkflowSteps(
         flow=flow, redis=redis, jobs=runtime.jobs, limits=WorkflowLimits.from_settings(settings)
     )
-    # a sweep the rate budget paused continues on the job runner (bot/sweep.py)
+    # a sweep the rate budget paused continues on the job runner (bot/app/sweep.py)
     idle.later = runtime.jobs
     runtime.jobs.register(RESUME_JOB, idle.resume)
     home.schedules = runtime.schedules

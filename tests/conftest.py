@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aredis
 
 from bot.cloudflare.client import CloudflareClient
-from bot.cloudflare.sandbox import Sandbox
+from bot.devtools.sandbox import Sandbox
 from tests.support.fake_slack import FakeSlack
 from tests.support.flow import sandbox_client
 from tests.support.harness import SlackClient, build

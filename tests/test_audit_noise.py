@@ -8,7 +8,7 @@ import asyncio
 
 import redis.asyncio as aredis
 
-from bot.cloudflare.sandbox import Sandbox
+from bot.devtools.sandbox import Sandbox
 from bot.state.audit import NOISE, REFUSALS, STREAM
 from tests.support.fake_slack import FakeSlack
 from tests.support.harness import ADMIN, ALICE, OUTSIDER, all_text, card_for, confirm, running

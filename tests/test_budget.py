@@ -9,15 +9,15 @@ import httpx
 import pytest
 import redis.asyncio as aredis
 
+from bot.app.workflow import WorkflowLimits
 from bot.cloudflare.budget import RateBudget, parse_ratelimit
 from bot.cloudflare.client import CloudflareClient
-from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
-from bot.cloudflare.sandbox import Sandbox
-from bot.cloudflare.synthetic import synthetic_email, synthetic_uid
+from bot.devtools.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
+from bot.devtools.sandbox import Sandbox
+from bot.devtools.synthetic import synthetic_email, synthetic_uid
+from bot.domain.models import SeatUpdate
+from bot.domain.spend import charged
 from bot.errors import BudgetExhausted, RateLimited
-from bot.models import SeatUpdate
-from bot.spend import charged
-from bot.workflow import WorkflowLimits
 
 USERS = f"/client/v4/accounts/{DEMO_ACCOUNT_ID}/access/users"
 AUTH = {"Authorization": f"Bearer {DEMO_TOKEN}"}

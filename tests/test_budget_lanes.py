@@ -11,7 +11,7 @@ import time
 import redis.asyncio as aredis
 
 from bot.cloudflare.budget import RateBudget
-from bot.cloudflare.sandbox import Sandbox
+from bot.devtools.sandbox import Sandbox
 from bot.errors import BudgetExhausted
 from tests.support.fake_slack import FakeSlack
 from tests.support.harness import ALICE, all_text, card_for, confirm, running

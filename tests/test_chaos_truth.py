@@ -18,7 +18,7 @@ import pytest
 import redis.asyncio as aredis
 import uvicorn
 
-from bot.cloudflare.sandbox import Sandbox
+from bot.devtools.sandbox import Sandbox
 from tests.support.fake_slack import FakeSlack
 from tests.support.flow import audit_events
 from tests.support.harness import ADMIN, ALICE, CHANNEL, action_body, button, command_body, sign, stack_env

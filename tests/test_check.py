@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
+from bot.devtools.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
 from tests.support import servers
 from tests.support.fake_slack import FakeSlack
 from tests.support.harness import ADMIN, BOT_TOKEN, bot_env

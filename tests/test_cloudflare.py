@@ -16,10 +16,11 @@ import pytest
 from pydantic import ValidationError
 
 from bot.cloudflare.client import CloudflareClient
-from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN, demo_user
-from bot.cloudflare.sandbox import Sandbox
 from bot.cloudflare.transport import parse_retry_after
 from bot.config import load_settings
+from bot.devtools.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN, demo_user
+from bot.devtools.sandbox import Sandbox
+from bot.domain.models import AccessUser, SeatUpdate
 from bot.errors import (
     AuthenticationFailed,
     CloudflareMessage,
@@ -31,7 +32,6 @@ from bot.errors import (
     SeatsError,
     Unavailable,
 )
-from bot.models import AccessUser, SeatUpdate
 from tests.support.contract import RecordingTransport
 from tests.support.flow import TOKEN_AUTH, sandbox_client
 from tests.support.servers import no_sleep

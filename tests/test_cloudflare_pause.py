@@ -11,8 +11,8 @@ import redis.asyncio as aredis
 
 from bot.cloudflare.budget import RateBudget
 from bot.cloudflare.client import CloudflareClient
-from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
-from bot.cloudflare.sandbox import Sandbox
+from bot.devtools.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
+from bot.devtools.sandbox import Sandbox
 from bot.errors import BudgetExhausted, RateLimited
 from tests.support.fake_slack import FakeSlack
 from tests.support.harness import ALICE, SlackClient, stack_env

@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.cloudflare.client import CloudflareClient
-from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN, demo_user
-from bot.cloudflare.sandbox import RecordedRequest, Sandbox
+from bot.devtools.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN, demo_user
+from bot.devtools.sandbox import RecordedRequest, Sandbox
+from bot.domain.models import SeatUpdate
 from bot.errors import AuthenticationFailed, InvalidRequest, NotFound, PermissionDenied
-from bot.models import SeatUpdate
 from tests.support.contract import (
     CF_BASE_URL,
     ContractViolation,

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.cloudflare.sandbox import Sandbox
+from bot.devtools.sandbox import Sandbox
 from bot.slack.delivery import trusted_response_url
 from bot.slack.web import build_app
 from tests.support.fake_slack import FakeSlack

@@ -14,8 +14,8 @@ import httpx
 import pytest
 from slack_bolt.request.async_request import AsyncBoltRequest
 
-from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
-from bot.cloudflare.sandbox import Sandbox
+from bot.devtools.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
+from bot.devtools.sandbox import Sandbox
 from bot.slack.wiring import build_slack
 from tests.support.fake_slack import FakeSlack
 from tests.support.harness import (

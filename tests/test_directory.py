@@ -12,12 +12,12 @@ from pathlib import Path
 import httpx
 import redis.asyncio as aredis
 
+from bot.app.directory_sync import DirectorySync
 from bot.cloudflare.budget import RateBudget
 from bot.cloudflare.client import CloudflareClient
-from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN, demo_user
-from bot.cloudflare.sandbox import Sandbox
-from bot.cloudflare.synthetic import synthetic_uid
-from bot.directory_sync import DirectorySync
+from bot.devtools.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN, demo_user
+from bot.devtools.sandbox import Sandbox
+from bot.devtools.synthetic import synthetic_uid
 from bot.slack.web import build_app
 from bot.state.directory import SeatDirectory
 from tests.support.fake_slack import FakeSlack

@@ -10,12 +10,12 @@ import pytest
 import redis.asyncio as aredis
 from saq.job import Status
 
-from bot.cloudflare.sandbox import Sandbox
+from bot.app.directory_sync import DirectorySync
 from bot.config import Settings
-from bot.directory_jobs import JOB, DirectoryRefresh
-from bot.directory_sync import DirectorySync
+from bot.devtools.sandbox import Sandbox
+from bot.devtools.shell import ShellDirectory
+from bot.jobs.directory import JOB, DirectoryRefresh
 from bot.runtime import Runtime, build_runtime
-from bot.shell import ShellDirectory
 from bot.state.directory import SeatDirectory
 from tests.support.fake_slack import FakeSlack
 from tests.support.harness import running

@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from bot.config import Settings
-from bot.models import Pending, PendingTarget
-from bot.outcomes import Card
+from bot.domain.models import Pending, PendingTarget
+from bot.domain.outcomes import Card
 from bot.slack import blocks
 from tests.support.harness import ADMIN, CHANNEL, action_body, command_body, sign
 from tests.support.servers import clean_env, free_port, wait_http

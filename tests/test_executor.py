@@ -9,11 +9,11 @@ from pathlib import Path
 
 from bot.cloudflare.budget import Lane
 from bot.cloudflare.client import CloudflareClient
-from bot.cloudflare.sandbox import Sandbox
-from bot.cloudflare.synthetic import synthetic_uid
+from bot.devtools.sandbox import Sandbox
+from bot.devtools.synthetic import synthetic_uid
+from bot.domain.models import Seat, SeatUpdate
 from bot.errors import InvalidRequest
 from bot.executor import Executor, Plan, Unexpected, run_with_retries
-from bot.models import Seat, SeatUpdate
 
 BOT = Path(__file__).resolve().parents[1] / "bot"
 CHANGES = {"update_seats"}  # the Cloudflare operations that change something (issue 20 adds more)

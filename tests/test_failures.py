@@ -11,8 +11,8 @@ import httpx
 import pytest
 import redis.asyncio as aredis
 
-from bot.cloudflare.sandbox import Sandbox
-from bot.models import Pending, PendingTarget, new_id
+from bot.devtools.sandbox import Sandbox
+from bot.domain.models import Pending, PendingTarget, new_id
 from bot.state.pending import PREFIX, PendingStore
 from tests.support.fake_slack import FakeSlack
 from tests.support.flow import audit_events

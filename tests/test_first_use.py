@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from bot.cloudflare.sandbox import Sandbox
+from bot.devtools.sandbox import Sandbox
+from bot.domain.parse import Target, parse
 from bot.errors import ParseError
-from bot.parse import Target, parse
 from tests.support.harness import ALICE, SlackClient, all_text, button, card_for
 
 BOB = "bob@example.com"

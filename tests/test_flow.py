@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 import redis.asyncio as aredis
 
+from bot.app.flow import EXPIRED, SeatFlow
 from bot.cloudflare.budget import Lane
-from bot.cloudflare.sandbox import Sandbox
+from bot.devtools.sandbox import Sandbox
+from bot.domain.models import AccessUser, Pending, Seat, SeatUpdate
+from bot.domain.outcomes import Cancelled, Card, Failure, Notice, Outcome
+from bot.domain.policy import Policy
 from bot.executor import Executor
-from bot.flow import EXPIRED, SeatFlow
-from bot.models import AccessUser, Pending, Seat, SeatUpdate
-from bot.outcomes import Cancelled, Card, Failure, Notice, Outcome
-from bot.policy import Policy
 from bot.state.pending import CLAIMED, PREFIX
 from tests.support.flow import audit_events, seat_flow
 from tests.support.harness import ADMIN, ADMIN2, ALICE, OUTSIDER

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import redis.asyncio as aredis
 
-from bot.cloudflare.sandbox import Sandbox
+from bot.devtools.sandbox import Sandbox
+from bot.domain.models import FORMAT_VERSION, Pending
 from bot.errors import OutdatedRecord
-from bot.models import FORMAT_VERSION, Pending
 from bot.state.pending import _CLAIM, CLAIMED, PREFIX
 from bot.state.schedules import INDEX
 from bot.state.schedules import PREFIX as SCHEDULED

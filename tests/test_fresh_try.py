@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import redis.asyncio as aredis
 
-from bot.cloudflare.sandbox import Sandbox
+from bot.devtools.sandbox import Sandbox
 from bot.slack.web import build_app
 from tests.support.fake_slack import FakeSlack
 from tests.support.harness import ALICE, SlackClient, all_text, card_for, confirm, settings_for

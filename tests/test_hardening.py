@@ -15,13 +15,13 @@ import redis.asyncio as aredis
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from bot.cloudflare.demo_account import DEMO_TOKEN
-from bot.cloudflare.sandbox import Sandbox
+from bot.devtools.demo_account import DEMO_TOKEN
+from bot.devtools.sandbox import Sandbox
+from bot.domain.models import Pending, PendingTarget
+from bot.domain.outcomes import Card, Notice
+from bot.domain.parse import parse
 from bot.errors import ParseError
 from bot.logs import JsonFormatter, redact, request_scope, setup_logging
-from bot.models import Pending, PendingTarget
-from bot.outcomes import Card, Notice
-from bot.parse import parse
 from bot.slack import blocks, replies
 from tests.support.flow import audit_events, seat_flow
 from tests.support.harness import (

@@ -9,9 +9,9 @@ from typing import Any, cast
 import redis.asyncio as aredis
 import yaml
 
-from bot.cloudflare.sandbox import Sandbox
+from bot.devtools.sandbox import Sandbox
+from bot.domain.parse import OPTIONS, parse
 from bot.help import NAMES, VERBS
-from bot.parse import OPTIONS, parse
 from tests.support.fake_slack import FakeSlack
 from tests.support.harness import ADMIN, ADMIN2, OUTSIDER, all_text, card_for, running
 

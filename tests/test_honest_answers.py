@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import redis.asyncio as aredis
 
-from bot.cloudflare.sandbox import Sandbox
+from bot.devtools.sandbox import Sandbox
 from tests.support.fake_slack import FakeSlack
 from tests.support.harness import ADMIN, ADMIN2, ALICE, OUTSIDER, all_text, button, card_for, running
 

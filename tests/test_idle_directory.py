@@ -10,8 +10,8 @@ from typing import Any
 import redis.asyncio as aredis
 
 from bot.cloudflare.budget import PREFIX as BUDGET
-from bot.cloudflare.demo_idle import user_at
-from bot.cloudflare.sandbox import Sandbox
+from bot.devtools.demo_idle import user_at
+from bot.devtools.sandbox import Sandbox
 from tests.support.fake_slack import FakeSlack
 from tests.support.harness import SlackClient, all_text, button, card_for, running
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import redis.asyncio as aredis
 
-from bot.cloudflare.demo_idle import user_at
-from bot.cloudflare.sandbox import Sandbox
+from bot.devtools.demo_idle import user_at
+from bot.devtools.sandbox import Sandbox
 from bot.state.audit import STREAM
 from tests.support.fake_slack import FakeSlack
 from tests.support.harness import (

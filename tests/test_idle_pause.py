@@ -9,14 +9,14 @@ from typing import Any
 
 import redis.asyncio as aredis
 
+from bot.app.sweep_run import RESUME_JOB
 from bot.cloudflare.client import CloudflareClient
-from bot.cloudflare.demo_idle import user_at
-from bot.cloudflare.sandbox import Sandbox
-from bot.idle import IdleReport, SweepOutcome
-from bot.parse import parse
-from bot.policy import Policy
+from bot.devtools.demo_idle import user_at
+from bot.devtools.sandbox import Sandbox
+from bot.domain.idle import IdleReport, SweepOutcome
+from bot.domain.parse import parse
+from bot.domain.policy import Policy
 from bot.state.audit import STREAM
-from bot.sweep_run import RESUME_JOB
 from tests.support.flow import idle_flow
 
 NOW = datetime.now(UTC)

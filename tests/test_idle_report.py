@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 import redis.asyncio as aredis
 
+from bot.app.idle_report import JOB, PeriodicReport
 from bot.cloudflare.client import CloudflareClient
-from bot.cloudflare.demo_idle import user_at
-from bot.cloudflare.sandbox import Sandbox
 from bot.config import load_settings
+from bot.devtools.demo_idle import user_at
+from bot.devtools.sandbox import Sandbox
+from bot.domain.idle import IdleReport
+from bot.domain.policy import Policy
 from bot.errors import ConfigError
-from bot.idle import IdleReport
-from bot.idle_report import JOB, PeriodicReport
-from bot.policy import Policy
 from bot.slack import replies
 from tests.support.fake_slack import FakeSlack
 from tests.support.flow import idle_flow

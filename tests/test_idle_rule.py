@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.config import load_settings
+from bot.domain.idle import DAY, Exclusions, IdleRule, IdleSeat, find_idle, idle_csv, parse_time, recheck
+from bot.domain.models import AccessUser
+from bot.domain.parse import parse
 from bot.errors import ConfigError, ParseError
-from bot.idle import DAY, Exclusions, IdleRule, IdleSeat, find_idle, idle_csv, parse_time, recheck
-from bot.models import AccessUser
-from bot.parse import parse
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 

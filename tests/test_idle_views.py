@@ -7,15 +7,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from bot.app.home import Home, HomeOverview, ScheduledItem
+from bot.app.sweep import IdleFlow
 from bot.cloudflare.budget import Lane
-from bot.home import Home, HomeOverview, ScheduledItem
-from bot.idle import DAY, IdleReport, IdleSeat, SourceInfo, SweepOutcome, SweepProgress
-from bot.models import AccessUser, Pending, Seat, SeatUpdate
-from bot.policy import Authorizer, Policy
+from bot.domain.idle import DAY, IdleReport, IdleSeat, SourceInfo, SweepOutcome, SweepProgress
+from bot.domain.models import AccessUser, Pending, Seat, SeatUpdate
+from bot.domain.policy import Authorizer, Policy
 from bot.slack import idle_blocks
 from bot.slack.home import home_view
 from bot.state.sweeps import Run, SweepList
-from bot.sweep import IdleFlow
 
 NOW = 1_795_000_000.0
 EVIL = "<!channel> & <@U123|x>"

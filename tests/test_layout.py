@@ -82,17 +82,17 @@ def test_no_arrow_between_the_folders_runs_both_ways() -> None:
 
 
 def test_the_flow_knows_nothing_of_slack() -> None:
-    """bot.flow reaches no bot.slack module, directly or through another module."""
-    via = reachable("bot.flow")
-    assert {"bot.models", "bot.parse"} <= via.keys()
+    """bot.app.flow reaches no bot.slack module, directly or through another module."""
+    via = reachable("bot.app.flow")
+    assert {"bot.domain.models", "bot.domain.parse"} <= via.keys()
     slack = {module: via[module] for module in via if group(module) == "slack"}
-    assert slack == {}, f"bot.flow reaches Slack code (module: imported by): {slack}"
+    assert slack == {}, f"bot.app.flow reaches Slack code (module: imported by): {slack}"
 
 
 def test_the_shell_loads_neither_bolt_nor_aiohttp() -> None:
-    """Importing bot.shell (the terminal front end) loads no Slack transport or HTTP server code."""
+    """Importing bot.devtools.shell (the terminal front end) loads no Slack transport or HTTP server code."""
     probe = (
-        "import json, sys, bot.shell; "
+        "import json, sys, bot.devtools.shell; "
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('slack_bolt', 'aiohttp'))))"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
@@ -116,7 +116,7 @@ def private_reaches(source: str) -> list[str]:
 
 
 def test_no_module_uses_another_modules_private_names() -> None:
-    """What several modules share has a public name (bot/targets.py, bot/revocation.py, bot/slack/kit.py)."""
+    """What several modules share has a public name (app/targets.py, app/revocation.py, slack/kit.py)."""
     old = "from bot.slack.blocks import _context, esc\nasync def f(self):\n    self._x = self.flow._revoke()"
     assert private_reaches(old) == ["1: import _context", "3: self.flow._revoke"]  # the check sees them
     found = {name: hits for name, path in MODULES.items() if (hits := private_reaches(path.read_text()))}

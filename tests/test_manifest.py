@@ -56,7 +56,7 @@ def test_procfile_has_one_process_type() -> None:
 
 def test_manifest_declares_the_workflow_step() -> None:
     """`revoke_seat`: the inputs the step reads, the outputs it completes with, an org-ready remote app."""
-    from bot.workflow import outputs
+    from bot.app.workflow import outputs
 
     m = manifest()
     step = m["functions"]["revoke_seat"]
@@ -64,7 +64,7 @@ def test_manifest_declares_the_workflow_step() -> None:
     assert step["input_parameters"]["channel"]["type"] == "slack#/types/channel_id"
     assert step["input_parameters"]["channel"]["is_required"] is True
     assert step["input_parameters"]["user"]["type"] == step["input_parameters"]["requester"]["type"]
-    from bot.models import PendingTarget
+    from bot.domain.models import PendingTarget
 
     produced = outputs("revoked", PendingTarget(label="x", seat_uid="1"))
     assert set(step["output_parameters"]) == set(produced)

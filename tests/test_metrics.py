@@ -17,10 +17,10 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN, DEMO_USERS, demo_user
-from bot.cloudflare.sandbox import Sandbox
+from bot.devtools.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN, DEMO_USERS, demo_user
+from bot.devtools.sandbox import Sandbox
 from bot.metrics import endpoint, verb_of
-from bot.probes import Probes
+from bot.ops.probes import Probes
 from tests.support.fake_slack import FakeSlack
 from tests.support.harness import (
     ADMIN,

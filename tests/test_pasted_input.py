@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cloudflare.sandbox import Sandbox
+from bot.devtools.sandbox import Sandbox
 from tests.support.fake_slack import FakeSlack
 from tests.support.harness import ALICE, SlackClient, all_text, button, card_for
 from tests.support.servers import run_bot

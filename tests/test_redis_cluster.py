@@ -19,8 +19,8 @@ import pytest
 import redis
 from redis.asyncio.cluster import RedisCluster
 
-from bot.cloudflare.demo_idle import user_at
-from bot.cloudflare.sandbox import Sandbox
+from bot.devtools.demo_idle import user_at
+from bot.devtools.sandbox import Sandbox
 from bot.state.audit import STREAM
 from bot.state.keys import TAG
 from tests.support.fake_slack import FakeSlack

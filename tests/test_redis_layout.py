@@ -13,7 +13,7 @@ from pathlib import Path
 
 import redis.asyncio as aredis
 
-from bot.cloudflare.sandbox import Sandbox
+from bot.devtools.sandbox import Sandbox
 from bot.state.keys import LAYOUT, LAYOUT_KEY, migrate
 from tests.support.fake_slack import FakeSlack
 from tests.support.harness import ADMIN, ALICE, CHANNEL, all_text, running

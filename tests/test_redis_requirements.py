@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from bot.checks import Warn, redis_fitness, run_checks
 from bot.config import Settings
 from bot.errors import SeatbotError
+from bot.ops.check import Warn, redis_fitness, run_checks
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.usefixtures("isolated_env")

@@ -15,11 +15,11 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis
 
-from bot.checks import run_checks
-from bot.cloudflare.sandbox import Sandbox
+from bot.app.flow import UNAVAILABLE
 from bot.config import load_settings
+from bot.devtools.sandbox import Sandbox
 from bot.errors import ConfigError
-from bot.flow import UNAVAILABLE
+from bot.ops.check import run_checks
 from bot.state.pending import CLAIMED
 from tests.support.fake_slack import FakeSlack
 from tests.support.harness import ALICE, SlackClient, all_text, button, card_for, running, settings_for

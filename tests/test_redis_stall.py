@@ -10,13 +10,13 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from bot.cloudflare.sandbox import Sandbox
+from bot.app.flow import SeatFlow
 from bot.config import Settings
-from bot.flow import SeatFlow
-from bot.models import Pending, PendingTarget, new_id
-from bot.outcomes import Card, Notice, Outcome
-from bot.policy import Authorizer
-from bot.shell import ShellDirectory
+from bot.devtools.sandbox import Sandbox
+from bot.devtools.shell import ShellDirectory
+from bot.domain.models import Pending, PendingTarget, new_id
+from bot.domain.outcomes import Card, Notice, Outcome
+from bot.domain.policy import Authorizer
 from bot.state.audit import Audit
 from bot.state.pending import PendingStore
 from bot.state.redis import connect_redis

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aredis
 
-from bot.checks import run_checks
-from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
-from bot.cloudflare.sandbox import Sandbox
 from bot.config import Settings
+from bot.devtools.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
+from bot.devtools.sandbox import Sandbox
+from bot.ops.check import run_checks
+from bot.ops.startup import describe
 from bot.runtime import Runtime
-from bot.startup import describe
 from tests.support.fake_slack import FakeSlack
 from tests.support.harness import BOT_TOKEN, running, settings_for
 from tests.support.servers import clean_env

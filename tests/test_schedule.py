@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis.asyncio as aredis
 
-from bot.cloudflare.sandbox import Sandbox
+from bot.app.schedule import resolve_at
+from bot.devtools.sandbox import Sandbox
 from bot.errors import ParseError
-from bot.schedule import resolve_at
 from tests.support.fake_slack import FakeSlack
 from tests.support.flow import audit_events
 from tests.support.harness import (
@@ -301,7 +301,7 @@ async def test_a_firing_lease_makes_a_second_run_wait_and_a_dead_run_retry(
     redis_client: aredis.Redis,
 ) -> None:
     """Two runs of one job: the second finds it busy; if the first died, a run after its lease fires."""
-    from bot.models import Pending, PendingTarget
+    from bot.domain.models import Pending, PendingTarget
     from bot.state.schedules import Entry, ScheduleStore
 
     store = ScheduleStore(redis_client)

@@ -11,10 +11,10 @@ from typing import Any
 
 import redis.asyncio as aredis
 
-from bot.cloudflare.demo_account import demo_user
-from bot.cloudflare.sandbox import Sandbox
-from bot.cloudflare.synthetic import synthetic_email, synthetic_uid
-from bot.models import SeatUpdate
+from bot.devtools.demo_account import demo_user
+from bot.devtools.sandbox import Sandbox
+from bot.devtools.synthetic import synthetic_email, synthetic_uid
+from bot.domain.models import SeatUpdate
 from tests.support.fake_slack import FakeSlack
 from tests.support.flow import audit_events
 from tests.support.harness import ADMIN, ALICE, all_text, build, button

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aredis
 
-from bot.cloudflare.sandbox import Sandbox
+from bot.devtools.sandbox import Sandbox
 from bot.slack.server import RateLimitedLines, connection_cap, limit_accept_errors
 from tests.support.fake_slack import FakeSlack
 from tests.support.harness import bot_env, build

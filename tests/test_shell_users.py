@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
+from bot.devtools.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
 from tests.support.servers import run_bot
 
 

@@ -8,7 +8,7 @@ import time
 
 import redis.asyncio as aredis
 
-from bot.cloudflare.sandbox import Sandbox
+from bot.devtools.sandbox import Sandbox
 from bot.state.pending import PREFIX
 from tests.support.fake_slack import FakeSlack
 from tests.support.harness import (

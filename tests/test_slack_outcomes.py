@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aredis
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.cloudflare.sandbox import Sandbox
+from bot.devtools.sandbox import Sandbox
 from bot.slack.outbox import Outbox, SlackPoster
 from bot.state.outbox import KEY, OutboxStore
 from tests.support.fake_slack import FakeSlack

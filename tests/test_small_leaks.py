@@ -9,12 +9,12 @@ import re
 
 import pytest
 
+from bot.app.home import HomeOverview
 from bot.config import Settings
-from bot.home import HomeOverview
-from bot.idle import DAY, IdleSeat, idle_csv
+from bot.domain.idle import DAY, IdleSeat, idle_csv
 from bot.logs import redact_url
+from bot.ops.startup import describe
 from bot.slack.home import home_view
-from bot.startup import describe
 
 PROXY = "https://proxyuser:S3cr%40tPw@proxy.corp.example:8443/client/v4"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
+from bot.devtools.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
 from tests.support.fake_slack import FakeSlack
 from tests.support.harness import BOT_TOKEN, bot_env
 from tests.support.servers import clean_env, free_port, wait_http

@@ -14,11 +14,11 @@ from typing import Any
 import redis.asyncio as aredis
 
 from bot.cloudflare.client import CloudflareClient
-from bot.cloudflare.sandbox import Sandbox
-from bot.idle import IdleReport, SweepOutcome
-from bot.outcomes import Notice
-from bot.parse import parse
-from bot.policy import Policy
+from bot.devtools.sandbox import Sandbox
+from bot.domain.idle import IdleReport, SweepOutcome
+from bot.domain.outcomes import Notice
+from bot.domain.parse import parse
+from bot.domain.policy import Policy
 from tests.support.flow import audit_events, idle_flow
 from tests.test_idle_flow import add_idle
 from tests.test_idle_pause import RecordingRunner

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aredis
 
-from bot.cloudflare.sandbox import Sandbox
+from bot.devtools.sandbox import Sandbox
 from bot.state.audit import STREAM
 from tests.support.fake_slack import FakeSlack
 from tests.support.flow import audit_events

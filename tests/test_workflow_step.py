@@ -14,9 +14,9 @@ import pytest
 import redis.asyncio as aredis
 from slack_bolt.request.async_request import AsyncBoltRequest
 
-from bot.cloudflare.sandbox import Sandbox
+from bot.app.workflow import STEP
+from bot.devtools.sandbox import Sandbox
 from bot.slack.wiring import build_slack
-from bot.workflow import STEP
 from tests.support.fake_slack import FakeSlack
 from tests.support.flow import audit_events
 from tests.support.harness import (

@@ -6,11 +6,11 @@ minutes past that, so each request first takes a slot here: one Lua script over 
 waiting in Slack) may fill it to `limit`; `sync` (the seat directory) only while the window holds
 fewer than `limit * share`, so interactive commands always keep at least `limit * (1 - share)`.
 `bulk` (idle sweeps) shares the sync lane's part but waits only as long as an interactive request:
-a sweep that finds no room pauses and continues later (bot/sweep.py). `workflow` (Workflow Builder
+a sweep that finds no room pauses and continues later (bot/app/sweep.py). `workflow` (Workflow Builder
 runs, started by whoever may run the workflow, usually not an admin) is capped like `sync` and also
-by per-minute quotas (one runner, one workflow, all workflows: bot/spend.py, bot/workflow.py), so no
+by per-minute quotas (one runner, one workflow, all workflows: domain/spend.py, app/workflow.py), so no
 mix of workflows, syncs and sweeps can take the interactive reserve. Work charged with
-`bot.spend.charged` takes its slots on that lane whatever lane the client asked for.
+`bot.domain.spend.charged` takes its slots on that lane whatever lane the client asked for.
 Cloudflare's `Ratelimit` headers (r = remaining, t = seconds until more frees up) and a 429's
 Retry-After set pause keys that every process honours, so other users of the same token count too.
 A pause is capped at one window (Cloudflare's documented worst case is a 5-minute block): one odd
@@ -36,7 +36,8 @@ from typing import Literal
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
-from bot import metrics, spend
+from bot import metrics
+from bot.domain import spend
 from bot.errors import BudgetExhausted
 from bot.state import keys
 
@@ -175,7 +176,7 @@ class RateBudget:
 
     async def take(self, lane: Lane = "interactive", *, max_wait: float | None = None) -> float:
         """Wait for a slot in `lane`; returns seconds waited. BudgetExhausted if more than `max_wait`.
-        Inside `bot.spend.charged(...)` the slot is taken on that lane, within its quotas."""
+        Inside `bot.domain.spend.charged(...)` the slot is taken on that lane, within its quotas."""
         charge = spend.current()
         quotas: tuple[spend.Quota, ...] = ()
         if charge is not None and lane != "sync":  # a sync is background work already

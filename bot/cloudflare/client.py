@@ -22,9 +22,9 @@ from bot import metrics
 from bot.cloudflare.budget import Lane, RateBudget
 from bot.cloudflare.transport import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, CloudflareHTTP, Sleep
 from bot.config import Settings
+from bot.domain.idle import fact
+from bot.domain.models import SEAT_UID_RE, AccessUser, Seat, SeatUpdate
 from bot.errors import InvalidRequest, SeatsError
-from bot.idle import fact
-from bot.models import SEAT_UID_RE, AccessUser, Seat, SeatUpdate
 
 log = logging.getLogger("seatbot.cloudflare")
 
@@ -40,7 +40,7 @@ class UserPage:
     holders: list[tuple[str, str]]  # (seat UID, email) of each listed user that has both
     count: int  # users on the page
     total_pages: int | None  # from result_info, when Cloudflare says
-    facts: list[tuple[str, str]] = field(default_factory=list)  # (seat UID, bot.idle.fact) per user
+    facts: list[tuple[str, str]] = field(default_factory=list)  # (seat UID, bot.domain.idle.fact) per user
 
 
 class CloudflareClient:

@@ -40,7 +40,7 @@ from bot.errors import (
     SeatsError,
     Unavailable,
 )
-from bot.netdiag import endpoint, why
+from bot.ops.netdiag import endpoint, why
 
 log = logging.getLogger("seatbot.cloudflare")
 

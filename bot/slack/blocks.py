@@ -10,9 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from bot.help import GUIDE, TARGETS, VERBS
-from bot.models import WORKFLOW_REQUESTER, AccessUser, Pending, PendingTarget, Seat
-from bot.outcomes import (
+from bot.domain.models import WORKFLOW_REQUESTER, AccessUser, Pending, PendingTarget, Seat
+from bot.domain.outcomes import (
     Approved,
     AuditReport,
     Cancelled,
@@ -24,8 +23,9 @@ from bot.outcomes import (
     Outcome,
     StatusReport,
 )
-from bot.parse import USAGE
-from bot.schedule_outcomes import stamp
+from bot.domain.parse import USAGE
+from bot.domain.schedule_outcomes import stamp
+from bot.help import GUIDE, TARGETS, VERBS
 from bot.slack.kit import (  # Message and esc are re-exported: every renderer and sender uses them
     MAX_TEXT,
     USER_ID,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bot.outcomes import Notice
+from bot.domain.outcomes import Notice
 from bot.slack import blocks
 
 OOPS = "Something went wrong on the bot's side. Request id: {rid}"

@@ -10,7 +10,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.idle import IdleReport, SweepOutcome
+from bot.domain.idle import IdleReport, SweepOutcome
 from bot.slack import replies
 from bot.slack.replies import Upload
 

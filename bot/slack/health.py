@@ -4,7 +4,7 @@ A small aiohttp server on SEATBOT_HEALTH_PORT, inside the process's own event lo
 already loaded by these processes (Slack's socket and the response_url poster use it), and its
 AppRunner/TCPSite are made to be embedded, with no signal handling of their own (uvicorn's Server
 installs its own). Answering from the same loop is itself the liveness proof: a loop that is stuck
-answers nothing. What each path says is bot/probes.py's, as on the HTTP process.
+answers nothing. What each path says is bot/ops/probes.py's, as on the HTTP process.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from aiohttp import web
 
 from bot.config import Settings
 from bot.errors import ConfigError
-from bot.probes import CONTENT_TYPE, UNAUTHORIZED, Probes
+from bot.ops.probes import CONTENT_TYPE, UNAUTHORIZED, Probes
 
 log = logging.getLogger("seatbot.health")
 
@@ -68,7 +68,7 @@ async def start_health(settings: Settings, probes: Probes) -> HealthServer | Non
     server = HealthServer(probes, host=settings.seatbot_health_host, port=settings.seatbot_health_port)
     try:
         await server.start()
-    except OSError as exc:  # one line naming the setting, as for PORT (bot/startup.py)
+    except OSError as exc:  # one line naming the setting, as for PORT (bot/ops/startup.py)
         await server.stop()
         where = f"{server.host}:{server.port}"
         why = "already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or "cannot be bound")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.home import HomeOverview, ScheduledItem
+from bot.app.home import HomeOverview, ScheduledItem
 from bot.slack.blocks import event_line
 from bot.slack.idle_blocks import source_line
 from bot.slack.kit import clip, context, esc, header, line_sections, section, when, who

@@ -10,9 +10,9 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import metrics
-from bot.home import Home
+from bot.app.home import Home
+from bot.app.schedule import Schedules
 from bot.logs import request_scope
-from bot.schedule import Schedules
 from bot.slack.home import home_view
 
 log = logging.getLogger("seatbot.home")

@@ -10,9 +10,9 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.idle import OLDEST_SHOWN, IdleReport, IdleSeat, SourceInfo, SweepOutcome, SweepProgress
-from bot.models import Pending
-from bot.seat_lookup import age_text
+from bot.app.seat_lookup import age_text
+from bot.domain.idle import OLDEST_SHOWN, IdleReport, IdleSeat, SourceInfo, SweepOutcome, SweepProgress
+from bot.domain.models import Pending
 from bot.slack.blocks import confirm_buttons
 from bot.slack.kit import Message, clip, compose, context, esc, header, line_sections, section, when, who
 

@@ -9,7 +9,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot import metrics
-from bot.flow import SeatFlow
+from bot.app.flow import SeatFlow
 from bot.logs import request_scope
 from bot.slack import replies
 from bot.slack.clicks import oops

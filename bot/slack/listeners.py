@@ -12,10 +12,10 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import metrics
-from bot.flow import SeatFlow
-from bot.idle import SweepOutcome
+from bot.app.flow import SeatFlow
+from bot.domain.idle import SweepOutcome
+from bot.domain.outcomes import Failure, Notice, Outcome
 from bot.logs import request_scope
-from bot.outcomes import Failure, Notice, Outcome
 from bot.slack import blocks, files, replies
 from bot.slack.clicks import read_click
 from bot.slack.delivery import Respond, Responder, deliver, send

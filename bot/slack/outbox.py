@@ -31,10 +31,10 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from bot.domain.models import new_id
 from bot.errors import StoreUnavailable
-from bot.jobs import JobRunner
+from bot.jobs.runner import JobRunner
 from bot.logs import redact
-from bot.models import new_id
 from bot.state.outbox import OutboxStore, Undelivered
 
 log = logging.getLogger("seatbot.outbox")
@@ -230,7 +230,7 @@ class Outbox:
             await self.store.release(token)
         return delivered
 
-    # -- on the job runner, like the directory's refresh (bot/directory_jobs.py) ----------------
+    # -- on the job runner, like the directory's refresh (bot/jobs/directory.py) ----------------
 
     def attach(self, jobs: JobRunner) -> None:
         jobs.register(JOB, self._run)

@@ -10,9 +10,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
-from bot.idle import IdleReport, SweepOutcome, SweepProgress, idle_csv
-from bot.models import Pending
-from bot.outcomes import (
+from bot.domain.idle import IdleReport, SweepOutcome, SweepProgress, idle_csv
+from bot.domain.models import Pending
+from bot.domain.outcomes import (
     Approved,
     AuditReport,
     Cancelled,
@@ -25,7 +25,7 @@ from bot.outcomes import (
     Outcome,
     StatusReport,
 )
-from bot.schedule_outcomes import ScheduleConfirmed, ScheduleList, Unscheduled
+from bot.domain.schedule_outcomes import ScheduleConfirmed, ScheduleList, Unscheduled
 from bot.slack import blocks, idle_blocks, schedule_blocks
 
 # ephemeral: only the person who typed or clicked; in_channel: everyone in the channel;

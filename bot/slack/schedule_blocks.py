@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.models import AccessUser
-from bot.outcomes import Card
-from bot.schedule_outcomes import LATE_AFTER, Fired, ScheduleConfirmed, ScheduleList, Unscheduled, stamp
+from bot.domain.models import AccessUser
+from bot.domain.outcomes import Card
+from bot.domain.schedule_outcomes import (
+    LATE_AFTER,
+    Fired,
+    ScheduleConfirmed,
+    ScheduleList,
+    Unscheduled,
+    stamp,
+)
 from bot.slack.blocks import card, failure, seat_line
 from bot.slack.kit import Message, compose, context, esc, flags, header, line_sections, section, who
 from bot.state.schedules import Entry

@@ -8,9 +8,9 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot import metrics
+from bot.app.schedule import Announce, Announcement, Schedules
+from bot.domain.schedule_outcomes import Fired, ScheduleConfirmed, Unscheduled
 from bot.logs import request_scope
-from bot.schedule import Announce, Announcement, Schedules
-from bot.schedule_outcomes import Fired, ScheduleConfirmed, Unscheduled
 from bot.slack import replies, schedule_blocks
 from bot.slack.clicks import oops, read_click
 from bot.slack.delivery import Responder, deliver, send

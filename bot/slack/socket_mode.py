@@ -8,7 +8,7 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
 from bot import metrics
 from bot.config import Settings
-from bot.probes import Probes
+from bot.ops.probes import Probes
 from bot.slack.health import start_health
 from bot.slack.server import settle_heap
 from bot.slack.wiring import build_slack

@@ -16,7 +16,7 @@ from bot import metrics
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError
 from bot.logs import setup_logging
-from bot.probes import CONTENT_TYPE, UNAUTHORIZED, Probes
+from bot.ops.probes import CONTENT_TYPE, UNAUTHORIZED, Probes
 from bot.slack.edge import EdgeLimits, SlackEdge
 from bot.slack.server import settle_heap
 from bot.slack.wiring import build_slack

@@ -13,7 +13,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import metrics
 from bot.config import Settings
 from bot.logs import redact
-from bot.probes import Probes
+from bot.ops.probes import Probes
+from bot.ops.startup import quiet_bolt
 from bot.redis_watch import Wipe
 from bot.runtime import Runtime, build_runtime
 from bot.slack.delivery import Responder
@@ -28,7 +29,6 @@ from bot.slack.outbox import Outbox, SlackPoster
 from bot.slack.people import SlackDirectory
 from bot.slack.schedule_listeners import register_schedule_listeners, slack_announcer
 from bot.slack.workflow_step import register_workflow_step
-from bot.startup import quiet_bolt
 from bot.state.outbox import OutboxStore
 
 

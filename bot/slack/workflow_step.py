@@ -17,12 +17,12 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import metrics
-from bot.flow import SeatFlow
+from bot.app.flow import SeatFlow
+from bot.app.workflow import CALLBACK_ID, Completion, Step, WorkflowSteps
 from bot.logs import redact, request_scope
 from bot.slack import blocks, kit, replies
 from bot.slack.clicks import oops, read_click
 from bot.slack.delivery import Responder, deliver, send
-from bot.workflow import CALLBACK_ID, Completion, Step, WorkflowSteps
 
 log = logging.getLogger("seatbot.workflow")
 ACTIONS = {"seat_confirm": "seat_step_confirm", "seat_cancel": "seat_step_cancel"}

@@ -23,8 +23,8 @@ from typing import Any
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
+from bot.domain.models import AuditEvent
 from bot.errors import StoreUnavailable
-from bot.models import AuditEvent
 from bot.state.keys import key
 
 log = logging.getLogger("seatbot.audit")

@@ -33,7 +33,7 @@ BUCKETS = 2048
 META = f"{PREFIX}:meta"
 PROGRESS = f"{PREFIX}:progress"
 LEASE = f"{PREFIX}:lease"
-FACTS = f"{PREFIX}:facts"  # seat UID → what the idle rule reads (bot.idle.fact), swapped with the rest
+FACTS = f"{PREFIX}:facts"  # seat UID → what the idle rule reads (bot.domain.idle.fact), swapped with the rest
 
 State = Literal["ready", "syncing", "empty", "off"]
 

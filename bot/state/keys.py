@@ -2,7 +2,7 @@
 
 Redis Cluster runs a script or a MULTI only on keys of one hash slot, and the slot of a key with
 `{…}` in it is that of the text between the braces. All the bot's keys start with `{seatbot}:`
-(saq's, on a cluster, with `saq:{seatbot}:`, bot/jobs.py), so every script and transaction holds
+(saq's, on a cluster, with `saq:{seatbot}:`, bot/jobs/runner.py), so every script and transaction holds
 on a cluster as on one Redis. One slot means one primary holds the bot's data: a cluster gives
 it failover, not sharding, which it does not need (about 80 MB at 100,000 users).
 

@@ -17,8 +17,7 @@ from typing import Any, Literal, cast
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
-from bot.errors import OutdatedRecord, StoreUnavailable
-from bot.models import (
+from bot.domain.models import (
     FORMAT_VERSION,
     OLDEST_READABLE,
     WORKFLOW_REQUESTER,
@@ -28,6 +27,7 @@ from bot.models import (
     new_id,
     valid_id,
 )
+from bot.errors import OutdatedRecord, StoreUnavailable
 from bot.state.keys import key
 
 log = logging.getLogger("seatbot.pending")

@@ -18,8 +18,8 @@ from typing import Any, Literal
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
+from bot.domain.models import FORMAT_VERSION, OLDEST_READABLE, Pending, PendingTarget, valid_id
 from bot.errors import OutdatedRecord, StoreUnavailable
-from bot.models import FORMAT_VERSION, OLDEST_READABLE, Pending, PendingTarget, valid_id
 from bot.state.keys import key
 
 log = logging.getLogger("seatbot.schedules")

@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
+from bot.domain.idle import SourceChanged, UserFacts, fact, read_fact, user_from_fact
+from bot.domain.models import AccessUser
 from bot.errors import StoreUnavailable
-from bot.idle import SourceChanged, UserFacts, fact, read_fact, user_from_fact
-from bot.models import AccessUser
 from bot.state.directory import FACTS, META
 
 BATCH = 5_000

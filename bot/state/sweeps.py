@@ -18,8 +18,8 @@ from typing import Any
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
+from bot.domain.idle import IdleSeat
 from bot.errors import StoreUnavailable
-from bot.idle import IdleSeat
 from bot.state.keys import key
 
 PREFIX = key("sweep:")

@@ -10,7 +10,7 @@ Reusable from any test module::
     for exchange in recorder.exchanges:
         validate_exchange(exchange)       # raises ContractViolation (an AssertionError) with the details
 
-`validate_request` takes a request as the sandbox recorded it (`bot.cloudflare.sandbox.RecordedRequest`) or an
+`validate_request` takes a request as the sandbox recorded it (`bot.devtools.sandbox.RecordedRequest`) or an
 `httpx.Request`, whose path must be the full one on the wire (`/client/v4/accounts/...`);
 `validate_response(method, path, status, body)` checks one answer to `method path`, where the path may
 also be relative to the spec's server (`/accounts/...`). The validator is
@@ -31,7 +31,7 @@ import pytest
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
-from bot.cloudflare.sandbox import RecordedRequest
+from bot.devtools.sandbox import RecordedRequest
 from tests.support.servers import CF_SPEC
 
 CF_HOST = "https://api.cloudflare.com"

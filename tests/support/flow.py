@@ -12,17 +12,17 @@ from typing import Any, cast
 import httpx
 import redis.asyncio as aredis
 
+from bot.app.flow import SeatFlow
+from bot.app.idle_source import ScanSource
+from bot.app.sweep import IdleFlow
 from bot.cloudflare.client import CloudflareClient
-from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
-from bot.cloudflare.sandbox import Sandbox
-from bot.flow import SeatFlow
-from bot.idle_source import ScanSource
-from bot.policy import Authorizer, Policy
-from bot.shell import ShellDirectory
+from bot.devtools.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
+from bot.devtools.sandbox import Sandbox
+from bot.devtools.shell import ShellDirectory
+from bot.domain.policy import Authorizer, Policy
 from bot.state.audit import NOISE, STREAM, Audit
 from bot.state.pending import PendingStore
 from bot.state.sweeps import SweepStore
-from bot.sweep import IdleFlow
 from tests.support.harness import ADMIN, ADMIN2
 from tests.support.servers import no_sleep
 

@@ -14,9 +14,9 @@ import httpx
 from slack_sdk.signature import SignatureVerifier
 from starlette.applications import Starlette
 
-from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
-from bot.cloudflare.sandbox import Sandbox
 from bot.config import Settings
+from bot.devtools.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
+from bot.devtools.sandbox import Sandbox
 from bot.slack.web import build_app
 from tests.support.fake_slack import FakeSlack
 

@@ -120,7 +120,7 @@ def healthz_transcript() -> str:
 def startup_transcript() -> str:
     """The start-up line `serve` logs, for a typical production set-up."""
     from bot.config import Settings
-    from bot.startup import describe
+    from bot.ops.startup import describe
 
     settings = Settings(  # a deployment: two workers, managed Redis with a password, one admin group
         _env_file=None,

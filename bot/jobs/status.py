@@ -15,7 +15,7 @@ from typing import Any
 import redis.asyncio as aredis
 from saq.queue.redis import RedisQueue
 
-from bot.jobs import queue_name
+from bot.jobs.runner import queue_name
 from bot.state.schedules import INDEX
 
 log = logging.getLogger("seatbot.jobs")

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 
 from croniter import croniter
 
+from bot.app.sweep import IdleFlow
+from bot.app.sweep_run import Later
+from bot.domain.idle import IdleReport
 from bot.errors import SeatbotError
-from bot.idle import IdleReport
-from bot.sweep import IdleFlow
-from bot.sweep_run import Later
 
 log = logging.getLogger("seatbot.idle_report")
 

@@ -20,9 +20,9 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from bot.domain.idle import fact
+from bot.domain.models import AccessUser
 from bot.errors import SeatsError, StoreUnavailable
-from bot.idle import fact
-from bot.models import AccessUser
 from bot.state.directory import SeatDirectory
 
 NOBODY = "no Zero Trust user holds this seat UID."

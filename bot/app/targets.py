@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from bot.app.seat_lookup import SYNC_HINT, SeatLookup, age_text
+from bot.domain.models import SEAT_UID_RE, AccessUser, PendingTarget
+from bot.domain.parse import Target
+from bot.domain.policy import Directory
 from bot.errors import AuthenticationFailed, PermissionDenied, RateLimited, SeatsError, Unavailable
-from bot.models import SEAT_UID_RE, AccessUser, PendingTarget
-from bot.parse import Target
-from bot.policy import Directory
-from bot.seat_lookup import SYNC_HINT, SeatLookup, age_text
 
 Found = list[tuple[str, AccessUser]]  # (the target as the card shows it, the user holding its seat)
 

@@ -32,9 +32,9 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from bot import __version__
+from bot.app.directory_sync import directory_health
 from bot.cloudflare.budget import Lane, RateBudget
 from bot.config import Settings
-from bot.directory_sync import directory_health
 from bot.redis_watch import last_wipe
 from bot.runtime import Runtime
 from bot.state.redis import redis_status

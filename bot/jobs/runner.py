@@ -171,7 +171,7 @@ class JobRunner:
             functions=functions,
             concurrency=self._concurrency,
             dequeue_timeout=self._dequeue_timeout,
-            # saq writes it to Redis every 10 s: `check` names the live runners (bot/runner_status.py)
+            # saq writes it to Redis every 10 s: `check` names the live runners (bot/jobs/status.py)
             metadata={"host": socket.gethostname(), "pid": os.getpid()},
         )
         # saq's sweep aborts a job it finds in the active list still marked queued: one a worker

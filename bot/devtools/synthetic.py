@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from bot.cloudflare.demo_account import user_record
+from bot.devtools.demo_account import user_record
 
 DOMAIN = "synthetic.example.com"
 MAX_USERS = 999_999

@@ -1,6 +1,6 @@
 """Keep the seat directory fresh: one full listing of Access users at a time, across every process.
 
-The periodic refresh is a job on the job runner (bot/directory_jobs.py) that calls `due()` and
+The periodic refresh is a job on the job runner (bot/jobs/directory.py) that calls `due()` and
 `run_once()`; `maybe_refresh()` (`/seat sync`, a look-up that needs a fresh directory) starts a sync
 in the background when the directory is older than `refresh_seconds` (or empty). Either way the
 lease lets one process sync at a time. A sync lists page 1, learns `total_pages`, then lists
@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
+from bot.app.seat_lookup import age_text
 from bot.cloudflare.budget import Lane
 from bot.cloudflare.client import PER_PAGE, UserPage
+from bot.domain.models import new_id
+from bot.domain.outcomes import Notice
 from bot.errors import SeatbotError
-from bot.models import new_id
-from bot.outcomes import Notice
-from bot.seat_lookup import age_text
 from bot.state.directory import DirectoryStatus, SeatDirectory
 
 log = logging.getLogger("seatbot.directory")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bot.idle import IdleReport, SweepOutcome
-from bot.models import AccessUser, Pending, PendingTarget, Seat
+from bot.domain.idle import IdleReport, SweepOutcome
+from bot.domain.models import AccessUser, Pending, PendingTarget, Seat
 
 NoticeKind = Literal["info", "error", "refused", "unavailable", "expired"]
 
@@ -120,8 +120,8 @@ class Cancelled:
     audit_ok: bool = True
 
 
-# Scheduling's answers (bot/schedule_outcomes.py) join these unions; imported late: they build on these.
-from bot.schedule_outcomes import ScheduleConfirmed, ScheduleList, Unscheduled  # noqa: E402
+# Scheduling's answers (schedule_outcomes.py) join these unions; imported late: they build on these.
+from bot.domain.schedule_outcomes import ScheduleConfirmed, ScheduleList, Unscheduled  # noqa: E402
 
 CommandReply = Notice | Help | Card | StatusReport | AuditReport | IdleReport | ScheduleList
 ClickReply = (

@@ -19,15 +19,15 @@ from typing import Any, Literal
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
-from bot import targets
+from bot.app import targets
+from bot.app.flow import SeatFlow
 from bot.config import Settings
+from bot.domain.models import WORKFLOW_REQUESTER, Pending, PendingTarget, new_id, valid_id
+from bot.domain.outcomes import Cancelled, Card, ClickReply, Failure, Outcome
+from bot.domain.parse import parse
+from bot.domain.spend import Quota, charged
 from bot.errors import ParseError, StoreUnavailable
-from bot.flow import SeatFlow
-from bot.jobs import JobRunner
-from bot.models import WORKFLOW_REQUESTER, Pending, PendingTarget, new_id, valid_id
-from bot.outcomes import Cancelled, Card, ClickReply, Failure, Outcome
-from bot.parse import parse
-from bot.spend import Quota, charged
+from bot.jobs.runner import JobRunner
 from bot.state.keys import key
 from bot.state.pending import CLAIMED
 from bot.state.pending import PREFIX as PENDING
@@ -41,7 +41,7 @@ STEP = key("step:")
 # body can be replayed within the signature's 5 minutes), so the first one claims its execution id.
 RUN = key("step-run:")  # holds no token: outside STEP's keys
 RUN_TTL = 86_400
-UNKNOWN_REQUESTER = WORKFLOW_REQUESTER  # nobody Slack vouches for: see bot.models
+UNKNOWN_REQUESTER = WORKFLOW_REQUESTER  # nobody Slack vouches for: see bot.domain.models
 Outcome_ = Literal["revoked", "already_removed", "cancelled", "expired", "failed"]
 
 # KEYS[1] the card's pending record, KEYS[2] its step record, KEYS[3] its claim marker. A claimed

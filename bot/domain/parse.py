@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from bot.domain.models import SEAT_UID_RE
+from bot.domain.pasted import OPTION_RE, invisible_removed, not_a_person, split_targets, unknown_verb
 from bot.errors import ParseError
-from bot.models import SEAT_UID_RE
-from bot.pasted import OPTION_RE, invisible_removed, not_a_person, split_targets, unknown_verb
 
 MAX_TARGETS = 50
 MAX_REASON = 500
@@ -59,7 +59,7 @@ class Command:
     count: int = 10
     notes: tuple[str, ...] = field(default=())
     days: int | None = None  # `idle [days]`; None = SEATBOT_IDLE_DAYS
-    at: str | None = None  # `--at` as typed: when to run the revoke (checked by bot/schedule.py)
+    at: str | None = None  # `--at` as typed: when to run the revoke (checked by bot/app/schedule.py)
 
 
 def unescape(text: str) -> str:

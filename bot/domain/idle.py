@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from bot.models import SEAT_UID_RE, AccessUser, Pending
+from bot.domain.models import SEAT_UID_RE, AccessUser, Pending
 
 DAY = 86_400.0
 OLDEST_SHOWN = 20

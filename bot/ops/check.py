@@ -19,10 +19,10 @@ from redis.exceptions import AuthenticationError, RedisError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.app.directory_sync import describe
 from bot.cloudflare.budget import Pause, RateBudget
 from bot.cloudflare.client import CloudflareClient
 from bot.config import Settings
-from bot.directory_sync import describe
 from bot.errors import (
     AuthenticationFailed,
     NotFound,
@@ -31,11 +31,11 @@ from bot.errors import (
     SeatsError,
     Unavailable,
 )
+from bot.jobs.status import WHAT_WAITS, runners
 from bot.logs import redact, redact_url
-from bot.netdiag import endpoint, why
+from bot.ops.netdiag import endpoint, why
+from bot.ops.startup import missing_for
 from bot.redis_watch import last_wipe
-from bot.runner_status import WHAT_WAITS, runners
-from bot.startup import missing_for
 from bot.state.directory import SeatDirectory
 from bot.state.redis import connect_redis
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.cloudflare.demo_account import demo_user
+from bot.devtools.demo_account import demo_user
 
 
 def _stamp(when: datetime) -> str:

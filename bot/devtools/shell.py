@@ -15,15 +15,15 @@ import sys
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from bot.cloudflare import demo_idle
-from bot.cloudflare.demo_account import DEMO_USERS
+from bot.app.schedule import Announcement
 from bot.cloudflare.transport import DEFAULT_BASE_URL
 from bot.config import Settings
+from bot.devtools import demo_idle
+from bot.devtools.demo_account import DEMO_USERS
+from bot.domain.parse import unescape
+from bot.domain.schedule_outcomes import Fired, Unscheduled
 from bot.logs import redact_url
-from bot.parse import unescape
 from bot.runtime import Runtime, build_runtime
-from bot.schedule import Announcement
-from bot.schedule_outcomes import Fired, Unscheduled
 from bot.slack import blocks, replies, schedule_blocks
 
 SHELL_USER = "U0SHELL"

@@ -12,11 +12,9 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from bot.errors import (
-    SeatsError,
-)
-from bot.executor import Executor
-from bot.idle import (
+from bot.app.idle_source import UserSource
+from bot.app.sweep_run import LEASE, Announce, Audit, Continuer, SeatUpdater, Sweeping, Sweeps
+from bot.domain.idle import (
     Exclusions,
     IdleReport,
     IdleRule,
@@ -24,13 +22,15 @@ from bot.idle import (
     SourceChanged,
     SourceInfo,
 )
-from bot.idle_source import UserSource
-from bot.models import Pending, new_id
-from bot.outcomes import Notice
-from bot.parse import Command
-from bot.policy import Policy
+from bot.domain.models import Pending, new_id
+from bot.domain.outcomes import Notice
+from bot.domain.parse import Command
+from bot.domain.policy import Policy
+from bot.errors import (
+    SeatsError,
+)
+from bot.executor import Executor
 from bot.state.sweeps import SweepList
-from bot.sweep_run import LEASE, Announce, Audit, Continuer, SeatUpdater, Sweeping, Sweeps
 
 log = logging.getLogger("seatbot.sweep")
 

@@ -125,7 +125,7 @@ class Pending:
     two_person: bool = False
     attempt: int = 1  # 2+ when a failed revoke offered a fresh try
     sweep: int = 0  # an idle sweep of this many seats (the list is kept beside it: bot.state.sweeps)
-    at: float | None = None  # set: confirming schedules the removal for this time (bot/schedule.py)
+    at: float | None = None  # set: confirming schedules the removal for this time (bot/app/schedule.py)
     tz: str = "UTC"  # the time zone `at` was written in
     # A Workflow Builder card has no requester Slack vouches for (requester is WORKFLOW_REQUESTER):
     # who the workflow named is kept as the claim it is, and under the two-person rule one admin

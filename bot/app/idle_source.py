@@ -9,10 +9,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
-from bot.directory_sync import DirectorySync
-from bot.idle import Partial, SourceInfo, UserFacts
-from bot.models import AccessUser
-from bot.seat_lookup import age_text
+from bot.app.directory_sync import DirectorySync
+from bot.app.seat_lookup import age_text
+from bot.domain.idle import Partial, SourceInfo, UserFacts
+from bot.domain.models import AccessUser
 from bot.state.directory import DirectoryStatus
 from bot.state.seat_facts import SeatFacts
 

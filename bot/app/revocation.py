@@ -1,9 +1,9 @@
 """A confirmed revoke: run through the executor (bot/executor.py), then what Cloudflare said recorded.
 
-A click (bot/flow.py, and with it a Workflow Builder step's card) runs `execute`; a scheduled
-removal (bot/schedule.py) looks its seats up again, runs the same executor and records here too: one
+A click (bot/app/flow.py, and with it a Workflow Builder step's card) runs `execute`; a scheduled
+removal (bot/app/schedule.py) looks its seats up again, runs the same executor and records here too: one
 audit event per seat, the idle facts told which seats were freed, and, when some seats were not
-removed, a fresh confirmation card for exactly those. Sweeps record per chunk (bot/sweep_run.py).
+removed, a fresh confirmation card for exactly those. Sweeps record per chunk (bot/app/sweep_run.py).
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
+from bot.app.seat_lookup import UidAnswers
 from bot.cloudflare.budget import Lane
+from bot.domain.models import AuditEvent, Pending, PendingTarget, Seat, new_id
+from bot.domain.outcomes import Failure, Outcome, SeatResult
+from bot.domain.policy import Policy
 from bot.errors import SeatsError, StoreUnavailable
 from bot.executor import Executor, Plan, SeatWriter
-from bot.models import AuditEvent, Pending, PendingTarget, Seat, new_id
-from bot.outcomes import Failure, Outcome, SeatResult
-from bot.policy import Policy
-from bot.seat_lookup import UidAnswers
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class PendingPut(Protocol):
 
 
 class CurrentSeats(Protocol):
-    """The verified seat-UID look-up (bot.seat_lookup.SeatLookup)."""
+    """The verified seat-UID look-up (bot.app.seat_lookup.SeatLookup)."""
 
     async def by_uids(self, uids: Sequence[str]) -> UidAnswers: ...
 

@@ -27,9 +27,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN, DEMO_USERS, demo_user
-from bot.cloudflare.sandbox_faults import Fault, FaultSpec, failure, make_fault, new_ray
-from bot.cloudflare.synthetic import SyntheticUsers
+from bot.devtools.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN, DEMO_USERS, demo_user
+from bot.devtools.sandbox_faults import Fault, FaultSpec, failure, make_fault, new_ray
+from bot.devtools.synthetic import SyntheticUsers
 
 
 def _now() -> datetime:

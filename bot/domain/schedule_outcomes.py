@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from bot.models import AccessUser, Pending, PendingTarget
-from bot.outcomes import Failure, SeatResult
+from bot.domain.models import AccessUser, Pending, PendingTarget
+from bot.domain.outcomes import Failure, SeatResult
 from bot.state.schedules import Entry
 
 LATE_AFTER = 15.0  # seconds past the due time after which a firing says how late it ran

@@ -13,11 +13,14 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
+from bot.app.directory_sync import DirectorySync, sync_command
+from bot.app.revocation import Revocation, seat_uids
+from bot.app.seat_lookup import Cloudflare, SeatLookup
+from bot.app.sweep import IdleFlow
+from bot.app.targets import TargetResolver, pending_target
 from bot.cloudflare.budget import Lane as CloudflareLane
-from bot.directory_sync import DirectorySync, sync_command
-from bot.errors import ParseError, StoreUnavailable
-from bot.models import AccessUser, AuditEvent, Claim, Pending, PendingTarget, Seat, SeatUpdate, new_id
-from bot.outcomes import (
+from bot.domain.models import AccessUser, AuditEvent, Claim, Pending, PendingTarget, Seat, SeatUpdate, new_id
+from bot.domain.outcomes import (
     Approved,
     AuditReport,
     Cancelled,
@@ -30,15 +33,12 @@ from bot.outcomes import (
     NoticeKind,
     StatusReport,
 )
-from bot.parse import Command, parse
-from bot.policy import Authorizer, Directory
-from bot.revocation import Revocation, seat_uids
-from bot.seat_lookup import Cloudflare, SeatLookup
-from bot.sweep import IdleFlow
-from bot.targets import TargetResolver, pending_target
+from bot.domain.parse import Command, parse
+from bot.domain.policy import Authorizer, Directory
+from bot.errors import ParseError, StoreUnavailable
 
 if TYPE_CHECKING:
-    from bot.schedule import Schedules
+    from bot.app.schedule import Schedules
 
 log = logging.getLogger("seatbot.flow")
 
@@ -123,7 +123,7 @@ class SeatFlow:
         self.policy = authorizer.policy
         self.clock = clock
         self.idle = idle
-        # seat UID targets: through the seat directory when there is one (bot/seat_lookup.py)
+        # seat UID targets: through the seat directory when there is one (bot/app/seat_lookup.py)
         uids = seat_lookup or SeatLookup(seats=cast(Cloudflare, seats), concurrency=lookup_concurrency)
         self.targets = TargetResolver(
             seats=seats, directory=directory, uids=uids, concurrency=lookup_concurrency
@@ -139,7 +139,7 @@ class SeatFlow:
         )
         self.directory_sync = directory_sync
         self.guide_url = guide_url  # where `/seat help` points for the full guide
-        self.schedules: Schedules | None = None  # set by bot.schedule.Schedules
+        self.schedules: Schedules | None = None  # set by bot.app.schedule.Schedules
 
     # -- commands --------------------------------------------------------------------------
 
@@ -170,7 +170,7 @@ class SeatFlow:
                     if self.idle is None:
                         return Notice("Idle seats are not available in this process.", kind="error")
                     return await self.idle.report(user=user, channel=channel, cmd=cmd)
-                if cmd.action == "scheduled" or cmd.at is not None:  # bot/schedule.py
+                if cmd.action == "scheduled" or cmd.at is not None:  # bot/app/schedule.py
                     if self.schedules is None:
                         return Notice("Scheduled removals are not available here.", kind="error")
                     return await self.schedules.command(user=user, channel=channel, cmd=cmd)
@@ -306,7 +306,7 @@ class SeatFlow:
         if claim.status == "busy":
             await self.audit.record("refused", user=user, action=action, id=pending_id, why="busy")
             if self.idle is not None and (run := await self.idle.running(pending_id)) is not None:
-                # a sweep goes on by itself (bot/sweep.py): no "click again" for it
+                # a sweep goes on by itself (bot/app/sweep.py): no "click again" for it
                 return self.idle.under_way(Pending.loads(run.plan.pending or ""), run)
             return Notice(BUSY.format(s=claim.wait), kind="refused")
         if claim.status == "missing":

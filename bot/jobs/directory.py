@@ -1,9 +1,9 @@
-"""The seat directory's periodic refresh, on the job runner (bot/jobs.py, saq) like all background work.
+"""The seat directory's periodic refresh, on the job runner (jobs/runner.py, saq) like all background work.
 
 One job per time slot of `every` seconds, keyed by the slot's time, so every process that arms it
 arms the same job and saq runs it once Redis-wide. A run arms the next slot first (the chain
 survives a run that fails or a process that dies), then syncs if the directory is due. The sync
-runs inside the job; the directory's lease (bot/directory_sync.py) stays the safety net, so a
+runs inside the job; the directory's lease (bot/app/directory_sync.py) stays the safety net, so a
 `/seat sync` or a look-up that starts one meanwhile never makes two syncs at a time.
 """
 
@@ -14,8 +14,8 @@ import math
 import time
 from collections.abc import Callable
 
-from bot.directory_sync import DirectorySync
-from bot.jobs import JobRunner
+from bot.app.directory_sync import DirectorySync
+from bot.jobs.runner import JobRunner
 
 log = logging.getLogger("seatbot.directory")
 

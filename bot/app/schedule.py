@@ -1,7 +1,7 @@
 """Scheduled removals: `--at <when>` cards, the schedule itself, `/seat scheduled`, and firing.
 
 Plain code like the flow (no Slack): confirming a card that has `at` stores an Entry
-(bot/state/schedules.py) and a saq job for that time (bot/jobs.py). When the job runs, the
+(bot/state/schedules.py) and a saq job for that time (bot/jobs/runner.py). When the job runs, the
 firing lease makes sure one process acts; the seats are looked up again (a seat already gone is
 reported, not sent), the rest are PATCHed with retries inside a bounded window, the audit trail
 is written and the outcome is announced in the card's channel.
@@ -20,16 +20,14 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.errors import OutdatedRecord, ParseError, SeatsError, StoreUnavailable
-from bot.executor import Executor, Plan, run_with_retries, unexpected
-from bot.flow import UNAVAILABLE, SeatFlow
-from bot.jobs import JobRunner
-from bot.models import AccessUser, Pending, PendingTarget, Seat, new_id
-from bot.outcomes import CommandReply, Failure, Notice, SeatResult
-from bot.parse import Command
-from bot.redis_watch import Wipe
-from bot.revocation import seat_results
-from bot.schedule_outcomes import (
+from bot.app.flow import UNAVAILABLE, SeatFlow
+from bot.app.revocation import seat_results
+from bot.app.seat_lookup import SeatLookup
+from bot.app.targets import pending_target
+from bot.domain.models import AccessUser, Pending, PendingTarget, Seat, new_id
+from bot.domain.outcomes import CommandReply, Failure, Notice, SeatResult
+from bot.domain.parse import Command
+from bot.domain.schedule_outcomes import (
     LATE_AFTER,
     Fired,
     Moved,
@@ -38,9 +36,11 @@ from bot.schedule_outcomes import (
     Unscheduled,
     stamp,
 )
-from bot.seat_lookup import SeatLookup
+from bot.errors import OutdatedRecord, ParseError, SeatsError, StoreUnavailable
+from bot.executor import Executor, Plan, run_with_retries, unexpected
+from bot.jobs.runner import JobRunner
+from bot.redis_watch import Wipe
 from bot.state.schedules import Entry, ScheduleStore
-from bot.targets import pending_target
 
 log = logging.getLogger("seatbot.schedule")
 
@@ -265,7 +265,7 @@ class Schedules:
                 log.warning("scheduled removal %s: could not renew its firing lease", entry_id)
 
     async def _run(self, entry: Entry) -> Fired:
-        """Look the seats up through the verified path (bot/seat_lookup.py, with the card's emails),
+        """Look the seats up through the verified path (bot/app/seat_lookup.py, with the card's emails),
         free the ones still held through the executor, and retry (tenacity) what failed or could not
         be looked up, within the retry window."""
         pending, flow = entry.pending, self.flow

@@ -19,7 +19,18 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from bot.app.idle_source import UserSource
 from bot.cloudflare.budget import Lane
+from bot.domain.idle import (
+    Exclusions,
+    IdleRule,
+    IdleSeat,
+    SweepOutcome,
+    SweepProgress,
+    recheck,
+)
+from bot.domain.models import AuditEvent, Pending, Seat, SeatUpdate, new_id
+from bot.domain.outcomes import Notice
 from bot.errors import (
     AuthenticationFailed,
     InvalidRequest,
@@ -31,17 +42,6 @@ from bot.errors import (
     StoreUnavailable,
 )
 from bot.executor import Executor, Plan, Unexpected
-from bot.idle import (
-    Exclusions,
-    IdleRule,
-    IdleSeat,
-    SweepOutcome,
-    SweepProgress,
-    recheck,
-)
-from bot.idle_source import UserSource
-from bot.models import AuditEvent, Pending, Seat, SeatUpdate, new_id
-from bot.outcomes import Notice
 from bot.state.sweeps import Run, SweepList
 
 log = logging.getLogger("seatbot.sweep")
@@ -92,7 +92,7 @@ class Sweeps(Protocol):
 
 
 class Later(Protocol):
-    """The job runner (bot.jobs): run a named job at a time, once per key across processes."""
+    """The job runner (bot.jobs.runner): run a named job at a time, once per key across processes."""
 
     async def enqueue_at(self, name: str, *, key: str, at: float, **kwargs: Any) -> bool: ...
 
@@ -110,7 +110,7 @@ class Audit(Protocol):
 
 
 class Sweeping:
-    """The sweep half of IdleFlow (bot/sweep.py), which sets these."""
+    """The sweep half of IdleFlow (bot/app/sweep.py), which sets these."""
 
     source: UserSource
     seats: SeatUpdater

@@ -9,14 +9,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from bot.app.sweep import IdleFlow
+from bot.app.sweep_run import Audit
+from bot.domain.idle import SourceInfo
+from bot.domain.policy import Authorizer
+from bot.domain.schedule_outcomes import ScheduleList
 from bot.errors import SeatsError, StoreUnavailable
-from bot.idle import SourceInfo
-from bot.policy import Authorizer
-from bot.schedule_outcomes import ScheduleList
 from bot.state.outbox import Undelivered as Kept
 from bot.state.schedules import Entry
-from bot.sweep import IdleFlow
-from bot.sweep_run import Audit
 
 log = logging.getLogger("seatbot.home")
 
@@ -35,7 +35,7 @@ class Undelivered(Protocol):
 
 
 class Scheduled(Protocol):
-    """The scheduled removals (bot.schedule.Schedules)."""
+    """The scheduled removals (bot.app.schedule.Schedules)."""
 
     async def listing(self, limit: int = 40) -> ScheduleList: ...
 

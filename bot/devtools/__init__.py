@@ -1,0 +1,1 @@
+"""Sandbox Cloudflare, fault injection, synthetic and demo accounts, the shell: not for production."""

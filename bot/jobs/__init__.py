@@ -1,0 +1,1 @@
+"""The job runner (saq on Redis), its status, and the periodic work it runs."""
