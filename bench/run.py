@@ -225,6 +225,7 @@ TOPICS: dict[str, Callable[[], Awaitable[None]]] = {
     "idle": lambda: __import__("bench.idle", fromlist=["main"]).main(),
     "directory": directory,
     "schedule": lambda: __import__("bench.schedule", fromlist=["main"]).main(),
+    "hostile": lambda: __import__("bench.hostile", fromlist=["main"]).main(),
 }
 
 
