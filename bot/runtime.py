@@ -8,6 +8,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import httpx
 import redis.asyncio as aredis
@@ -27,8 +28,6 @@ from bot.app.workflow import WorkflowLimits, WorkflowSteps
 from bot.cloudflare.budget import RateBudget
 from bot.cloudflare.client import CloudflareClient
 from bot.config import Settings
-from bot.devtools.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
-from bot.devtools.sandbox import Sandbox
 from bot.domain.idle import Exclusions
 from bot.domain.policy import Authorizer, Directory, Policy
 from bot.jobs.directory import DirectoryRefresh
@@ -43,6 +42,9 @@ from bot.state.redis import connect_redis
 from bot.state.schedules import ScheduleStore
 from bot.state.seat_facts import SeatFacts
 from bot.state.sweeps import SweepStore
+
+if TYPE_CHECKING:  # the sandbox is devtools: loaded only when the shell asks for it (allow_sandbox)
+    from bot.devtools.sandbox import Sandbox
 
 log = logging.getLogger("seatbot.runtime")
 
@@ -128,6 +130,9 @@ def build_runtime(
     if settings.has_cloudflare_credentials or not allow_sandbox:
         seats = CloudflareClient.from_settings(settings, transport=seats_transport, budget=budget)
     else:
+        from bot.devtools.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
+        from bot.devtools.sandbox import Sandbox
+
         sandbox = Sandbox(synthetic=settings.seatbot_sandbox_users)
         seats = CloudflareClient(
             account_id=DEMO_ACCOUNT_ID,

@@ -1,7 +1,7 @@
 """The architecture, enforced: which parts of `bot` may import which.
 
 An ast walk over bot/ (every import statement, also inside functions) rather than import-linter: the
-three rules fit in this file, need no extra dependency or config format, and a failure names the
+rules fit in this file, need no extra dependency or config format, and a failure names the
 module and the import that broke them. What the shell really loads is checked by importing it.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import bot
 
 PACKAGE = Path(bot.__file__).parent
-EDGES = ("slack", "cloudflare", "state")  # the folders; everything else in bot/ is the core
+EDGES = ("slack", "cloudflare", "state")  # the edges; the other roles are in ROLES below
 
 
 def module_name(path: Path) -> str:
@@ -121,3 +121,66 @@ def test_no_module_uses_another_modules_private_names() -> None:
     assert private_reaches(old) == ["1: import _context", "3: self.flow._revoke"]  # the check sees them
     found = {name: hits for name, path in MODULES.items() if (hits := private_reaches(path.read_text()))}
     assert found == {}
+
+
+# The roles (issue 19 §7): the folder says what a module may touch. Top-level modules: the entry
+# (__main__), settings, the error tree, logging, metrics and `runtime`, the composition root.
+ROLES = ("domain", "app", "jobs", "ops", "devtools", *EDGES)
+IO = ("slack", "cloudflare", "state", "app", "jobs", "ops", "devtools")  # what the domain never imports
+# Known, to be undone (issue 19 §3): scheduling's answers still take `Entry` from its Redis module.
+DOMAIN_EXCEPTIONS = {"bot.domain.schedule_outcomes -> bot.state.schedules"}
+
+
+def role(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 and parts[1] in ROLES else "top"
+
+
+def test_the_domain_does_no_io() -> None:
+    """bot.domain (rules, plain data) imports no Slack, Cloudflare, Redis, use case, job or tool module."""
+    found = {f"{m} -> {d}" for m, deps in GRAPH.items() if role(m) == "domain" for d in deps if role(d) in IO}
+    assert "bot.domain.models" in MODULES
+    assert found == DOMAIN_EXCEPTIONS
+
+
+def test_use_cases_reach_no_slack_and_no_devtools() -> None:
+    """No bot.app module reaches bot.slack or bot.devtools, directly or through another module."""
+    apps = [m for m in MODULES if role(m) == "app"]
+    assert {"bot.app.flow", "bot.app.schedule", "bot.app.workflow"} <= set(apps)
+    found = {
+        f"{app}: {dep} (imported by {by})"
+        for app in apps
+        for dep, by in reachable(app).items()
+        if role(dep) in ("slack", "devtools")
+    }
+    assert found == set()
+
+
+def module_level_imports(path: Path) -> set[str]:
+    """bot modules imported when `path` is imported: top-level statements, not functions or TYPE_CHECKING."""
+    found: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return {name for name in found if name in MODULES}
+
+
+def test_production_code_does_not_import_the_devtools() -> None:
+    """Only bot.devtools imports bot.devtools when loaded; the entry and the wiring load it on demand."""
+    found = {
+        f"{m} -> {d}"
+        for m, path in MODULES.items()
+        if role(m) != "devtools"
+        for d in module_level_imports(path)
+        if role(d) == "devtools"
+    }
+    assert found == set()
+    probe = (
+        "import json, sys, bot.__main__, bot.runtime, bot.slack.web, bot.slack.socket_mode, bot.ops.check; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('bot.devtools.'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
