@@ -12,16 +12,18 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import redis.asyncio as aredis
-from redis.exceptions import AuthenticationError, RedisError
+from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.app.directory_sync import describe
 from bot.cloudflare.budget import Pause, RateBudget
 from bot.cloudflare.client import CloudflareClient
+from bot.cloudflare.transport import DEFAULT_BASE_URL
 from bot.config import Settings
 from bot.errors import (
     AuthenticationFailed,
@@ -113,6 +115,11 @@ async def run_checks(
                 detail += "; SLACK_APP_TOKEN opens Socket Mode"
             return detail
         except SlackApiError as exc:
+            if not isinstance(exc.response.data, dict):  # not Slack's JSON: SLACK_API_URL is wrong
+                raise SeatbotError(
+                    f"{where} answered HTTP {exc.response.status_code} that is not Slack's API (no JSON): "
+                    "check SLACK_API_URL (Slack's is https://slack.com/api/)"
+                ) from None
             error = str(exc.response.get("error") or f"HTTP {exc.response.status_code}")
             method = "apps.connections.open (SLACK_APP_TOKEN)" if "auth.test" not in str(exc) else "auth.test"
             advice = _SLACK_ADVICE.get(error, f"see https://api.slack.com/methods/{method.split()[0]}")
@@ -155,7 +162,8 @@ async def run_checks(
         if settings.redis_url is None:
             return "REDIS_URL not set: in-process store (one process only)"
         url = settings.redis_url.get_secret_value()
-        where = endpoint(url) if not url.startswith("unix:") else url.split("?")[0]
+        # a socket's path is shown without the URL around it (the whole REDIS_URL is redacted)
+        where = endpoint(url) if not url.startswith("unix:") else "socket " + urlsplit(url).path
         if settings.redis_sentinels:
             where = f"the primary of {settings.sentinel_service} (Sentinels {settings.redis_sentinels})"
         client: aredis.Redis = connect_redis(settings, retries=0)
@@ -167,7 +175,20 @@ async def run_checks(
                 info = None
             wipe = await last_wipe(client)
         except AuthenticationError:
+            if not _has_password(url):
+                raise SeatbotError(
+                    f"{where} requires a password and REDIS_URL has none: put it in the URL "
+                    "(redis://:PASSWORD@host:6379/0, or ?password= after a socket path)"
+                ) from None
             raise SeatbotError(f"{where} refused the password or user in REDIS_URL") from None
+        except ResponseError as exc:
+            if "db index" in str(exc).lower():
+                db = urlsplit(url).path.strip("/") or parse_qs(urlsplit(url).query).get("db", ["?"])[0]
+                raise SeatbotError(
+                    f"{where} has no database {db} (DB index is out of range): use a smaller number at "
+                    "the end of REDIS_URL (/0 is always there; a server has 16 unless configured)"
+                ) from None
+            raise SeatbotError(f"{where} answered an error: {why(exc)}; check REDIS_URL") from None
         except (RedisError, OSError) as exc:
             raise SeatbotError(
                 f"cannot reach {where}: {why(exc)}; is Redis running there? check REDIS_URL "
@@ -279,6 +300,11 @@ async def _run(probe: Callable[[], Awaitable[str]], limit: float) -> tuple[str, 
         return "FAIL", f"unexpected {type(exc).__name__}: {why(exc)}"
 
 
+def _has_password(url: str) -> bool:
+    parts = urlsplit(url)
+    return bool(parts.password or parse_qs(parts.query).get("password"))
+
+
 def _cloudflare_advice(exc: SeatsError, settings: Settings) -> str:
     text = exc.describe()
     if isinstance(exc, Unavailable):  # one attempt only here: what went wrong is the part in brackets
@@ -290,6 +316,12 @@ def _cloudflare_advice(exc: SeatsError, settings: Settings) -> str:
         return f"{text}: CLOUDFLARE_API_TOKEN (or the email + key pair) is wrong or expired"
     if isinstance(exc, PermissionDenied):
         return f"{text}: the token needs Access: Audit Logs Read and Zero Trust: Seats Write on this account"
+    if isinstance(exc, NotFound) and not any(e.code == 7003 for e in exc.errors):
+        # Cloudflare says 7003 for an account it cannot route to; any other 404 is the wrong address
+        return (
+            f"{settings.cloudflare_base_url} answered HTTP 404 with no Cloudflare account error: "
+            f"check CLOUDFLARE_BASE_URL (Cloudflare's is {DEFAULT_BASE_URL})"
+        )
     if isinstance(exc, NotFound):
         return f"{text}: check CLOUDFLARE_ACCOUNT_ID ({settings.cloudflare_account_id})"
     return text
