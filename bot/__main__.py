@@ -78,7 +78,7 @@ def run_shell(settings: Settings, args: argparse.Namespace) -> int:
             user=args.user,
             go_live_hint=args.hint,
             idle_users=args.idle_users,
-            files=Path(args.files),
+            files=Path(args.files) if args.files else None,
         )
     )
     return code
@@ -90,8 +90,14 @@ def run_sandbox(settings: Settings, args: argparse.Namespace) -> int:
     from bot.devtools.sandbox import Sandbox
 
     users = args.users if args.users is not None else settings.seatbot_sandbox_users
+    from bot.cloudflare import demo_idle
+
     box = Sandbox(latency=args.latency, synthetic=users, rate_limit=args.rate_limit or None)
+    for record in demo_idle.idle_users(args.idle_users):  # the shell's demo account: `/seat idle` finds them
+        box.add_user(record)
     print(f"sandbox Cloudflare on http://{args.host}:{args.port}/client/v4 (token {box.token})", flush=True)
+    if args.idle_users:
+        print(f"  + {args.idle_users:,} idle demo users (idle0001@example.com, …)", flush=True)
     if users:
         print(f"  + {users:,} synthetic users (user000001@synthetic.example.com, …)", flush=True)
     uvicorn.run(box.app, host=args.host, port=args.port, log_level="warning", access_log=False)
@@ -120,10 +126,17 @@ def parser() -> argparse.ArgumentParser:
     sh = sub.add_parser("shell", help="talk to the bot in this terminal")
     sh.add_argument("--user", default="U0SHELL", help="the Slack user ID you act as (default: an admin)")
     sh.add_argument("--idle-users", type=int, default=120, help="idle demo users in the sandbox (/seat idle)")
-    sh.add_argument("--files", default=".", help="where CSV files (Slack uploads) are written")
+    sh.add_argument(
+        "--files",
+        default=None,
+        help="where CSV files (Slack uploads) are written (default: a new temporary folder)",
+    )
     sb = sub.add_parser("sandbox", help="run the Cloudflare stand-in on a port")
     sb.add_argument("--host", default="127.0.0.1")
     sb.add_argument("--port", type=int, default=8787)
+    sb.add_argument(
+        "--idle-users", type=int, default=120, help="idle demo users, as in the shell (/seat idle)"
+    )
     sb.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
     sb.add_argument(
         "--users", type=int, default=None, help="synthetic users to add (default SEATBOT_SANDBOX_USERS)"
@@ -148,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 command = "serve"
             else:
                 command, args.user, args.hint = "shell", "U0SHELL", True
-                args.idle_users, args.files = 120, "."
+                args.idle_users, args.files = 120, None
         return COMMANDS[command](settings, args)
     except ConfigError as exc:
         print(f"seatbot: configuration error: {exc}", file=sys.stderr)

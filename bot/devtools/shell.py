@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import itertools
 import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
@@ -116,7 +118,7 @@ def render(message: blocks.Message) -> tuple[str, list[dict[str, Any]]]:
 
 
 class Shell:
-    def __init__(self, runtime: Runtime, *, user: str, out: TextIO, files: Path = Path()) -> None:
+    def __init__(self, runtime: Runtime, *, user: str, out: TextIO, files: Path | None = None) -> None:
         self.runtime = runtime
         self.files = files
         self.user = user
@@ -218,10 +220,25 @@ class Shell:
     def deliver(self, reply: replies.Reply) -> None:
         self.show(reply.message, where=_WHERE[reply.placement])
         if reply.upload is not None:  # Slack gets the file in the channel; the shell writes it here
-            path = self.files / reply.upload.filename
-            path.write_bytes(reply.upload.content)
+            path = self.write(reply.upload.filename, reply.upload.content)
             rows = reply.upload.content.count(b"\n") - 1
             self.say(f"--- file ---\n{reply.upload.title}: {rows} rows written to {path}")
+
+    def write(self, filename: str, content: bytes) -> Path:
+        """A file under a name no earlier file has, in --files or else a fresh temporary folder: never
+        into the current directory (a checkout) and never over an earlier run's file."""
+        if self.files is None:
+            self.files = Path(tempfile.mkdtemp(prefix="seatbot-shell-"))
+        stem, suffix = Path(filename).stem, Path(filename).suffix
+        for n in itertools.count(1):
+            path = self.files / (filename if n == 1 else f"{stem}-{n}{suffix}")
+            try:
+                with path.open("xb") as out:  # exclusive: two shells in the same second never collide
+                    out.write(content)
+                return path.resolve()
+            except FileExistsError:
+                continue
+        raise AssertionError("unreachable")
 
     async def announce(self, channel: str, what: Announcement) -> None:
         """A scheduled removal's news, as chat.postMessage would post it in the channel."""
@@ -308,7 +325,7 @@ async def run_shell(
     stdin: TextIO | None = None,
     stdout: TextIO | None = None,
     idle_users: int = 0,
-    files: Path = Path(),
+    files: Path | None = None,
 ) -> int:
     stdin = stdin or sys.stdin
     out = stdout or sys.stdout
