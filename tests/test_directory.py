@@ -201,7 +201,18 @@ async def test_a_killed_syncer_leaves_the_last_directory_and_another_takes_over(
     knobs = f"http://127.0.0.1:{cf_port}/_sandbox"
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "bot", "sandbox", "--port", str(cf_port), "--users", "1000"],
+            [
+                sys.executable,
+                "-m",
+                "bot",
+                "sandbox",
+                "--port",
+                str(cf_port),
+                "--users",
+                "1000",
+                "--idle-users",
+                "0",
+            ],
             cwd=tmp_path,
             env=clean_env(),
             stdout=subprocess.DEVNULL,
