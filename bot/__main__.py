@@ -90,7 +90,7 @@ def run_sandbox(settings: Settings, args: argparse.Namespace) -> int:
     from bot.devtools.sandbox import Sandbox
 
     users = args.users if args.users is not None else settings.seatbot_sandbox_users
-    from bot.cloudflare import demo_idle
+    from bot.devtools import demo_idle
 
     box = Sandbox(latency=args.latency, synthetic=users, rate_limit=args.rate_limit or None)
     for record in demo_idle.idle_users(args.idle_users):  # the shell's demo account: `/seat idle` finds them

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
+from bot.devtools.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN
 from tests.support import servers
 from tests.support.harness import ADMIN, BOT_TOKEN
 from tests.support.servers import free_port

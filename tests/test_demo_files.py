@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from bot.cloudflare.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN, DEMO_USERS
+from bot.devtools.demo_account import DEMO_ACCOUNT_ID, DEMO_TOKEN, DEMO_USERS
 from tests.support.servers import clean_env, free_port, run_bot, wait_http
 
 

@@ -10,8 +10,8 @@ import redis.asyncio as aredis
 import yaml
 
 from bot.devtools.sandbox import Sandbox
+from bot.domain.help import NAMES, VERBS
 from bot.domain.parse import OPTIONS, parse
-from bot.help import NAMES, VERBS
 from tests.support.fake_slack import FakeSlack
 from tests.support.harness import ADMIN, ADMIN2, OUTSIDER, all_text, card_for, running
 

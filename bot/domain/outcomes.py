@@ -34,7 +34,7 @@ class Notice:
 
 @dataclass(frozen=True)
 class Help:
-    """The `/seat help` card (verbs: bot/help.py): the admins named, the guide linked if configured."""
+    """The `/seat help` card (verbs: bot/domain/help.py): the admins named, the guide linked if configured."""
 
     admins: Contacts
     guide_url: str | None = None

@@ -13,7 +13,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable
 
-from bot.help import NAMES
+from bot.domain.help import NAMES
 
 # Words people use for a verb: the answer names the verb (a guess is never acted on).
 _SYNONYMS = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from bot.domain.help import GUIDE, TARGETS, VERBS
 from bot.domain.models import WORKFLOW_REQUESTER, AccessUser, Pending, PendingTarget, Seat
 from bot.domain.outcomes import (
     Approved,
@@ -25,7 +26,6 @@ from bot.domain.outcomes import (
 )
 from bot.domain.parse import USAGE
 from bot.domain.schedule_outcomes import stamp
-from bot.help import GUIDE, TARGETS, VERBS
 from bot.slack.kit import (  # Message and esc are re-exported: every renderer and sender uses them
     MAX_TEXT,
     USER_ID,
