@@ -63,3 +63,33 @@ async def test_workflow_flood_and_background_lanes_leave_an_admins_revoke_its_ro
         posts = await confirm(bot, card, 3)  # the card's note, the outcome, the card replaced
         assert "revoked: 1 of 1" in all_text(posts) and len(sandbox.patches) == 1
         assert time.monotonic() - started < 5
+
+
+async def test_mistyped_uids_without_a_directory_never_take_the_admins_room(
+    slack: FakeSlack, sandbox: Sandbox, redis_url: str, redis_client: aredis.Redis
+) -> None:
+    """Directory off, 6,000 users: each unknown UID scans up to 50 pages, on the background share of
+    the budget; four typos fill only that share (they said why), and a revoke still goes through."""
+    sandbox.synthetic.resize(6_000)
+    async with running(
+        slack,
+        sandbox,
+        redis_url,
+        cloudflare_rate_limit=100,
+        cloudflare_budget_wait_seconds=1,
+        seatbot_directory_refresh_seconds=0,
+    ) as bot:
+        budget: RateBudget = bot.app.state.runtime.seats.budget
+        answers = [
+            all_text(
+                await card_for(bot, f"status {secrets.token_hex(4)}-aaaa-bbbb-cccc-{secrets.token_hex(6)}")
+            )
+            for _ in range(4)
+        ]
+        assert "look-up could not be completed" in answers[0]
+        assert all("seat-UID scans and workflow runs may use (50 of 100" in text for text in answers[1:])
+        assert (await budget.usage()).used == 50
+        started = time.monotonic()
+        card = await card_for(bot, f"revoke {ALICE} --reason left")
+        posts = await confirm(bot, card, 3)
+        assert "revoked: 1 of 1" in all_text(posts) and time.monotonic() - started < 5

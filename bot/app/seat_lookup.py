@@ -22,6 +22,7 @@ from typing import Literal, Protocol
 
 from bot.domain.idle import fact
 from bot.domain.models import AccessUser
+from bot.domain.spend import charged
 from bot.errors import SeatsError, StoreUnavailable
 from bot.state.directory import SeatDirectory
 
@@ -174,7 +175,10 @@ class SeatLookup:
 
     async def _scan(self, uids: list[str], answers: UidAnswers) -> None:
         try:
-            found, complete = await self.seats.scan_seat_uids(uids)
+            # up to CLOUDFLARE_MAX_PAGES requests for what is most often a typo: on the background
+            # share of the budget, so scans never take the room revokes of known seats need
+            with charged("bulk"):
+                found, complete = await self.seats.scan_seat_uids(uids)
         except SeatsError as exc:
             for uid in uids:
                 answers.problems[uid] = f"{uid}: Cloudflare look-up failed: {exc.describe()}"

@@ -6,11 +6,12 @@ minutes past that, so each request first takes a slot here: one Lua script over 
 waiting in Slack) may fill it to `limit`; `sync` (the seat directory) only while the window holds
 fewer than `limit * share`, so interactive commands always keep at least `limit * (1 - share)`.
 `bulk` (idle sweeps) shares the sync lane's part but waits only as long as an interactive request:
-a sweep that finds no room pauses and continues later (bot/app/sweep.py). `workflow` (Workflow Builder
-runs, started by whoever may run the workflow, usually not an admin) is capped like `sync` and also
-by per-minute quotas (one runner, one workflow, all workflows: domain/spend.py, app/workflow.py), so no
-mix of workflows, syncs and sweeps can take the interactive reserve. Work charged with
-`bot.domain.spend.charged` takes its slots on that lane whatever lane the client asked for.
+a sweep that finds no room pauses and continues later (bot/app/sweep.py); a scan of the user list
+for seat UIDs (only while the seat directory is off or building) is charged to it too. `workflow`
+(Workflow Builder runs, started by whoever may run the workflow, usually not an admin) is capped
+like `sync` and also by per-minute quotas (one runner, one workflow, all workflows: domain/spend.py,
+app/workflow.py), so no mix of workflows, syncs, sweeps and scans can take the interactive reserve.
+Work charged with `bot.domain.spend.charged` takes its slots on that lane whatever lane it asked.
 Cloudflare's `Ratelimit` headers (r = remaining, t = seconds until more frees up) and a 429's
 Retry-After set pause keys that every process honours, so other users of the same token count too.
 A pause is capped at one window (Cloudflare's documented worst case is a 5-minute block): one odd
@@ -47,6 +48,8 @@ Lane = Literal[
     "interactive", "sync", "bulk", "workflow"
 ]  # bulk: idle sweeps, on the sync lane's share but never waiting long; workflow: see above
 PREFIX = keys.key("cf:budget")
+# who shares the part of the window that is not kept for interactive requests
+_SHARED_BY = "directory syncs, idle sweeps, seat-UID scans and workflow runs"
 
 # KEYS: the window (sorted set of request times), pause for every lane, pause for the sync lane
 # (each pause holds the time it ends, in ms). ARGV: now (ms), window (ms), cap for this lane, lane,
@@ -202,6 +205,12 @@ class RateBudget:
                 pause = await self.pause()
                 if pause is not None and (pause.lane == "all" or lane != "interactive"):
                     raise BudgetExhausted(f"{pause.text()}; more room in {wait:.0f} s")
+                if lane != "interactive":  # admins' room is untouched: say which part is full
+                    raise BudgetExhausted(
+                        f"the part of the Cloudflare rate budget that {_SHARED_BY} may use "
+                        f"({self.sync_cap} of {self.limit} requests per {self.window / 60:g} min) is used "
+                        f"up; more room in {wait:.0f} s"
+                    )
                 raise BudgetExhausted(
                     f"the shared Cloudflare rate budget ({self.limit} requests per "
                     f"{self.window / 60:g} min) is used up; more room in {wait:.0f} s"

@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Literal
 
-SpendLane = Literal["workflow"]
+SpendLane = Literal["workflow", "bulk"]
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,11 @@ def current() -> Spend | None:
 
 @contextlib.contextmanager
 def charged(lane: SpendLane, *quotas: Quota) -> Iterator[None]:
-    """Cloudflare requests made inside this block go on `lane` and count against `quotas`."""
+    """Cloudflare requests made inside this block go on `lane` and count against `quotas`. Inside
+    another charge the outer one stays: a scan inside a workflow run is still the workflow's."""
+    if _current.get() is not None:
+        yield
+        return
     token = _current.set(Spend(lane, tuple(quotas)))
     try:
         yield
