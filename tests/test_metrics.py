@@ -128,13 +128,15 @@ async def test_traffic_moves_the_metrics_and_leaks_no_person(
     assert moved("seatbot_cloudflare_requests_total", method="GET", endpoint=users, status="200") >= 2
     assert moved("seatbot_cloudflare_request_duration_seconds_count", method="PATCH", endpoint=seats) == 1
     assert moved("seatbot_seats_changed_total", lane="interactive") == 1
-    assert moved("seatbot_rate_budget_taken_total", lane="interactive") >= 3
+    assert moved("seatbot_rate_budget_taken_total", lane="interactive") >= 2
+    # the status by seat UID scans (the directory is still empty): on the background share
+    assert moved("seatbot_rate_budget_taken_total", lane="bulk") >= 1
     assert moved("seatbot_slack_delivery_failures_total", via="response_url") >= 1
     assert moved("seatbot_slack_ack_seconds_count", status="200") == 7  # 5 commands, 2 clicks
     assert moved("seatbot_slack_ack_seconds_count", status="401") == 1
     assert moved("seatbot_slack_ack_seconds_bucket", status="200", le="3.0") == 7
     assert value(after, "seatbot_build_info") == 1
-    assert value(after, "seatbot_rate_budget_used", lane="interactive") >= 3
+    assert value(after, "seatbot_rate_budget_used", lane="interactive") >= 2
     limit = value(after, "seatbot_rate_budget_limit")
     used = value(after, "seatbot_rate_budget_used")
     assert value(after, "seatbot_rate_budget_remaining", lane="interactive") == limit - used
