@@ -167,7 +167,9 @@ def test_copied_env_example_keeps_the_shell_on_its_own_store(tmp_path: Path) -> 
 
 def test_plain_clone_says_once_what_is_skipped(tmp_path: Path) -> None:
     """Without ../shared: one line says what is skipped and how to run it; no SKIPPED line per test."""
-    env = {**os.environ, "SEATBOT_TEST_SHARED": str(tmp_path / "absent")}
+    # the caller's PYTEST_ADDOPTS (`-rs` adds a line per skip) must not change what the nested run prints
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
+    env["SEATBOT_TEST_SHARED"] = str(tmp_path / "absent")
     result = subprocess.run(
         [
             sys.executable,

@@ -87,11 +87,13 @@ SETTING_PREFIXES = ("SLACK_", "CLOUDFLARE_", "SEATBOT_", "REDIS_")
 
 
 def clean_env(**values: str) -> dict[str, str]:
-    """The parent's environment without any seatbot setting (or PORT), plus `values`.
+    """The parent's environment without any seatbot setting (or PORT, PYTEST_ADDOPTS), plus `values`.
 
     For child processes directly; the `isolated_env` fixture applies it to the test's own process.
     """
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(SETTING_PREFIXES) and k != "PORT"}
+    skip = ("PORT", "PYTEST_ADDOPTS")  # a nested pytest run must not take the caller's options
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(SETTING_PREFIXES)}
+    env = {k: v for k, v in env.items() if k not in skip}
     env.update(values)
     return env
 
