@@ -28,10 +28,14 @@ def module_name(path: Path) -> str:
 MODULES = {module_name(path): path for path in PACKAGE.rglob("*.py")}
 
 
-def imported(path: Path) -> set[str]:
-    """Every bot module `path` imports (`from bot.slack import blocks` counts as bot.slack.blocks)."""
+def imported(path: Path, *, when_loaded: bool = False) -> set[str]:
+    """Every bot module `path` imports (`from bot.slack import blocks` counts as bot.slack.blocks).
+
+    `when_loaded`: only the top-level statements, what importing `path` loads (not functions or
+    `if TYPE_CHECKING:`)."""
+    tree = ast.parse(path.read_text(), str(path))
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in tree.body if when_loaded else ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -156,25 +160,13 @@ def test_use_cases_reach_no_slack_and_no_devtools() -> None:
     assert found == set()
 
 
-def module_level_imports(path: Path) -> set[str]:
-    """bot modules imported when `path` is imported: top-level statements, not functions or TYPE_CHECKING."""
-    found: set[str] = set()
-    for node in ast.parse(path.read_text()).body:
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return {name for name in found if name in MODULES}
-
-
 def test_production_code_does_not_import_the_devtools() -> None:
     """Only bot.devtools imports bot.devtools when loaded; the entry and the wiring load it on demand."""
     found = {
         f"{m} -> {d}"
         for m, path in MODULES.items()
         if role(m) != "devtools"
-        for d in module_level_imports(path)
+        for d in imported(path, when_loaded=True)
         if role(d) == "devtools"
     }
     assert found == set()
